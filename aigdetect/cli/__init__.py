@@ -1,0 +1,46 @@
+"""The ``aigdetect`` command line: parses options, calls the library, renders results.
+
+This package is the only place that prints or exits. Each command lives in its own module and
+registers itself on the app, so commands stay small and independent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from . import bench, info, routes, scan, train
+
+app = typer.Typer(
+    name="aigdetect",
+    help="Tell AI-generated images from real photographs (CLIP + mixture of low-rank experts).",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aigdetect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Tell AI-generated images from real photographs (CLIP + mixture of low-rank experts)."""
+
+
+for module in (scan, train, bench, info, routes):
+    module.register(app)
+
+
+def main() -> None:
+    app(prog_name="aigdetect")

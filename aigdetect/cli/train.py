@@ -1,0 +1,9 @@
+"""Placeholder until the train command lands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    return None

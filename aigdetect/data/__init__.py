@@ -1,0 +1,1 @@
+"""Reading images safely, transforming them, and finding datasets on disk."""

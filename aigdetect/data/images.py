@@ -1,0 +1,102 @@
+"""The one place where image files are opened: safe decoding to an RGB uint8 array.
+
+Every failure becomes an ``ImageDecodeError`` with a short reason, so scan, train and bench treat
+bad files the same way: as a recorded error, never a crash and never a silent score.
+
+Conversions (documented in the README):
+- EXIF orientation is not applied: the detector sees the pixel grid exactly as it was encoded,
+  which is also what the benchmark protocols (UnivFD, CNNDetection) feed their models.
+- 16-bit images are scaled to 8 bits (v / 257, rounded); float images are clipped to 0..255.
+- Alpha is dropped, not composited: the colour channels are kept exactly as the generator wrote them.
+- CMYK and palette images use Pillow's conversion to RGB; animated images use their first frame.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ImageDecodeError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+@dataclass
+class DecodedImage:
+    """An image as the detector sees it, plus what the scan report needs about the file."""
+
+    array: np.ndarray
+    width: int
+    height: int
+    format: str
+    mode: str
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an (H, W, 3) uint8 array by the rules in the module docstring."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).copy()
+    if mode in _SIXTEEN_BIT:
+        wide = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        gray = ((wide + 128) // 257).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "P":
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _reason_for(exc: BaseException) -> tuple[str, str]:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return "missing", "file not found (vanished during the scan?)"
+    if isinstance(exc, (PermissionError, IsADirectoryError)):
+        return "unreadable", text
+    if isinstance(exc, Image.DecompressionBombError):
+        return "too-large", text
+    if isinstance(exc, UnidentifiedImageError):
+        return "unsupported", "not an image, or a format Pillow cannot decode"
+    if "truncated" in text.lower():
+        return "truncated", text
+    return "corrupt", text
+
+
+def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode the first frame of an image file to RGB, refusing huge images before decoding.
+
+    Args:
+        path: the image file.
+        max_pixels: width x height above which the file is refused from its header alone.
+
+    Raises:
+        ImageDecodeError: with reason missing, unreadable, unsupported, too-large, truncated or corrupt.
+    """
+    name = os.fsdecode(path)
+    try:
+        with open(path, "rb") as handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(handle) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageDecodeError(
+                        name, "too-large", f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
+                    )
+                image.seek(0)
+                image.load()
+                array = to_rgb_array(image)
+                return DecodedImage(array, width, height, image.format or "unknown", image.mode)
+    except ImageDecodeError:
+        raise
+    except MemoryError:
+        raise ImageDecodeError(name, "too-large", "out of memory while decoding") from None
+    except Exception as exc:
+        reason, detail = _reason_for(exc)
+        raise ImageDecodeError(name, reason, detail) from None

@@ -1,0 +1,130 @@
+"""Pixel transforms: evaluation crop, training augmentation, and the robustness perturbations.
+
+Everything works on (H, W, 3) uint8 arrays and crops before converting to float, which is both the
+cheapest order and bit-identical to torchvision's CenterCrop -> ToTensor -> Normalize on PIL images.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from ..errors import ConfigError
+
+_MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1)
+
+
+def pad_to(array: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad to at least size x size, split as torchvision's CenterCrop splits its padding."""
+    height, width = array.shape[:2]
+    pad_h, pad_w = max(size - height, 0), max(size - width, 0)
+    if not pad_h and not pad_w:
+        return array
+    return np.pad(array, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)))
+
+
+def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    """size x size centre crop at native resolution, zero-padded when smaller (torchvision semantics)."""
+    array = pad_to(array, size)
+    height, width = array.shape[:2]
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return array[top : top + size, left : left + size]
+
+
+def normalize(array: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) with CLIP mean and std, in ToTensor/Normalize's op order."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous().float().div(255)
+    return tensor.sub_(_MEAN).div_(_STD)
+
+
+def eval_tensor(array: np.ndarray, size: int) -> torch.Tensor:
+    """The evaluation protocol: centre crop at native resolution, then CLIP normalisation."""
+    return normalize(center_crop(array, size))
+
+
+def crop_grid(array: np.ndarray, size: int, count: int) -> list[np.ndarray]:
+    """``count`` size x size crops spread evenly over the image (row-major), for multi-crop scoring."""
+    array = pad_to(array, size)
+    height, width = array.shape[:2]
+    rows = int(np.floor(np.sqrt(count)))
+    cols = int(np.ceil(count / rows))
+    tops = np.linspace(0, height - size, rows).round().astype(int)
+    lefts = np.linspace(0, width - size, cols).round().astype(int)
+    crops = [array[t : t + size, l : l + size] for t in tops for l in lefts]
+    return crops[:count]
+
+
+def gaussian_blur(array: np.ndarray, sigma: float) -> np.ndarray:
+    """Per-channel scipy Gaussian filter written back into uint8, exactly as UnivFD's validate.py does."""
+    out = np.array(array, dtype=np.uint8, copy=True)
+    for channel in range(3):
+        gaussian_filter(out[:, :, channel], output=out[:, :, channel], sigma=sigma)
+    return out
+
+
+def jpeg(array: np.ndarray, quality: int) -> np.ndarray:
+    """Encode with Pillow's JPEG encoder at ``quality`` and decode again (UnivFD's png2jpg)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="jpeg", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def png_roundtrip(array: np.ndarray) -> np.ndarray:
+    """Lossless PNG re-encode; pixels are unchanged, only the container format is equalised."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation of CNNDetection / CLIPMoLE: blur and JPEG at p=0.1, random crop, flip."""
+
+    blur_prob: float = 0.1
+    blur_sigma: tuple[float, float] = (0.0, 3.0)
+    jpeg_prob: float = 0.1
+    jpeg_quality: tuple[int, int] = (30, 100)
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("blur_prob", "jpeg_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        low, high = self.blur_sigma
+        if not 0.0 <= low <= high:
+            raise ConfigError(f"blur_sigma must satisfy 0 <= low <= high, got {self.blur_sigma}")
+        qlow, qhigh = self.jpeg_quality
+        if not 1 <= qlow <= qhigh <= 100:
+            raise ConfigError(f"jpeg_quality must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
+
+
+def random_crop(array: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    array = pad_to(array, size)
+    height, width = array.shape[:2]
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    return array[top : top + size, left : left + size]
+
+
+def train_tensor(array: np.ndarray, size: int, config: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
+    """Augment one training image: blur and JPEG on the full image, then random crop and flip."""
+    if config.blur_prob and rng.random() < config.blur_prob:
+        array = gaussian_blur(array, float(rng.uniform(*config.blur_sigma)))
+    if config.jpeg_prob and rng.random() < config.jpeg_prob:
+        array = jpeg(array, int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
+    array = random_crop(array, size, rng)
+    if config.flip and rng.random() < 0.5:
+        array = array[:, ::-1]
+    return normalize(array)

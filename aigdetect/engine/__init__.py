@@ -1,0 +1,1 @@
+"""Running detectors: batched inference and training."""

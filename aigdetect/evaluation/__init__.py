@@ -1,0 +1,1 @@
+"""Metrics, benchmark suites, robustness sweeps and reports."""

@@ -1,0 +1,1 @@
+"""Backbones, adapters, the detector and its checkpoints."""

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny random-weight ViT detector and images written on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aigdetect import MoLEConfig, create_detector
+
+TINY_CONFIG = Path(__file__).parent / "assets" / "tiny.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Path:
+    return TINY_CONFIG
+
+
+def make_tiny_detector(mole: MoLEConfig | None = None, seed: int = 0, perturb_b: bool = True):
+    """A tiny detector; with ``perturb_b`` the zero-initialised B matrices get small random values
+    so that the bypasses actually change the output (as after training)."""
+    import torch
+
+    detector = create_detector(TINY_CONFIG, mole or MoLEConfig(), backbone_weights="none", seed=seed)
+    if perturb_b:
+        generator = torch.Generator().manual_seed(seed + 7)
+        with torch.no_grad():
+            for name, param in detector.named_parameters():
+                if param.requires_grad and "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    return detector
+
+
+@pytest.fixture()
+def tiny_detector():
+    return make_tiny_detector()
+
+
+@pytest.fixture()
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.safetensors"
+    make_tiny_detector().save(path)
+    return path
+
+
+def write_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, fmt: str | None = None) -> Path:
+    """Write a random RGB image of (width, height); the format follows the suffix unless given."""
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+    return path
