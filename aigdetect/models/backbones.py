@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import socket
+import warnings
 import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -154,7 +155,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_safetensors(str(path))
         if _is_torchscript(path):
-            return torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except WeightsError:
         raise

@@ -1,0 +1,349 @@
+"""Run a benchmark suite: score every image once, keep the per-image predictions, and compute the
+paper's per-subset metrics with their means over all subsets and over generator families.
+
+All figures are fractions in [0, 1] here and in results.json / results.csv; only the rendered
+tables (results.md, the terminal) show percentages, as the paper does.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..data.images import DEFAULT_MAX_PIXELS
+from ..data.transforms import jpeg, png_roundtrip
+from ..engine.infer import Perturbation, score_files
+from ..errors import ConfigError
+from ..models.detector import Detector
+from .metrics import accuracy, average_precision, oracle_threshold
+from .suites import Discovery, Suite, SubsetFiles
+
+THRESHOLD_KINDS = ("calibrated", "0.5", "oracle")
+ACCURACY_FIELDS = ("acc", "real_acc", "fake_acc", "balanced_acc")
+METRIC_KEYS = ("ap", *(f"{name}_{kind}" for kind in THRESHOLD_KINDS for name in ACCURACY_FIELDS))
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Reencode:
+    """``--reencode jpeg:Q|png``: one encoding applied to every image before scoring, so that a
+    detector cannot tell reals from fakes by their file format (JPEG reals, PNG fakes)."""
+
+    format: Literal["jpeg", "png"]
+    quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.format == "jpeg" and (self.quality is None or not 1 <= self.quality <= 100):
+            raise ConfigError(f"--reencode jpeg needs a quality from 1 to 100 (jpeg:90), got {self.quality}")
+        if self.format == "png" and self.quality is not None:
+            raise ConfigError("--reencode png takes no quality (PNG is lossless)")
+        if self.format not in ("jpeg", "png"):
+            raise ConfigError(f"--reencode takes jpeg:Q or png, got {self.format!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Reencode:
+        kind, _, quality = text.strip().lower().partition(":")
+        if kind == "jpg":
+            kind = "jpeg"
+        if kind not in ("jpeg", "png"):
+            raise ConfigError(f"--reencode takes jpeg:Q or png, got {text!r}")
+        if not quality:
+            return cls(kind, None)  # type: ignore[arg-type]
+        try:
+            return cls(kind, int(quality))  # type: ignore[arg-type]
+        except ValueError:
+            raise ConfigError(f"--reencode {text!r}: the JPEG quality must be an integer") from None
+
+    @property
+    def label(self) -> str:
+        return f"jpeg:{self.quality}" if self.format == "jpeg" else "png"
+
+    def transform(self) -> Perturbation:
+        return partial(jpeg, quality=self.quality) if self.format == "jpeg" else png_roundtrip
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Perturbations applied in order; a picklable callable so DataLoader workers can run it."""
+
+    steps: tuple[Perturbation, ...]
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        for step in self.steps:
+            array = step(array)
+        return array
+
+
+def pipeline(*steps: Perturbation | None) -> Perturbation | None:
+    kept = tuple(s for s in steps if s is not None)
+    return Pipeline(kept) if kept else None
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to score and how: sampling, re-encoding and the runtime knobs of ``score_files``."""
+
+    max_per_class: int | None = None
+    seed: int = 0
+    reencode: Reencode | None = None
+    batch_size: int | None = None
+    workers: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.max_per_class is not None and self.max_per_class < 1:
+            raise ConfigError(f"--max-per-class must be at least 1, got {self.max_per_class}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after each scored batch: ``done`` of ``total`` images in the pass named ``stage``."""
+
+    stage: str
+    done: int
+    total: int
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's outcome; ``score`` is None and ``error`` says why when it could not be decoded."""
+
+    subset: str
+    path: str
+    label: int
+    score: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What identifies the detector in a report: its name, where it came from, its threshold."""
+
+    name: str
+    origin: str
+    backbone: str
+    threshold: float
+
+    @classmethod
+    def of(cls, detector: Detector, origin: str) -> DetectorInfo:
+        return cls(detector.name, origin, detector.source.label(), float(detector.threshold))
+
+
+@dataclass
+class SubsetResult:
+    """Metrics of one subset. ``n_real``/``n_fake`` count scored images; failed ones are in ``n_errors``."""
+
+    key: str
+    title: str
+    family: str | None
+    location: str
+    n_real: int
+    n_fake: int
+    n_errors: int
+    thresholds: dict[str, float]
+    metrics: dict[str, float]
+
+    @property
+    def balanced_counts(self) -> bool:
+        return self.n_real == self.n_fake
+
+
+@dataclass
+class PassResult:
+    """One scoring pass over a suite (clean, re-encoded, or one robustness level)."""
+
+    subsets: list[SubsetResult]
+    means: dict[str, dict[str, float]]
+    predictions: list[Prediction]
+
+    @property
+    def errors(self) -> list[Prediction]:
+        return [p for p in self.predictions if p.error is not None]
+
+
+@dataclass
+class BenchResult:
+    """Everything a bench report shows; ``reencoded`` is the same suite scored after ``--reencode``."""
+
+    suite: Suite
+    discovery: Discovery
+    detector: DetectorInfo
+    config: BenchConfig
+    clean: PassResult
+    reencoded: PassResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def subset_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[dict[str, float], dict[str, float]]:
+    """AP and accuracies at the calibrated threshold, at 0.5 and at the oracle threshold.
+
+    ``labels``/``scores`` must be ordered reals first, as UnivFD scores them: its oracle search
+    keeps the last best threshold in that order. A subset lacking one class gets NaN throughout.
+
+    Returns:
+        (thresholds by kind, metrics keyed as in ``METRIC_KEYS``).
+    """
+    labels = np.asarray(labels, dtype=int)
+    scores = np.asarray(scores, dtype=np.float64)
+    if not ((labels == 0).any() and (labels == 1).any()):
+        return {k: math.nan for k in THRESHOLD_KINDS}, {k: math.nan for k in METRIC_KEYS}
+    thresholds = {"calibrated": float(threshold), "0.5": 0.5, "oracle": oracle_threshold(labels, scores)}
+    metrics = {"ap": average_precision(labels, scores)}
+    for kind, value in thresholds.items():
+        acc = accuracy(labels, scores, value)
+        metrics.update(
+            {f"acc_{kind}": acc.overall, f"real_acc_{kind}": acc.real, f"fake_acc_{kind}": acc.fake, f"balanced_acc_{kind}": acc.balanced}
+        )
+    return thresholds, metrics
+
+
+def finite_mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def summarize(suite: Suite, subsets: Sequence[SubsetResult]) -> dict[str, dict[str, float]]:
+    """Means of every metric over all subsets and over each family that has a scored subset."""
+    groups = {ALL: list(subsets)}
+    for family, members in suite.family_members().items():
+        scored = [s for s in subsets if s.key in members]
+        if scored:
+            groups[family] = scored
+    return {
+        name: {"n_subsets": float(len(group)), **{k: finite_mean([s.metrics[k] for s in group]) for k in METRIC_KEYS}}
+        for name, group in groups.items()
+    }
+
+
+def sample_files(discovery: Discovery, max_per_class: int | None, seed: int) -> Discovery:
+    """Keep at most ``max_per_class`` reals and fakes per subset, drawn without replacement.
+
+    Each (subset, class) draw is seeded from ``seed`` and the subset key, so adding or removing a
+    subset does not change which images another subset uses; the kept files stay in sorted order.
+    """
+    if max_per_class is None:
+        return discovery
+
+    def draw(paths: list, key: str, label: int) -> list:
+        if len(paths) <= max_per_class:
+            return paths
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode()), label])
+        keep = np.sort(rng.choice(len(paths), size=max_per_class, replace=False))
+        return [paths[i] for i in keep]
+
+    found = [
+        replace(f, real=draw(f.real, f.subset.key, 0), fake=draw(f.fake, f.subset.key, 1)) for f in discovery.found
+    ]
+    return replace(discovery, found=found)
+
+
+def score_pass(
+    detector: Detector,
+    found: Sequence[SubsetFiles],
+    suite: Suite,
+    *,
+    device: torch.device,
+    config: BenchConfig,
+    perturb: Perturbation | None = None,
+    stage: str = "clean",
+    progress: ProgressFn | None = None,
+) -> PassResult:
+    """Score all subsets in one ``score_files`` run (full batches across subset boundaries)."""
+    items = [(f.subset.key, label, path) for f in found for label, paths in ((0, f.real), (1, f.fake)) for path in paths]
+    predictions: list[Prediction] = []
+    for batch in score_files(
+        detector,
+        [path for _, _, path in items],
+        device=device,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        perturb=perturb,
+        max_pixels=config.max_pixels,
+    ):
+        for record in batch:
+            key, label, _ = items[record.index]
+            error = None if record.ok else f"{record.error_reason}: {record.error}"
+            predictions.append(Prediction(key, record.path, label, record.score, error))
+        if progress is not None:
+            progress(Progress(stage, len(predictions), len(items)))
+    subsets = []
+    for f in found:
+        own = [p for p in predictions if p.subset == f.subset.key]
+        ok = [p for p in own if p.error is None]
+        labels = np.array([p.label for p in ok], dtype=int)
+        scores = np.array([p.score for p in ok], dtype=np.float64)
+        thresholds, metrics = subset_metrics(labels, scores, detector.threshold)
+        subsets.append(
+            SubsetResult(
+                key=f.subset.key,
+                title=f.subset.title,
+                family=f.subset.family,
+                location=f.location,
+                n_real=int((labels == 0).sum()),
+                n_fake=int((labels == 1).sum()),
+                n_errors=len(own) - len(ok),
+                thresholds=thresholds,
+                metrics=metrics,
+            )
+        )
+    return PassResult(subsets, summarize(suite, subsets), predictions)
+
+
+def pass_notes(result: PassResult) -> list[str]:
+    """Notes for subsets whose metrics are undefined because decoding failures emptied a class."""
+    return [
+        f"{s.title}: metrics undefined, {s.n_real} real and {s.n_fake} fake images decoded ({s.n_errors} failed)"
+        for s in result.subsets
+        if not (s.n_real and s.n_fake)
+    ]
+
+
+def run_bench(
+    detector: Detector,
+    discovery: Discovery,
+    *,
+    origin: str,
+    device: torch.device,
+    config: BenchConfig = BenchConfig(),
+    progress: ProgressFn | None = None,
+) -> BenchResult:
+    """Score a discovered suite (and, with ``config.reencode``, score it again re-encoded).
+
+    Args:
+        detector: the model; its ``threshold`` is the calibrated threshold.
+        discovery: from ``suites.discover`` or ``suites.discover_pair``.
+        origin: the checkpoint path or built-in name, for the report.
+        device: where to run the forward pass.
+        config: sampling, re-encoding and batching.
+        progress: called after every batch.
+    """
+    sampled = sample_files(discovery, config.max_per_class, config.seed)
+    clean = score_pass(detector, sampled.found, discovery.suite, device=device, config=config, progress=progress)
+    reencoded = None
+    if config.reencode is not None:
+        reencoded = score_pass(
+            detector,
+            sampled.found,
+            discovery.suite,
+            device=device,
+            config=config,
+            perturb=config.reencode.transform(),
+            stage=f"reencode {config.reencode.label}",
+            progress=progress,
+        )
+    notes = list(discovery.notes) + pass_notes(clean)
+    return BenchResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, clean, reencoded, notes)

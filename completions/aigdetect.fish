@@ -1,0 +1,1 @@
+complete --command aigdetect --no-files --arguments "(env _AIGDETECT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) aigdetect)" --condition "env _AIGDETECT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) aigdetect"

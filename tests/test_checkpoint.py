@@ -1,0 +1,97 @@
+"""Checkpoints round-trip exactly; damaged or mismatched files are refused with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_detector
+from safetensors.torch import load_file, save_file
+
+from aigdetect import Detector, MoLEConfig
+from aigdetect.errors import CheckpointError
+from aigdetect.models.checkpoint import METADATA_KEY, read_checkpoint
+
+
+def _images(count: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 256, (40 + 3 * i, 36, 3), dtype=np.uint8) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    "mole",
+    [MoLEConfig(), MoLEConfig(blocks=0), MoLEConfig(blocks=2, router="proto", top_k=2, cls_expert=True)],
+    ids=["linear", "probe", "proto"],
+)
+def test_round_trip_gives_identical_scores(tmp_path, mole):
+    detector = make_tiny_detector(mole)
+    detector.threshold = 0.37
+    path = tmp_path / "model.safetensors"
+    detector.save(path)
+    loaded = Detector.load(path)
+    assert np.array_equal(loaded.score(_images()), detector.score(_images()))
+    assert loaded.threshold == 0.37
+    assert loaded.mole == mole
+
+
+def test_file_holds_adapters_and_the_custom_backbone(tiny_checkpoint):
+    tensors, meta = read_checkpoint(tiny_checkpoint)
+    assert meta["backbone"]["name"] is None and meta["backbone_embedded"] is True
+    assert meta["mole"]["expert_ranks"] == [4, 8, 16]
+    assert {"head.weight", "head.bias", "adapters.3.shared.lora_A", "adapters.1.router.weight"} <= set(tensors)
+    assert "backbone.transformer.resblocks.3.mlp.c_fc.weight" in tensors
+    assert not any(".bypass." in k or ".mlp.base." in k for k in tensors)
+
+
+def test_truncated_file_is_refused(tiny_checkpoint):
+    data = tiny_checkpoint.read_bytes()
+    tiny_checkpoint.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint"):
+        Detector.load(tiny_checkpoint)
+
+
+def test_garbage_and_missing_files_are_refused(tmp_path):
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="garbage.safetensors"):
+        Detector.load(garbage)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        Detector.load(tmp_path / "absent.safetensors")
+
+
+def test_foreign_safetensors_file_is_refused(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="not an aigdetect checkpoint"):
+        Detector.load(path)
+
+
+def _rewrite(path, tensors=None, meta_update=None):
+    original, meta = read_checkpoint(path)
+    meta.update(meta_update or {})
+    save_file(tensors if tensors is not None else original, str(path), metadata={METADATA_KEY: json.dumps(meta)})
+
+
+def test_missing_and_unexpected_keys_are_named(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint))
+    del tensors["adapters.2.experts.1.lora_B"]
+    tensors["adapters.2.extra"] = torch.zeros(1)
+    _rewrite(tiny_checkpoint, tensors)
+    with pytest.raises(CheckpointError) as info:
+        Detector.load(tiny_checkpoint)
+    message = str(info.value)
+    assert "missing: adapters.2.experts.1.lora_B" in message and "unexpected: adapters.2.extra" in message
+
+
+def test_config_that_does_not_match_the_tensors_is_refused(tiny_checkpoint):
+    _rewrite(tiny_checkpoint, meta_update={"mole": MoLEConfig(expert_ranks=(4, 8, 32)).to_dict()})
+    with pytest.raises(CheckpointError, match="shape mismatch: adapters.1.experts.2.lora_A"):
+        Detector.load(tiny_checkpoint)
+
+
+def test_newer_format_version_is_refused(tiny_checkpoint):
+    _rewrite(tiny_checkpoint, meta_update={"format_version": 99})
+    with pytest.raises(CheckpointError, match="upgrade aigdetect"):
+        Detector.load(tiny_checkpoint)
