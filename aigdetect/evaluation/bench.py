@@ -40,12 +40,12 @@ class Reencode:
     quality: int | None = None
 
     def __post_init__(self) -> None:
+        if self.format not in ("jpeg", "png"):
+            raise ConfigError(f"--reencode takes jpeg:Q or png, got {self.format!r}")
         if self.format == "jpeg" and (self.quality is None or not 1 <= self.quality <= 100):
             raise ConfigError(f"--reencode jpeg needs a quality from 1 to 100 (jpeg:90), got {self.quality}")
         if self.format == "png" and self.quality is not None:
             raise ConfigError("--reencode png takes no quality (PNG is lossless)")
-        if self.format not in ("jpeg", "png"):
-            raise ConfigError(f"--reencode takes jpeg:Q or png, got {self.format!r}")
 
     @classmethod
     def parse(cls, text: str) -> Reencode:
@@ -205,9 +205,10 @@ def subset_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
     metrics = {"ap": average_precision(labels, scores)}
     for kind, value in thresholds.items():
         acc = accuracy(labels, scores, value)
-        metrics.update(
-            {f"acc_{kind}": acc.overall, f"real_acc_{kind}": acc.real, f"fake_acc_{kind}": acc.fake, f"balanced_acc_{kind}": acc.balanced}
-        )
+        metrics[f"acc_{kind}"] = acc.overall
+        metrics[f"real_acc_{kind}"] = acc.real
+        metrics[f"fake_acc_{kind}"] = acc.fake
+        metrics[f"balanced_acc_{kind}"] = acc.balanced
     return thresholds, metrics
 
 
@@ -280,9 +281,12 @@ def score_pass(
             predictions.append(Prediction(key, record.path, label, record.score, error))
         if progress is not None:
             progress(Progress(stage, len(predictions), len(items)))
+    by_subset: dict[str, list[Prediction]] = {f.subset.key: [] for f in found}
+    for prediction in predictions:
+        by_subset[prediction.subset].append(prediction)
     subsets = []
     for f in found:
-        own = [p for p in predictions if p.subset == f.subset.key]
+        own = by_subset[f.subset.key]
         ok = [p for p in own if p.error is None]
         labels = np.array([p.label for p in ok], dtype=int)
         scores = np.array([p.score for p in ok], dtype=np.float64)

@@ -65,7 +65,6 @@ class Suite:
     title: str
     subsets: tuple[Subset, ...]
     families: tuple[str, ...]
-    metric: Literal["ap+acc", "acc"]
     description: str
 
     def __post_init__(self) -> None:
@@ -131,7 +130,6 @@ _SUITES: dict[str, Suite] = {
                 _diffusion("dalle", "DALL-E", AUTOREGRESSIVE, "laion"),
             ),
             families=(GAN, DEEPFAKES, LOW_LEVEL, PERCEPTUAL, DIFFUSION, AUTOREGRESSIVE),
-            metric="ap+acc",
             description="CNNDetection test set (<subset>/[category/]0_real|1_fake) and UnivFD's "
             "diffusion_datasets (<subset>/[1_fake], reals in imagenet/ for guided, laion/ for the rest)",
         ),
@@ -153,7 +151,6 @@ _SUITES: dict[str, Suite] = {
                 _genimage("wukong", "Wukong", DIFFUSION, "wukong", "imagenet_ai_0424_wukong"),
             ),
             families=(GAN, DIFFUSION),
-            metric="acc",
             description="GenImage release (<generator>/[imagenet_*/]val/ai|nature)",
         ),
         Suite(
@@ -161,7 +158,6 @@ _SUITES: dict[str, Suite] = {
             title="DALL-E 2 test set of DIRE (Table 3)",
             subsets=(Subset("dalle2", "DALL-E 2", DIFFUSION, ("dalle2", "dalle_2", "dall-e-2"), "wang2020"),),
             families=(DIFFUSION,),
-            metric="acc",
             description="0_real and 1_fake directly under --root, or under a dalle2/ folder",
         ),
     )
@@ -186,7 +182,7 @@ def folder_suite(name: str) -> Suite:
         raise ConfigError("--name must not be empty")
     key = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()).strip("_") or "folder"
     subset = Subset(key, name.strip(), None, (key,), "wang2020")
-    return Suite("folder", "Folder pair", (subset,), (), "ap+acc", "any --real and --fake folders")
+    return Suite("folder", "Folder pair", (subset,), (), "any --real and --fake folders")
 
 
 @dataclass
@@ -219,7 +215,8 @@ def _folders(root: Path, depth: int, stop: Iterable[Subset]) -> list[Path]:
         following: list[Path] = []
         for folder in level:
             try:
-                children = sorted(p for p in folder.iterdir() if p.is_dir())
+                with os.scandir(folder) as entries:
+                    children = sorted(Path(e.path) for e in entries if e.is_dir())
             except OSError:
                 continue
             for child in children:
@@ -358,7 +355,7 @@ def discover_pair(real: str | os.PathLike[str], fake: str | os.PathLike[str], na
     """The ``bench folder`` case: every image under ``real`` is real, every image under ``fake`` is fake.
 
     Raises:
-        InputError: a folder is missing or holds no images.
+        InputError: a folder is missing, holds no images, or lies inside the other.
     """
     suite = folder_suite(name)
     folders = {"--real": Path(real), "--fake": Path(fake)}
@@ -366,6 +363,10 @@ def discover_pair(real: str | os.PathLike[str], fake: str | os.PathLike[str], na
     for option, folder in folders.items():
         if not folder.is_dir():
             raise InputError(f"{option} {folder} is not a directory")
+    real_dir, fake_dir = (folders[o].resolve() for o in ("--real", "--fake"))
+    if real_dir == fake_dir or real_dir in fake_dir.parents or fake_dir in real_dir.parents:
+        raise InputError(f"--real {real} and --fake {fake} overlap; each image must have one label")
+    for option, folder in folders.items():
         images[option] = list_images(folder)
         if not images[option]:
             raise InputError(f"{option} {folder} holds no image files")

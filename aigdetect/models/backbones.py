@@ -181,7 +181,11 @@ def visual_state_dict(state: dict[str, torch.Tensor], origin: str) -> dict[str, 
 
 
 def load_visual_weights(visual: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """Load a vision state dict strictly, naming missing, unexpected and mis-shaped keys."""
+    """Load a vision state dict strictly, naming missing, unexpected and mis-shaped keys.
+
+    The tensors are assigned rather than copied, so ``visual`` may live on the meta device and a
+    large backbone is never initialised randomly only to be overwritten.
+    """
     own = visual.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -195,7 +199,7 @@ def load_visual_weights(visual: nn.Module, state: dict[str, torch.Tensor], origi
         problems.append(f"shape mismatch {_preview(shapes)}")
     if problems:
         raise WeightsError(f"{origin} does not fit this backbone: " + "; ".join(problems))
-    visual.load_state_dict(state, strict=True)
+    visual.load_state_dict(state, strict=True, assign=True)
 
 
 def _preview(items: list[str], limit: int = 3) -> str:
@@ -280,11 +284,7 @@ def load_backbone(
     Raises:
         WeightsError: no weights could be found, read, or fitted to the model.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        visual = build_visual(source)
-    if weights is not None and str(weights) == RANDOM_WEIGHTS:
-        return visual
+    random_init = weights is not None and str(weights) == RANDOM_WEIGHTS
     if weights is None:
         if not source.downloadable:
             raise WeightsError(
@@ -292,6 +292,11 @@ def load_backbone(
                 "(or 'none' for random weights)"
             )
         weights = resolve_weights(get_backbone_spec(source.name), cache_dir)
+    if random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_visual(source)
     state = visual_state_dict(read_state_dict(weights), str(weights))
+    visual = build_visual(source, meta=True)
     load_visual_weights(visual, state, str(weights))
     return visual

@@ -1,0 +1,165 @@
+"""File discovery for ``scan``: every entry under the given paths, each exactly once, in byte order.
+
+Unlike dataset listing (``data.files``), nothing is filtered by extension: a file that is not an
+image is scanned too and reported as unsupported, so a result accounts for the whole tree. Entries
+that cannot be scored at all (symlinks that are not followed, loops, unreadable folders, FIFOs)
+are returned with a ``problem`` instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import InputError
+from .paths import display_path, sort_key
+
+NOT_FOLLOWED = ("symlink", "symbolic link, not followed (pass --follow-symlinks)")
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """One entry to report: a regular file to score, or something to report as an error.
+
+    Attributes:
+        path: the path as found (a str; undecodable bytes are kept via surrogate escapes).
+        size: bytes, for resume matching; None when unknown.
+        mtime_ns: modification time in nanoseconds, for resume matching; None when unknown.
+        problem: ``(reason, detail)`` when the entry cannot be scored.
+    """
+
+    path: str
+    size: int | None = None
+    mtime_ns: int | None = None
+    problem: tuple[str, str] | None = None
+
+
+def require_paths(paths: Iterable[str]) -> None:
+    """Fail fast on a PATH that does not exist, before any model is loaded."""
+    for path in paths:
+        if not os.path.exists(path):
+            broken = " (a broken symbolic link)" if os.path.islink(path) else ""
+            raise InputError(f"PATH not found: {display_path(path)}{broken}")
+
+
+def _special(path: str, mode: int) -> FoundFile:
+    kind = "fifo" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+    return FoundFile(path, problem=("unsupported", f"not a regular file ({kind})"))
+
+
+def _file(path: str, info: os.stat_result) -> FoundFile:
+    if stat.S_ISREG(info.st_mode):
+        return FoundFile(path, info.st_size, info.st_mtime_ns)
+    return _special(path, info.st_mode)
+
+
+_Pending = tuple[str, os.stat_result, frozenset[tuple[int, int]]]
+
+
+class _Walker:
+    """Depth-first walk with explicit stacks (depth is unlimited) that enters each real folder once.
+
+    Real folders are all walked before symlinked ones, so a file reachable both ways is listed
+    under its real path, and a link into the scanned tree is reported rather than walked again.
+    """
+
+    def __init__(self, recursive: bool, follow_symlinks: bool) -> None:
+        self.recursive = recursive
+        self.follow_symlinks = follow_symlinks
+        self.entered: dict[tuple[int, int], str] = {}
+        self.found: list[FoundFile] = []
+        self.folders: list[_Pending] = []
+        self.links: deque[_Pending] = deque()
+
+    def add_root(self, path: str) -> None:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            self.folders.append((path, info, frozenset()))
+        else:
+            self.found.append(_file(path, info))
+
+    def run(self) -> list[FoundFile]:
+        while self.folders or self.links:
+            if self.folders:
+                self.folder(*self.folders.pop())
+            else:
+                self.linked_folder(*self.links.popleft())
+        return self.found
+
+    def linked_folder(self, path: str, info: os.stat_result, ancestors: frozenset[tuple[int, int]]) -> None:
+        key = (info.st_dev, info.st_ino)
+        if key not in self.entered:
+            self.folder(path, info, ancestors)
+            return
+        target = display_path(self.entered[key])
+        if key in ancestors:
+            self.found.append(FoundFile(path, problem=("symlink-loop", f"links back to {target}, which contains it; not entered")))
+        else:
+            self.found.append(FoundFile(path, problem=("duplicate", f"links to {target}, which is scanned already; not entered")))
+
+    def folder(self, path: str, info: os.stat_result, ancestors: frozenset[tuple[int, int]]) -> None:
+        key = (info.st_dev, info.st_ino)
+        if key in self.entered:
+            return
+        self.entered[key] = path
+        try:
+            with os.scandir(path) as listing:
+                entries = sorted(listing, key=lambda e: sort_key(e.name), reverse=True)
+        except OSError as exc:
+            self.found.append(FoundFile(path, problem=("unreadable", f"folder cannot be listed: {exc.strerror or exc}")))
+            return
+        inside = ancestors | {key}
+        for entry in entries:
+            try:
+                self.entry(entry, inside)
+            except OSError as exc:
+                self.found.append(FoundFile(entry.path, problem=("unreadable", exc.strerror or str(exc))))
+
+    def entry(self, entry: os.DirEntry[str], ancestors: frozenset[tuple[int, int]]) -> None:
+        if entry.is_symlink():
+            self.link(entry.path, ancestors)
+        elif entry.is_dir(follow_symlinks=False):
+            if self.recursive:
+                self.folders.append((entry.path, entry.stat(follow_symlinks=False), ancestors))
+        else:
+            self.found.append(_file(entry.path, entry.stat(follow_symlinks=False)))
+
+    def link(self, path: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        if not self.follow_symlinks:
+            self.found.append(FoundFile(path, problem=NOT_FOLLOWED))
+            return
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            self.found.append(FoundFile(path, problem=("missing", "broken symbolic link: its target does not exist")))
+            return
+        except OSError as exc:
+            self.found.append(FoundFile(path, problem=("symlink-loop", f"symbolic link cannot be resolved: {exc.strerror or exc}")))
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            self.found.append(_file(path, info))
+        elif self.recursive:
+            self.links.append((path, info, ancestors))
+
+
+def walk_paths(paths: Iterable[str], *, recursive: bool = True, follow_symlinks: bool = False) -> list[FoundFile]:
+    """List every entry under ``paths``, sorted by the bytes of the path, each path once.
+
+    Symbolic links named on the command line are followed; links met inside folders are reported
+    as ``symlink`` rows unless ``follow_symlinks``. With ``follow_symlinks``, each real folder is
+    entered once (real folders first): a link back to an ancestor is a ``symlink-loop`` row and a link
+    to a folder scanned already is a ``duplicate`` row, so the walk always ends.
+
+    Raises:
+        InputError: a PATH does not exist.
+    """
+    paths = list(paths)
+    require_paths(paths)
+    walker = _Walker(recursive, follow_symlinks)
+    for path in paths:
+        walker.add_root(path)
+    unique = {f.path: f for f in reversed(walker.run())}
+    return sorted(unique.values(), key=lambda f: sort_key(f.path))
