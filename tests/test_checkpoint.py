@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -95,3 +97,14 @@ def test_newer_format_version_is_refused(tiny_checkpoint):
     _rewrite(tiny_checkpoint, meta_update={"format_version": 99})
     with pytest.raises(CheckpointError, match="upgrade aigdetect"):
         Detector.load(tiny_checkpoint)
+
+
+def test_saved_file_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "shared.safetensors"
+        make_tiny_detector().save(path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.safetensors"]

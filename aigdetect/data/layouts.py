@@ -213,10 +213,13 @@ def detect_layout(root: str | os.PathLike[str]) -> DatasetLayout:
     matches = [rule for rule in _LAYOUTS if rule.match(root)]
     if not matches:
         patterns = "; ".join(rule.pattern for rule in _LAYOUTS)
-        raise LayoutError(f"{root} fits no known dataset layout (expected one of: {patterns}; or pass --real and --fake)")
+        raise LayoutError(
+            f"{root} fits no known dataset layout (expected one of: {patterns}; or pass --real and --fake)"
+        )
     if len(matches) > 1:
         raise LayoutError(
-            f"{root} fits more than one layout ({', '.join(r.kind for r in matches)}); point --data at a folder that fits one"
+            f"{root} fits more than one layout ({', '.join(r.kind for r in matches)}); "
+            "point --data at a folder that fits one"
         )
     rule = matches[0]
     ignored: list[str] = []
@@ -263,7 +266,8 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[li
     for side, chosen in (("training", train), ("validation", val)):
         if {s.label for s in chosen} != {REAL, FAKE}:
             raise LayoutError(
-                f"too few images to hold out a validation set ({len(samples)} in all): the {side} side would lack a class; "
+                f"too few images to hold out a validation set ({len(samples)} in all): "
+                f"the {side} side would lack a class; "
                 "pass --val DIR or add images"
             )
     return train, val

@@ -522,9 +522,8 @@ def _metric_rows(pass_data: dict[str, Any], prefix: Sequence[Any]) -> list[list[
 
 
 def _write_bytes(path: Path, payload: bytes) -> None:
-    """Atomic write (readers never see half a report), readable like any file the user creates."""
+    """Atomic write: readers never see half a report."""
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
-    os.chmod(path, 0o644)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -30,8 +30,18 @@ TRAIN_STATE_PREFIX = "train_state."
 DETECTOR_PREFIXES = ("adapters.", "head.")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
-    """Run ``write(tmp_path)`` then fsync and rename, so readers never see a half-written file."""
+    """Run ``write(tmp_path)`` then fsync and rename, so readers never see a half-written file.
+
+    The file gets the permissions a plain ``open`` would give it (0666 less the umask), not
+    mkstemp's private 0600, so checkpoints can be shared.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -40,6 +50,7 @@ def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -93,13 +93,19 @@ class Detector(nn.Module):
         rcl = sum((r.rcl_loss for r in routing.values()), zero)
         return DetectorOutput(logits=logits, lb_loss=lb, rcl_loss=rcl, routing=routing)
 
-    def loss(self, output: DetectorOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """BCE + lambda * sum L_lb + rcl_weight * sum L_rcl; labels are 1 for fake, 0 for real."""
+    def loss(
+        self, output: DetectorOutput, labels: torch.Tensor, lb_loss: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """BCE + lambda * sum L_lb + rcl_weight * sum L_rcl; labels are 1 for fake, 0 for real.
+
+        ``lb_loss`` replaces the batch's own balance loss, e.g. one counted over every rank.
+        """
+        lb = output.lb_loss if lb_loss is None else lb_loss
         bce = nn.functional.binary_cross_entropy_with_logits(output.logits.float(), labels.float())
-        total = bce + self.mole.lb_weight * output.lb_loss
+        total = bce + self.mole.lb_weight * lb
         if self.mole.router == "proto":
             total = total + self.mole.rcl_weight * output.rcl_loss
-        return {"loss": total, "bce": bce, "lb": output.lb_loss.detach(), "rcl": output.rcl_loss.detach()}
+        return {"loss": total, "bce": bce, "lb": lb.detach(), "rcl": output.rcl_loss.detach()}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

@@ -27,6 +27,8 @@ class RoutingRecord:
         assignments: top-1 expert of every routed token, shape (batch, routed tokens).
         probs: gate distribution of every routed token, shape (batch, routed tokens, N).
         lb_loss: load-balancing loss over the batch's routed tokens.
+        gate_probs: the flat (tokens, N) gate distribution with its graph, so that data-parallel
+            training can recompute the balance loss from dispatch counts summed over ranks.
         rcl_loss: routing contrastive loss (zero for the linear router).
         cls_routed: whether the CLS token went through the router (False with ``cls_expert``).
     """
@@ -36,6 +38,7 @@ class RoutingRecord:
     lb_loss: torch.Tensor
     rcl_loss: torch.Tensor
     cls_routed: bool
+    gate_probs: torch.Tensor | None = None
 
 
 class MoLEBypass(nn.Module):
@@ -94,6 +97,7 @@ class MoLEBypass(nn.Module):
             lb_loss=lb,
             rcl_loss=rcl,
             cls_routed=self.cls_expert is None,
+            gate_probs=routing.probs,
         )
         return delta + routed
 

@@ -68,6 +68,22 @@ class PrototypeRouter(nn.Module):
         return _select((self.affinity(x) / self.temperature).softmax(dim=-1), self.top_k)
 
 
+def dispatch_counts(top1: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """How many tokens each expert received as their argmax, shape (N,), float32."""
+    return F.one_hot(top1, num_experts).float().sum(dim=0)
+
+
+def balance_from_counts(probs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """N * sum_j f_j * P_j with f_j = counts_j / sum(counts) and P_j the mean gate mass of ``probs``.
+
+    Data-parallel training passes counts summed over every rank: with gradients averaged by batch
+    share, that optimises exactly the single-process loss of the global batch.
+    """
+    fraction = counts / counts.sum().clamp_min(1)
+    mass = probs.float().mean(dim=0)
+    return probs.shape[-1] * (fraction * mass).sum()
+
+
 def load_balancing_loss(probs: torch.Tensor, top1: torch.Tensor) -> torch.Tensor:
     """Switch-Transformer balance loss N * sum_j f_j * P_j over a flat batch of tokens.
 
@@ -78,10 +94,7 @@ def load_balancing_loss(probs: torch.Tensor, top1: torch.Tensor) -> torch.Tensor
     Returns:
         A scalar that equals 1 when dispatch and gate mass are both uniform.
     """
-    num_experts = probs.shape[-1]
-    fraction = F.one_hot(top1, num_experts).float().mean(dim=0)
-    mass = probs.float().mean(dim=0)
-    return num_experts * (fraction * mass).sum()
+    return balance_from_counts(probs, dispatch_counts(top1, probs.shape[-1]))
 
 
 def routing_contrastive_loss(

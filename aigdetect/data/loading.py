@@ -1,0 +1,130 @@
+"""Training and validation batches: decode safely, augment, and carry bad files as counted skips.
+
+Randomness is drawn per sample from a generator seeded with (seed, epoch, index), so an image gets
+the same augmentation whichever worker, process or rank decodes it. That is what lets a resumed run
+replay its data exactly and lets a multi-process run see the very batches a single process would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ImageDecodeError
+from .images import DEFAULT_MAX_PIXELS, decode_image
+from .layouts import Sample
+from .transforms import AugmentConfig, eval_tensor, train_tensor
+
+DECODE_REASONS = ("missing", "unreadable", "unsupported", "too-large", "truncated", "corrupt")
+
+
+def reason_code(reason: str) -> int:
+    """A small positive code per decode-failure reason (0 means the file was fine)."""
+    return DECODE_REASONS.index(reason) + 1 if reason in DECODE_REASONS else len(DECODE_REASONS)
+
+
+@dataclass
+class Batch:
+    """Decoded images of one batch; files that failed are listed instead of stopping the batch.
+
+    Attributes:
+        pixels: normalised images (B', 3, S, S), or None when every file failed.
+        labels: float labels (B',), 1 for fake.
+        indices: dataset indices of the images in ``pixels``.
+        failed: (dataset index, reason code) of every file that could not be used.
+    """
+
+    pixels: torch.Tensor | None
+    labels: torch.Tensor
+    indices: torch.Tensor
+    failed: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def pin_memory(self) -> Batch:
+        if self.pixels is not None:
+            self.pixels = self.pixels.pin_memory()
+        self.labels = self.labels.pin_memory()
+        return self
+
+
+class LabeledImages(Dataset):
+    """Labelled image files as tensors: augmented (training) or centre-cropped (evaluation).
+
+    Args:
+        samples: the files and their labels.
+        size: crop size, the backbone's input resolution.
+        augment: training augmentation; None gives the evaluation transform.
+        seed: base seed of the per-sample generators.
+        max_pixels: decompression-bomb cap per image.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        size: int,
+        augment: AugmentConfig | None,
+        seed: int = 0,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.samples = list(samples)
+        self.size = size
+        self.augment = augment
+        self.seed = seed
+        self.max_pixels = max_pixels
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[int, int, torch.Tensor | None, int]:
+        """(index, label, tensor or None, failure reason code)."""
+        sample = self.samples[index]
+        try:
+            array = decode_image(sample.path, self.max_pixels).array
+            if self.augment is None:
+                tensor = eval_tensor(array, self.size)
+            else:
+                rng = np.random.default_rng([self.seed, self.epoch, index])
+                tensor = train_tensor(array, self.size, self.augment, rng)
+        except ImageDecodeError as exc:
+            return index, sample.label, None, reason_code(exc.reason)
+        except MemoryError:
+            return index, sample.label, None, reason_code("too-large")
+        return index, sample.label, tensor, 0
+
+
+def collate(items: list[tuple[int, int, torch.Tensor | None, int]]) -> Batch:
+    good = [item for item in items if item[2] is not None]
+    return Batch(
+        pixels=torch.stack([item[2] for item in good]) if good else None,
+        labels=torch.tensor([float(item[1]) for item in good], dtype=torch.float32),
+        indices=torch.tensor([item[0] for item in good], dtype=torch.long),
+        failed=[(item[0], item[3]) for item in items if item[2] is None],
+    )
+
+
+def batch_loader(
+    dataset: LabeledImages,
+    batches: Sequence[Sequence[int]],
+    *,
+    workers: int,
+    pin_memory: bool,
+) -> DataLoader:
+    """A loader over precomputed index batches (one epoch's shard, possibly resumed mid-way).
+
+    Workers are re-created per loader so that they pick up ``dataset.epoch``.
+    """
+    return DataLoader(
+        dataset,
+        batch_sampler=[list(b) for b in batches],
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )

@@ -1,0 +1,729 @@
+"""The CLIPMoLE training recipe (§4.1): AdamW on the adapters and head, validation, early stopping on
+validation AP, threshold calibration, and resumable state.
+
+Choices the paper leaves open, made here:
+- the learning rate stays at its initial value (``schedule="constant"``): the paper gives only the
+  initial rate 6e-4; ``cosine`` is offered as an option;
+- weight decay is AdamW's usual 0.01, the batch is CNNDetection's 64, and without ``steps`` or
+  ``epochs`` a run lasts 10 epochs, stopped earlier when validation AP has not improved for
+  ``patience`` validations;
+- the threshold maximises balanced accuracy on the validation set, using the best model.
+
+Two files are written (by rank 0 only): ``out``, the best detector so far (the final one carries the
+calibrated threshold and its provenance), and ``<out>.state.safetensors``, everything needed to
+continue after a crash: current adapters, optimizer moments, scheduler, scaler, RNG states, step,
+best AP and the run's configuration. Both are written atomically and neither holds a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from ..config import MoLEConfig
+from ..data.images import DEFAULT_MAX_PIXELS
+from ..data.layouts import TrainingData, prepare_training_data
+from ..data.loading import DECODE_REASONS, Batch, LabeledImages, batch_loader
+from ..data.transforms import AugmentConfig
+from ..errors import CheckpointError, ConfigError, InputError
+from ..evaluation.metrics import Accuracy, accuracy, average_precision, calibrate_threshold
+from ..models.backbones import RANDOM_WEIGHTS, list_backbones
+from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint, save_detector
+from ..models.detector import ADAPTER_PREFIX, HEAD_PREFIX, Detector, create_detector
+from ..models.telemetry import routing_summary
+from . import distributed
+from .distributed import DistContext
+from .infer import autocast_for, default_workers
+
+SCHEDULES = ("constant", "cosine")
+DEFAULT_EPOCHS = 10
+STATE_VERSION = 1
+STATE_SUFFIX = ".state.safetensors"
+# Settings a resumed run may change; every other one must match the run being resumed.
+RUNTIME_FIELDS = frozenset({"device", "workers", "log", "resume"})
+_PATH_FIELDS = ("out", "data", "real", "fake", "val", "log", "resume", "cache_dir")
+
+Event = dict[str, Any]
+EventHandler = Callable[[Event], None]
+
+
+def state_path_for(out: str | os.PathLike[str]) -> Path:
+    """``m.safetensors`` -> ``m.state.safetensors``: the resumable state written beside the detector."""
+    out = Path(out)
+    stem = out.name[: -len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    return out.with_name(stem + STATE_SUFFIX)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; validated on creation.
+
+    Attributes:
+        out: where the best detector is written (``.safetensors``).
+        data: dataset root in one of the layouts of ``data.layouts``; or give ``real`` and ``fake``.
+        real: folder of real images (with ``fake``, instead of ``data``).
+        fake: folder of AI-generated images.
+        val: validation dataset root; default: the layout's val split, else a held-out fraction.
+        val_fraction: hold out this fraction of the training images for validation.
+        train_size: train on a balanced, seeded subset of this many images.
+        model: backbone name or open_clip config JSON.
+        backbone_weights: weights file, ``none`` for random weights, or None for the cache/download.
+        cache_dir: open_clip / Hugging Face cache.
+        mole: the adapter configuration.
+        augment: training augmentation.
+        steps: optimizer steps to run (exclusive with ``epochs``).
+        epochs: passes over the training set (default 10 when neither is given).
+        batch_size: global batch size, split evenly over distributed ranks.
+        lr: AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        schedule: ``constant`` or ``cosine`` learning rate.
+        eval_every: validate every N steps; 0 validates at the end of each epoch.
+        patience: stop after this many validations without a better AP; 0 never stops early.
+        log_every: write a step record every N steps.
+        seed: seeds the backbone/adapter init, shuffling, hold-out, sub-sampling and augmentation.
+        device: ``auto``, ``cuda`` or ``cpu``.
+        workers: decoding worker processes per rank (default: the cores, shared among ranks).
+        log: JSONL file that receives step and validation records (appended to).
+        resume: training-state file to continue from.
+        max_pixels: decompression-bomb cap per image.
+    """
+
+    out: str
+    data: str | None = None
+    real: str | None = None
+    fake: str | None = None
+    val: str | None = None
+    val_fraction: float | None = None
+    train_size: int | None = None
+    model: str = "vitb32"
+    backbone_weights: str | None = None
+    cache_dir: str | None = None
+    mole: MoLEConfig = field(default_factory=MoLEConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float = 6e-4
+    weight_decay: float = 0.01
+    schedule: str = "constant"
+    eval_every: int = 0
+    patience: int = 5
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    log: str | None = None
+    resume: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise ConfigError("--out is required: the file the trained detector is written to")
+        for name in _PATH_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, os.path.abspath(os.fspath(value)))
+        if self.model not in list_backbones() and os.path.exists(self.model):
+            object.__setattr__(self, "model", os.path.abspath(self.model))
+        if self.backbone_weights not in (None, RANDOM_WEIGHTS) and os.path.exists(self.backbone_weights):
+            object.__setattr__(self, "backbone_weights", os.path.abspath(self.backbone_weights))
+        if self.steps is None and self.epochs is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS)
+        self._validate()
+
+    def _validate(self) -> None:
+        if (self.real is None) != (self.fake is None):
+            raise ConfigError("--real and --fake go together")
+        if (self.data is None) == (self.real is None):
+            raise ConfigError("give either --data DIR or both --real DIR and --fake DIR")
+        if self.val is not None and self.val_fraction is not None:
+            raise ConfigError("--val and --val-fraction are exclusive: validation comes from one of them")
+        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.train_size is not None and self.train_size < 2:
+            raise ConfigError(f"--train-size must be at least 2 (one image per class), got {self.train_size}")
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("--steps and --epochs are exclusive")
+        for name in ("steps", "epochs", "batch_size", "log_every", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+        for name in ("eval_every", "patience", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {value}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.resume is not None and os.path.abspath(self.resume) == os.path.abspath(self.out):
+            raise ConfigError(f"--resume takes the training state ({state_path_for(self.out)}), not the --out detector")
+
+    @property
+    def state_path(self) -> Path:
+        return state_path_for(self.out)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["mole"] = self.mole.to_dict()
+        augment = asdict(self.augment)
+        data["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in augment.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown training config keys: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        values["mole"] = MoLEConfig.from_dict(values["mole"])
+        augment = dict(values["augment"])
+        augment["blur_sigma"] = tuple(augment["blur_sigma"])
+        augment["jpeg_quality"] = tuple(augment["jpeg_quality"])
+        values["augment"] = AugmentConfig(**augment)
+        return cls(**values)
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Settings (other than the runtime ones) where ``other`` differs: ``name: other -> self``."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [
+            f"{name}: {theirs[name]!r} -> {mine[name]!r}"
+            for name in mine
+            if name not in RUNTIME_FIELDS and mine[name] != theirs[name]
+        ]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (the same on every rank; only rank 0 wrote files).
+
+    Attributes:
+        out: the detector file.
+        state: the training-state file.
+        steps: optimizer steps taken in all.
+        total_steps: steps the run was set to take.
+        best_step: the step whose weights were kept.
+        val_ap: validation AP of the kept weights.
+        threshold: calibrated decision threshold (balanced accuracy on validation).
+        acc_threshold: validation accuracy at ``threshold``.
+        acc_half: validation accuracy at 0.5.
+        train_images: training images listed.
+        val_images: validation images listed.
+        skipped: unreadable files by reason, over training and validation.
+        skipped_examples: a few of those files.
+        stopped_early: validation AP stopped improving before ``total_steps``.
+    """
+
+    out: str
+    state: str
+    steps: int
+    total_steps: int
+    best_step: int
+    val_ap: float
+    threshold: float
+    acc_threshold: Accuracy
+    acc_half: Accuracy
+    train_images: int
+    val_images: int
+    skipped: dict[str, int]
+    skipped_examples: list[str]
+    stopped_early: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("acc_threshold", "acc_half"):
+            acc = getattr(self, name)
+            data[name] = {"real": acc.real, "fake": acc.fake, "overall": acc.overall, "balanced": acc.balanced}
+        return data
+
+
+@dataclass
+class _Validation:
+    labels: np.ndarray
+    scores: np.ndarray
+    ap: float
+    acc: Accuracy
+
+
+@dataclass
+class _Progress:
+    """The loop's position and early-stopping record; all of it goes into the state file."""
+
+    step: int = 0
+    best_ap: float | None = None
+    best_step: int = 0
+    stale: int = 0
+    finished: bool = False
+    stopped_early: bool = False
+    best: dict[str, torch.Tensor] | None = None
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _accuracy_dict(acc: Accuracy) -> dict[str, float]:
+    return {"real": acc.real, "fake": acc.fake, "overall": acc.overall, "balanced": acc.balanced}
+
+
+@dataclass
+class _Window:
+    """Image-weighted loss sums and timing since the last step record; validation time is excluded."""
+
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("images", "loss", "bce", "lb", "rcl"), 0.0))
+    routing: dict[str, dict] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    paused: float = 0.0
+
+    def add(self, images: int, losses: dict[str, float], routing: dict[str, dict] | None) -> None:
+        self.sums["images"] += images
+        for key in ("loss", "bce", "lb", "rcl"):
+            self.sums[key] += losses.get(key, 0.0) * images
+        if routing is not None:
+            self.routing = routing
+
+
+class _Trainer:
+    """One run on one rank; ``run`` drives it from data discovery to the calibrated checkpoint."""
+
+    def __init__(self, config: TrainConfig, ctx: DistContext, on_event: EventHandler, command: str | None) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.on_event = on_event
+        self.command = command
+        self.device = ctx.device
+        self.progress = _Progress()
+        self.log_file = None
+
+    def emit(self, event: str, **payload: Any) -> None:
+        """Report to the caller and append to the JSONL log (rank 0 only)."""
+        if not self.ctx.is_main:
+            return
+        record = _finite({"event": event, **payload})
+        self.on_event(record)
+        if self.log_file is not None and event in ("step", "eval", "done"):
+            self.log_file.write(json.dumps(record) + "\n")
+            self.log_file.flush()
+
+    def run(self) -> TrainResult:
+        config = self.config
+        if config.resume is not None and not Path(config.resume).is_file():
+            raise InputError(
+                f"--resume {config.resume}: no such training state "
+                f"(it is written beside --out as {config.state_path.name})"
+            )
+        if config.resume is None:
+            self._refuse_unfinished_state()
+        self.data = prepare_training_data(
+            data=config.data, real=config.real, fake=config.fake, val=config.val,
+            val_fraction=config.val_fraction, train_size=config.train_size, seed=config.seed,
+        )
+        self.emit("data", layout=self.data.layout.kind, description=self.data.describe(), counts=self.data.counts())
+        self._build()
+        if config.resume is not None:
+            self._restore(Path(config.resume))
+        if self.ctx.is_main and config.log:
+            Path(config.log).parent.mkdir(parents=True, exist_ok=True)
+            self.log_file = open(config.log, "a", encoding="utf-8")
+        try:
+            self.emit(
+                "start", total_steps=self.total_steps, start_step=self.progress.step,
+                steps_per_epoch=self.steps_per_epoch,
+                train_images=len(self.data.train), val_images=len(self.data.val), world_size=self.ctx.world_size,
+                device=str(self.device), trainable_parameters=sum(p.numel() for p in self.params),
+            )
+            if not self.progress.finished:
+                self._loop()
+            return self._finish()
+        finally:
+            if self.log_file is not None:
+                self.log_file.close()
+
+    def _refuse_unfinished_state(self) -> None:
+        state = self.config.state_path
+        if not state.exists():
+            return
+        try:
+            finished = bool(read_checkpoint(state)[1].get("train_state", {}).get("finished", False))
+        except CheckpointError:
+            finished = False
+        if not finished:
+            raise InputError(
+                f"{state} holds an unfinished run; pass --resume {state} to continue it, or delete it to start over"
+            )
+
+    def _build(self) -> None:
+        config, ctx = self.config, self.ctx
+        self.detector: Detector = create_detector(
+            config.model, config.mole, backbone_weights=config.backbone_weights, cache_dir=config.cache_dir,
+            seed=config.seed,
+        ).to(self.device)
+        self.params = self.detector.trainable_parameters()
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.steps_per_epoch = distributed.steps_per_epoch(len(self.data.train), config.batch_size, ctx.world_size)
+        self.total_steps = config.steps if config.steps is not None else config.epochs * self.steps_per_epoch
+        total = self.total_steps
+        if config.schedule == "cosine":
+            self.scheduler = LambdaLR(self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+        else:
+            self.scheduler = LambdaLR(self.optimizer, lambda s: 1.0)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda")
+        size = self.detector.image_size
+        self.train_set = LabeledImages(self.data.train, size, config.augment, config.seed, config.max_pixels)
+        self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels)
+        self.failed_train = torch.zeros(len(self.data.train), dtype=torch.uint8)
+        self.failed_val = torch.zeros(len(self.data.val), dtype=torch.uint8)
+        cores = default_workers() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+        self.workers = config.workers if config.workers is not None else max(1, cores)
+        self.pin = self.device.type == "cuda"
+
+    def _loop(self) -> None:
+        config, progress = self.config, self.progress
+        self.detector.train()
+        window = _Window()
+        while not progress.finished:
+            epoch, offset = divmod(progress.step, self.steps_per_epoch)
+            batches = distributed.epoch_batches(len(self.train_set), config.batch_size, self.ctx, config.seed, epoch)
+            self.train_set.epoch = epoch
+            loader = batch_loader(self.train_set, batches[offset:], workers=self.workers, pin_memory=self.pin)
+            for batch in loader:
+                losses, routing = self._train_step(batch)
+                progress.step += 1
+                window.add(len(batch), losses, routing)
+                self.emit("progress", step=progress.step, total_steps=self.total_steps)
+                if progress.step % config.log_every == 0 or progress.step == self.total_steps:
+                    self._log_step(window)
+                    window = _Window(routing=window.routing)
+                paused = time.perf_counter()
+                evaluated = self._eval_due()
+                if evaluated:
+                    self._after_validation(self._validate())
+                progress.finished = progress.finished or progress.step >= self.total_steps
+                if evaluated or progress.finished or progress.step % self.steps_per_epoch == 0:
+                    self._save_state()
+                window.paused += time.perf_counter() - paused
+                if progress.finished:
+                    break
+
+    def _train_step(self, batch: Batch) -> tuple[dict[str, float], dict[str, dict] | None]:
+        self.optimizer.zero_grad(set_to_none=True)
+        for index, code in batch.failed:
+            self.failed_train[index] = code
+        losses: dict[str, float] = {}
+        routing = None
+        if batch.pixels is not None:
+            pixels = batch.pixels.to(self.device, non_blocking=True)
+            labels = batch.labels.to(self.device, non_blocking=True)
+            with autocast_for(self.device):
+                output = self.detector(pixels)
+            terms = self.detector.loss(output, labels, lb_loss=self._global_balance(output.routing))
+            self.scaler.scale(terms["loss"]).backward()
+            losses = {k: float(v.detach()) for k, v in terms.items()}
+            upcoming = self.progress.step + 1
+            if self.ctx.is_main and (upcoming % self.config.log_every == 0 or upcoming == self.total_steps):
+                routing = routing_summary(output.routing, labels)
+        else:
+            # Keeps the scaler initialised, and this rank in the balance-loss collective, when its
+            # whole batch failed to decode.
+            self.scaler.scale(torch.zeros((), device=self.device))
+            self._global_balance(None)
+        images = distributed.average_gradients(self.params, len(batch), self.ctx)
+        if images:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()
+        return losses, routing
+
+    def _global_balance(self, routing: dict | None) -> torch.Tensor | None:
+        """Under data parallelism, the balance loss with dispatch counted over the global batch."""
+        if not (self.ctx.distributed and self.detector.bypasses):
+            return None
+        blocks = sorted(self.detector.bypasses)
+        return distributed.balance_loss_across_ranks(routing, blocks, self.detector.mole.num_experts, self.ctx)
+
+    def _log_step(self, window: _Window) -> None:
+        keys = ("images", "loss", "bce", "lb", "rcl")
+        totals = dict(zip(keys, distributed.sum_values([window.sums[k] for k in keys], self.ctx)))
+        images = max(totals["images"], 1.0)
+        elapsed = time.perf_counter() - window.start - window.paused
+        self.emit(
+            "step",
+            step=self.progress.step,
+            epoch=self.progress.step / self.steps_per_epoch,
+            total_steps=self.total_steps,
+            loss=totals["loss"] / images,
+            bce=totals["bce"] / images,
+            lb=totals["lb"] / images,
+            rcl=totals["rcl"] / images,
+            lr=self.scheduler.get_last_lr()[0],
+            images_per_s=totals["images"] / elapsed if elapsed > 0 else None,
+            skipped_files=int((self.failed_train > 0).sum()),
+            routing=window.routing,
+        )
+
+    def _eval_due(self) -> bool:
+        step, every = self.progress.step, self.config.eval_every
+        if step >= self.total_steps:
+            return True
+        return step % every == 0 if every else step % self.steps_per_epoch == 0
+
+    def _validate(self) -> _Validation:
+        """Score the validation set (sharded over ranks) and compute AP and accuracy at 0.5."""
+        self.detector.eval()
+        mine = distributed.shard(len(self.val_set), self.ctx)
+        size = self.config.batch_size
+        loader = batch_loader(
+            self.val_set, [mine[i : i + size] for i in range(0, len(mine), size)], workers=self.workers,
+            pin_memory=self.pin,
+        )
+        indices: list[int] = []
+        scores: list[float] = []
+        with torch.inference_mode():
+            for batch in loader:
+                for index, code in batch.failed:
+                    self.failed_val[index] = code
+                if batch.pixels is None:
+                    continue
+                with autocast_for(self.device):
+                    logits = self.detector(batch.pixels.to(self.device, non_blocking=True)).logits
+                indices.extend(batch.indices.tolist())
+                scores.extend(torch.sigmoid(logits.float()).cpu().tolist())
+        self.detector.train()
+        distributed.merge_max_(self.failed_train, self.ctx)
+        distributed.merge_max_(self.failed_val, self.ctx)
+        all_scores = distributed.gather_predictions(indices, scores, len(self.val_set), self.ctx)
+        labels = np.array([s.label for s in self.data.val], dtype=np.int64)
+        ok = ~np.isnan(all_scores)
+        if len(set(labels[ok].tolist())) < 2:
+            raise InputError(
+                "validation needs readable real and fake images; too many validation files failed to decode"
+            )
+        labels, all_scores = labels[ok], all_scores[ok]
+        return _Validation(labels, all_scores, average_precision(labels, all_scores), accuracy(labels, all_scores, 0.5))
+
+    def _after_validation(self, result: _Validation) -> None:
+        progress, config = self.progress, self.config
+        improved = progress.best_ap is None or result.ap > progress.best_ap
+        if improved:
+            progress.best_ap, progress.best_step, progress.stale = result.ap, progress.step, 0
+            progress.best = {k: v.detach().cpu().clone() for k, v in self.detector.adapter_state_dict().items()}
+            if self.ctx.is_main:
+                self.detector.provenance = {"status": "training", "step": progress.step, "val_ap": result.ap}
+                save_detector(self.detector, config.out)
+        else:
+            progress.stale += 1
+        if config.patience and progress.stale >= config.patience and progress.step < self.total_steps:
+            progress.finished = progress.stopped_early = True
+        self.emit(
+            "eval", step=progress.step, epoch=progress.step / self.steps_per_epoch, val_ap=result.ap,
+            val_acc=result.acc.overall, val_acc_real=result.acc.real, val_acc_fake=result.acc.fake,
+            best_ap=progress.best_ap, best_step=progress.best_step, improved=improved,
+            stopped_early=progress.stopped_early, skipped_files=self._skipped_count(),
+        )
+
+    def _skipped_count(self) -> int:
+        return int((self.failed_train > 0).sum() + (self.failed_val > 0).sum())
+
+    def _skipped(self) -> tuple[dict[str, int], list[str]]:
+        reasons: dict[str, int] = {}
+        examples: list[str] = []
+        for failed, samples in ((self.failed_train, self.data.train), (self.failed_val, self.data.val)):
+            for index in torch.nonzero(failed).flatten().tolist():
+                reason = DECODE_REASONS[int(failed[index]) - 1]
+                reasons[reason] = reasons.get(reason, 0) + 1
+                if len(examples) < 5:
+                    examples.append(os.fsdecode(samples[index].path))
+        return dict(sorted(reasons.items())), examples
+
+    def _finish(self) -> TrainResult:
+        """Put the best weights back, calibrate the threshold on validation, write the final detector."""
+        progress, config = self.progress, self.config
+        if progress.best is not None:
+            self.detector.load_adapter_state_dict(progress.best, "the best weights of this run")
+        result = self._validate()
+        threshold = calibrate_threshold(result.labels, result.scores)
+        acc_threshold = accuracy(result.labels, result.scores, threshold)
+        skipped, examples = self._skipped()
+        summary = TrainResult(
+            out=config.out, state=str(config.state_path), steps=progress.step, total_steps=self.total_steps,
+            best_step=progress.best_step, val_ap=result.ap, threshold=threshold, acc_threshold=acc_threshold,
+            acc_half=result.acc, train_images=len(self.data.train), val_images=len(self.data.val), skipped=skipped,
+            skipped_examples=examples, stopped_early=progress.stopped_early,
+        )
+        self.detector.threshold = threshold
+        self.detector.provenance = self._provenance(summary)
+        if self.ctx.is_main:
+            save_detector(self.detector, config.out)
+        distributed.barrier(self.ctx)
+        self.emit("done", **summary.to_dict())
+        return summary
+
+    def _provenance(self, summary: TrainResult) -> dict[str, Any]:
+        data: TrainingData = self.data
+        return _finite({
+            "data": data.layout.root,
+            "layout": data.layout.kind,
+            "val": data.val_source,
+            "counts": data.counts(),
+            "steps": summary.steps,
+            "best_step": summary.best_step,
+            "epochs": summary.steps / self.steps_per_epoch,
+            "seed": self.config.seed,
+            "command": self.command,
+            "val_ap": summary.val_ap,
+            "val_acc_threshold": _accuracy_dict(summary.acc_threshold),
+            "val_acc_0.5": _accuracy_dict(summary.acc_half),
+            "skipped_files": summary.skipped,
+            "train_config": self.config.to_dict(),
+        })
+
+    def _save_state(self) -> None:
+        """Write ``<out>.state.safetensors`` (rank 0; atomic): the current weights plus everything else
+        the loop needs to continue exactly where it is."""
+        if not self.ctx.is_main:
+            return
+        progress = self.progress
+        tensors: dict[str, torch.Tensor] = {
+            f"{TRAIN_STATE_PREFIX}failed_train": self.failed_train,
+            f"{TRAIN_STATE_PREFIX}failed_val": self.failed_val,
+            f"{TRAIN_STATE_PREFIX}rng.torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"{TRAIN_STATE_PREFIX}rng.cuda.{i}"] = state
+        optimizer = self.optimizer.state_dict()
+        for index, slots in optimizer["state"].items():
+            for name, value in slots.items():
+                tensors[f"{TRAIN_STATE_PREFIX}optim.{index}.{name}"] = torch.as_tensor(value)
+        for key, value in (progress.best or {}).items():
+            tensors[f"{TRAIN_STATE_PREFIX}best.{key}"] = value
+        numpy_state = np.random.get_state()
+        python_state = random.getstate()
+        meta = {
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "step": progress.step,
+            "total_steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "best_ap": progress.best_ap,
+            "best_step": progress.best_step,
+            "stale": progress.stale,
+            "finished": progress.finished,
+            "stopped_early": progress.stopped_early,
+            "data_fingerprint": self.data.fingerprint(),
+            "optimizer_groups": optimizer["param_groups"],
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            "rng_python": [python_state[0], list(python_state[1]), python_state[2]],
+        }
+        save_detector(
+            self.detector, self.config.state_path, extra_tensors=tensors, extra_metadata={"train_state": meta}
+        )
+
+    def _restore(self, path: Path) -> None:
+        """Load a state file written by ``_save_state`` after checking it belongs to this run."""
+        tensors, meta = read_checkpoint(path)
+        state = meta.get("train_state")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} is a detector checkpoint without training state; resume from the "
+                                  f"{STATE_SUFFIX} file written beside --out")
+        if int(state.get("version", 0)) != STATE_VERSION:
+            raise CheckpointError(f"{path}: training state version {state.get('version')} is not {STATE_VERSION}")
+        try:
+            saved = TrainConfig.from_dict(state["config"])
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: training state has no usable config ({exc})") from None
+        changed = self.config.differences(saved)
+        if changed:
+            raise ConfigError(f"--resume: the run in {path} used other settings ({'; '.join(changed)}); "
+                              "rerun with its settings (only --device, --workers and --log may change)")
+        if state["data_fingerprint"] != self.data.fingerprint():
+            raise InputError(f"--resume: the training or validation files changed since {path} was written")
+        if state["steps_per_epoch"] != self.steps_per_epoch:
+            raise ConfigError(
+                f"--resume: {path} ran {state['steps_per_epoch']} steps per epoch, this run would take "
+                f"{self.steps_per_epoch}; use the same number of processes and --batch-size"
+            )
+        self.detector.load_adapter_state_dict(
+            {k: v for k, v in tensors.items() if k.startswith((ADAPTER_PREFIX, HEAD_PREFIX))}, str(path)
+        )
+        self._restore_optimizer(tensors, state, path)
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.failed_train.copy_(tensors[f"{TRAIN_STATE_PREFIX}failed_train"])
+        self.failed_val.copy_(tensors[f"{TRAIN_STATE_PREFIX}failed_val"])
+        torch.set_rng_state(tensors[f"{TRAIN_STATE_PREFIX}rng.torch"])
+        cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith(f"{TRAIN_STATE_PREFIX}rng.cuda.")]
+        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        numpy_state = state["rng_numpy"]
+        np.random.set_state((numpy_state[0], np.array(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
+        python_state = state["rng_python"]
+        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+        best_prefix = f"{TRAIN_STATE_PREFIX}best."
+        best = {k[len(best_prefix):]: v for k, v in tensors.items() if k.startswith(best_prefix)}
+        self.progress = _Progress(
+            step=int(state["step"]), best_ap=state["best_ap"], best_step=int(state["best_step"]),
+            stale=int(state["stale"]), finished=bool(state["finished"]), stopped_early=bool(state["stopped_early"]),
+            best=best or None,
+        )
+
+    def _restore_optimizer(self, tensors: dict[str, torch.Tensor], state: dict[str, Any], path: Path) -> None:
+        prefix = f"{TRAIN_STATE_PREFIX}optim."
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith(prefix):
+                index, name = key[len(prefix):].split(".", 1)
+                slots.setdefault(int(index), {})[name] = value
+        groups = [dict(group, betas=tuple(group["betas"])) for group in state["optimizer_groups"]]
+        try:
+            self.optimizer.load_state_dict({"state": slots, "param_groups": groups})
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: optimizer state does not fit this detector ({exc})") from None
+
+
+def train(config: TrainConfig, on_event: EventHandler | None = None, *, command: str | None = None) -> TrainResult:
+    """Train a MoLE detector and write it to ``config.out``, joining torchrun's process group if any.
+
+    Args:
+        config: the run.
+        on_event: receives progress records (rank 0 only): ``data`` (layout description and counts),
+            ``start``, ``progress`` (every step), ``step`` (every ``log_every`` steps: losses, lr,
+            images/s, routing telemetry), ``eval``, and ``done`` (the summary).
+        command: the command line, recorded in the checkpoint's provenance.
+
+    Raises:
+        LayoutError: the data folders do not fit a layout or lack a class.
+        InputError: ``--resume`` names no file, an unfinished state would be overwritten, or the
+            validation images cannot be read.
+        ConfigError: invalid or (on resume) changed settings.
+        CheckpointError: the resume file is damaged or does not belong to this detector.
+    """
+    ctx = distributed.setup(config.device)
+    try:
+        return _Trainer(config, ctx, on_event or (lambda event: None), command).run()
+    finally:
+        distributed.teardown(ctx)

@@ -1,0 +1,348 @@
+"""Training: config validation, learning, resume (in-process and after kill -9), logs, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from aigdetect.cli import app
+from aigdetect.config import MoLEConfig
+from aigdetect.data.synthetic import write_synthetic_dataset
+from aigdetect.data.transforms import AugmentConfig
+from aigdetect.engine.train import TrainConfig, state_path_for, train
+from aigdetect.errors import ConfigError
+from aigdetect.evaluation.metrics import accuracy, average_precision, calibrate_threshold
+from aigdetect.models.checkpoint import read_checkpoint
+from aigdetect.models.detector import Detector, create_detector
+
+TINY = Path(__file__).parent / "assets" / "tiny.json"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models train fastest on one thread, and a shared CI machine is not slowed by spinning workers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """32 training and 12 validation images (40 px), two categories."""
+    root = tmp_path_factory.mktemp("small")
+    write_synthetic_dataset(root, "wang2020", per_class=16, size=40, seed=1, val_per_class=6)
+    return root
+
+
+def _config(tmp_path: Path, root: Path | None, **overrides) -> TrainConfig:
+    values = dict(
+        out=str(tmp_path / "m.safetensors"), data=str(root) if root else None, model=str(TINY), backbone_weights="none", steps=8,
+        batch_size=8, lr=3e-3, eval_every=4, patience=0, workers=0, seed=0, device="cpu", log_every=2,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _adapters(path: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = read_checkpoint(path)
+    return {k: v for k, v in tensors.items() if k.startswith(("adapters.", "head."))}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"data": None}, "either --data"),
+        ({"real": "r"}, "--real and --fake go together"),
+        ({"real": "r", "fake": "f"}, "either --data"),
+        ({"epochs": 2}, "exclusive"),
+        ({"val": "v", "val_fraction": 0.2}, "exclusive"),
+        ({"val_fraction": 1.0}, "between 0 and 1"),
+        ({"train_size": 1}, "at least 2"),
+        ({"batch_size": 0}, "batch-size"),
+        ({"lr": 0.0}, "--lr"),
+        ({"weight_decay": -1.0}, "weight-decay"),
+        ({"schedule": "step"}, "schedule"),
+        ({"patience": -1}, "patience"),
+        ({"out": ""}, "--out"),
+        ({"resume": "m.safetensors", "out": "m.safetensors"}, "not the --out detector"),
+    ],
+)
+def test_config_refuses_bad_settings(tmp_path, overrides, message):
+    values = {"data": str(tmp_path), **overrides}
+    with pytest.raises(ConfigError, match=message):
+        _config(tmp_path, None, **values)
+
+
+def test_config_defaults_round_trip_and_differences(tmp_path):
+    config = TrainConfig(out="m.safetensors", data="d")
+    assert (config.epochs, config.steps, config.lr, config.batch_size, config.model) == (10, None, 6e-4, 64, "vitb32")
+    assert config.out == os.path.abspath("m.safetensors") and config.data == os.path.abspath("d")
+    custom = _config(tmp_path, tmp_path, mole=MoLEConfig(blocks=2, router="proto"), augment=AugmentConfig(flip=False))
+    again = TrainConfig.from_dict(json.loads(json.dumps(custom.to_dict())))
+    assert again == custom
+    changed = _config(tmp_path, tmp_path, lr=1e-3, workers=3, device="auto", mole=MoLEConfig(blocks=2, router="proto"))
+    assert [d.split(":")[0] for d in changed.differences(custom)] == ["augment", "lr"]
+
+
+def test_state_file_sits_beside_the_detector():
+    assert state_path_for("runs/m.safetensors") == Path("runs/m.state.safetensors")
+    assert state_path_for("runs/model") == Path("runs/model.state.safetensors")
+
+
+def test_frozen_blocks_build_no_autograd_graph():
+    detector = create_detector(TINY, MoLEConfig(blocks=2), backbone_weights="none").train()
+    tracked = {}
+    for index, block in enumerate(detector.visual.transformer.resblocks):
+        block.register_forward_hook(lambda module, args, output, i=index: tracked.__setitem__(i, output.requires_grad))
+    output = detector(torch.randn(2, 3, 32, 32))
+    detector.loss(output, torch.tensor([0.0, 1.0]))["loss"].backward()
+    assert tracked == {0: False, 1: False, 2: True, 3: True}
+    assert all(p.grad is None for p in detector.visual.parameters() if not p.requires_grad)
+
+
+def test_training_writes_a_calibrated_loadable_detector_and_a_state(tmp_path, small_data):
+    log = tmp_path / "log.jsonl"
+    events = []
+    result = train(_config(tmp_path, small_data, log=str(log)), events.append, command="aigdetect train ...")
+    assert result.steps == result.total_steps == 8 and result.best_step in (4, 8)
+
+    detector = Detector.load(result.out)
+    assert detector.threshold == pytest.approx(result.threshold)
+    val_files = sorted((small_data / "val").rglob("*.png"))
+    labels = np.array([1 if p.parent.name == "1_fake" else 0 for p in val_files])
+    scores = detector.score(val_files)
+    assert average_precision(labels, scores) == pytest.approx(result.val_ap, abs=1e-6)
+    assert calibrate_threshold(labels, scores) == pytest.approx(result.threshold, abs=1e-6)
+    assert accuracy(labels, scores, result.threshold) == pytest.approx(result.acc_threshold)
+    assert accuracy(labels, scores, 0.5) == pytest.approx(result.acc_half)
+    assert result.acc_threshold.balanced >= result.acc_half.balanced
+
+    provenance = detector.provenance
+    assert provenance["layout"] == "wang2020" and provenance["data"] == str(small_data)
+    assert provenance["counts"]["train"]["photo"] == {"real": 8, "fake": 8}
+    assert (provenance["steps"], provenance["seed"], provenance["command"]) == (8, 0, "aigdetect train ...")
+
+    # Only the adapters and the head trained; the frozen backbone is bit-identical to its init.
+    fresh = create_detector(TINY, MoLEConfig(), backbone_weights="none", seed=0)
+    for key, value in fresh.backbone_state_dict().items():
+        assert torch.equal(detector.backbone_state_dict()[key], value)
+    assert any(not torch.equal(detector.adapter_state_dict()[k], v) for k, v in fresh.adapter_state_dict().items())
+
+    with safe_open(str(result.state), framework="pt") as handle:
+        keys = set(handle.keys())
+        state = json.loads(handle.metadata()["aigdetect"])["train_state"]
+        rng = handle.get_tensor("train_state.rng.torch")
+    assert rng.dtype == torch.uint8
+    assert any(k.startswith("train_state.optim.") and k.endswith(".exp_avg_sq") for k in keys)
+    assert (state["step"], state["finished"], state["config"]["lr"]) == (8, True, 3e-3)
+    assert not any(k.startswith("train_state.") for k in read_checkpoint(result.out)[0])
+
+    kinds = [e["event"] for e in events]
+    assert kinds[:2] == ["data", "start"] and kinds[-1] == "done" and kinds.count("progress") == 8
+    assert any("wang2020" in line for line in events[0]["description"])
+
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    steps = [r for r in records if r["event"] == "step"]
+    assert [r["step"] for r in steps] == [2, 4, 6, 8]
+    for record in steps:
+        assert {"bce", "lb", "rcl", "lr", "images_per_s", "loss"} <= record.keys() and record["lr"] == 3e-3
+        assert set(record["routing"]) == {"block1", "block2", "block3"}
+        assert sum(record["routing"]["block3"]["utilisation"]) == pytest.approx(1.0)
+        assert {"entropy", "share_real", "share_fake"} <= record["routing"]["block3"].keys()
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [r["step"] for r in evals] == [4, 8] and all(0 <= r["val_ap"] <= 1 for r in evals)
+    assert records[-1]["event"] == "done" and records[-1]["threshold"] == pytest.approx(result.threshold)
+
+
+def test_resume_replays_the_uninterrupted_run_exactly(tmp_path, small_data):
+    straight = train(_config(tmp_path / "a", small_data, steps=12))
+
+    def crash_at_step_7(event):
+        if event["event"] == "progress" and event["step"] == 7:
+            raise KeyboardInterrupt
+
+    config = _config(tmp_path / "b", small_data, steps=12, log=str(tmp_path / "b.jsonl"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config, crash_at_step_7)
+    _, meta = read_checkpoint(config.state_path)
+    assert meta["train_state"]["step"] == 4 and not meta["train_state"]["finished"]
+
+    events = []
+    resumed = train(
+        _config(tmp_path / "b", small_data, steps=12, resume=str(config.state_path), log=str(tmp_path / "b.jsonl")),
+        events.append,
+    )
+    assert next(e for e in events if e["event"] == "start")["start_step"] == 4
+    assert resumed.steps == straight.steps == 12
+    for key, value in _adapters(state_path_for(straight.out)).items():
+        assert torch.equal(_adapters(config.state_path)[key], value), key
+    assert resumed.threshold == straight.threshold and resumed.val_ap == straight.val_ap
+    records = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "eval"] == [4, 8, 12]
+
+
+def test_decoding_workers_do_not_change_the_result(tmp_path, small_data):
+    inline = train(_config(tmp_path / "inline", small_data, steps=4, eval_every=4))
+    workers = train(_config(tmp_path / "workers", small_data, steps=4, eval_every=4, workers=2))
+    for key, value in _adapters(state_path_for(inline.out)).items():
+        assert torch.equal(_adapters(state_path_for(workers.out))[key], value), key
+
+
+def test_corrupt_files_are_skipped_and_counted(tmp_path):
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, "wang2020", per_class=8, size=40, seed=2, val_per_class=4)
+    good = next((data / "train" / "photo" / "1_fake").glob("*.png")).read_bytes()
+    (data / "train" / "photo" / "1_fake" / "cut.png").write_bytes(good[: len(good) // 2])
+    (data / "train" / "texture" / "0_real" / "text.png").write_text("not an image")
+    (data / "val" / "photo" / "0_real" / "zero.png").write_bytes(b"")
+    result = train(_config(tmp_path, data, steps=6, eval_every=3, batch_size=4, log=str(tmp_path / "log.jsonl")))
+    assert result.steps == 6 and sum(result.skipped.values()) == 3
+    assert set(result.skipped) <= {"truncated", "corrupt", "unsupported"}
+    assert {Path(p).name for p in result.skipped_examples} == {"cut.png", "text.png", "zero.png"}
+    evals = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["skipped_files"] for r in evals if r["event"] == "eval"][-1] == 3
+    assert sum(read_checkpoint(result.out)[1]["provenance"]["skipped_files"].values()) == 3
+
+
+def test_early_stopping_keeps_the_best_weights(tmp_path, small_data):
+    result = train(_config(tmp_path, small_data, steps=12, eval_every=1, patience=2, lr=1e-12))
+    assert result.stopped_early and result.steps == 3 and result.best_step == 1
+
+
+def test_cosine_schedule_decays_to_zero(tmp_path, small_data):
+    log = tmp_path / "log.jsonl"
+    train(_config(tmp_path, small_data, steps=4, log_every=1, schedule="cosine", log=str(log)))
+    lrs = [json.loads(line)["lr"] for line in log.read_text().splitlines() if '"step"' in line and '"event": "step"' in line]
+    assert lrs == pytest.approx([3e-3 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(1, 5)])
+
+
+runner = CliRunner()
+
+
+def _cli(tmp_path: Path, data: Path, *extra: str):
+    return runner.invoke(
+        app,
+        [
+            "train", "--data", str(data), "--model", str(TINY), "--backbone-weights", "none",
+            "--out", str(tmp_path / "m.safetensors"), "--steps", "4", "--batch-size", "8", "--workers", "0",
+            "--device", "cpu", *extra,
+        ],
+    )
+
+
+def test_cli_prints_layout_and_summary(tmp_path, small_data):
+    result = _cli(tmp_path, small_data, "--no-flip", "--blur-prob", "0", "--jpeg-quality", "50,90")
+    assert result.exit_code == 0, result.output
+    assert "layout: wang2020" in result.output and "photo: 8 real, 8 fake" in result.output
+    assert "validation AP" in result.output and "calibrated threshold" in result.output
+    _, meta = read_checkpoint(tmp_path / "m.safetensors")
+    augment = meta["provenance"]["train_config"]["augment"]
+    assert (augment["flip"], augment["blur_prob"], augment["jpeg_quality"]) == (False, 0.0, [50, 90])
+
+
+def test_cli_refusals(tmp_path, small_data):
+    missing = _cli(tmp_path, small_data, "--resume", str(tmp_path / "nope.state.safetensors"))
+    assert missing.exit_code == 2 and "no such training state" in missing.output
+
+    def stop(event):
+        if event["event"] == "progress" and event["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path, small_data, steps=4, eval_every=2), stop)
+    fresh = _cli(tmp_path, small_data)
+    assert fresh.exit_code == 2 and "unfinished run" in fresh.output
+    state = str(tmp_path / "m.state.safetensors")
+    changed = _cli(tmp_path, small_data, "--resume", state, "--lr", "0.1", "--eval-every", "2", "--patience", "0")
+    assert changed.exit_code == 2 and "lr: 0.003 -> 0.1" in changed.output
+    bad_pair = _cli(tmp_path / "x", small_data, "--blur-sigma", "1")
+    assert bad_pair.exit_code == 2 and "LOW,HIGH" in bad_pair.output
+    no_layout = _cli(tmp_path / "y", tmp_path / "y")
+    assert no_layout.exit_code == 2 and "does not exist" in no_layout.output
+
+
+def _state_step(path: Path) -> tuple[int, bool] | None:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = json.loads(handle.metadata()["aigdetect"])["train_state"]
+    except Exception:
+        return None
+    return state["step"], state["finished"]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_completes(tmp_path, small_data):
+    out = tmp_path / "m.safetensors"
+    command = [
+        sys.executable, "-m", "aigdetect", "train", "--data", str(small_data), "--model", str(TINY),
+        "--backbone-weights", "none", "--out", str(out), "--steps", "60", "--batch-size", "8", "--lr", "3e-3",
+        "--eval-every", "2", "--patience", "0", "--workers", "0", "--device", "cpu", "--seed", "0",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    state = state_path_for(out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen = _state_step(state)
+        if seen is not None and seen[0] >= 6:
+            break
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    process.stderr.close()
+    step, finished = _state_step(state)
+    assert 6 <= step < 60 and not finished
+
+    resumed = subprocess.run(command + ["--resume", str(state)], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _state_step(state) == (60, True)
+    assert f"resuming at step {step}" in resumed.stderr
+    detector = Detector.load(out)
+    assert detector.provenance["steps"] == 60
+
+    straight = train(_config(tmp_path / "straight", small_data, steps=60, eval_every=2))
+    for key, value in _adapters(state_path_for(straight.out)).items():
+        torch.testing.assert_close(_adapters(state)[key], value, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_tiny_mole_learns_the_synthetic_artifact(tmp_path):
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, "wang2020", per_class=64, size=64, seed=0, val_per_class=32)
+    held_out = write_synthetic_dataset(tmp_path / "held", "plain", per_class=24, size=64, seed=77)
+    config = _config(tmp_path, data, steps=200, batch_size=32, eval_every=25, patience=4, lr=3e-3, log_every=25)
+    untrained = create_detector(TINY, config.mole, backbone_weights="none", seed=config.seed)
+    result = train(config)
+    assert result.val_ap >= 0.9
+    trained = Detector.load(result.out)
+    labels = held_out.labels()
+    trained_ap = average_precision(labels, trained.score(held_out.paths()))
+    untrained_ap = average_precision(labels, untrained.score(held_out.paths()))
+    assert trained_ap >= 0.9 and trained_ap > untrained_ap + 0.2
+    assert accuracy(labels, trained.score(held_out.paths()), trained.threshold).balanced >= 0.8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_training_scores_match_fp32(tmp_path, small_data):
+    result = train(_config(tmp_path, small_data, device="cuda"))
+    detector = Detector.load(result.out, device="cuda")
+    files = sorted((small_data / "val").rglob("*.png"))
+    fp32 = detector.score(files)
+    from aigdetect.engine.infer import score_files
+
+    fp16 = np.array([r.score for batch in score_files(detector, files, device=torch.device("cuda")) for r in batch])
+    np.testing.assert_allclose(fp16, fp32, atol=5e-3)
