@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from rich import box
 from rich.console import Console
@@ -92,13 +93,13 @@ class _Runtime:
     reencode: str | None
     compare: Path | None
 
-    def config(self) -> BenchConfig:
+    def config(self, device: torch.device) -> BenchConfig:
         return BenchConfig(
             max_per_class=self.max_per_class,
             seed=self.seed,
             reencode=Reencode.parse(self.reencode) if self.reencode else None,
             batch_size=self.batch_size,
-            workers=default_workers() if self.workers is None else self.workers,
+            workers=default_workers(device) if self.workers is None else self.workers,
         )
 
     def origin(self, detector_name: str) -> str:
@@ -173,11 +174,11 @@ def _run(
     sweep: SweepConfig | None = None,
 ) -> None:
     """Shared body of every bench / robustness command: load, discover, score, report."""
-    config = runtime.config()
+    device = resolve_device(runtime.device)
+    config = runtime.config(device)
     discovery = find()
     kind = "bench" if sweep is None else "robustness"
     other = load_results(runtime.compare, kind) if runtime.compare else None
-    device = resolve_device(runtime.device)
     detector = detector_options(runtime.checkpoint, runtime.model, runtime.backbone_weights, runtime.cache_dir)
     err = Console(stderr=True, markup=False, highlight=False)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

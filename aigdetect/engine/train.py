@@ -44,7 +44,7 @@ from ..models.detector import ADAPTER_PREFIX, HEAD_PREFIX, Detector, create_dete
 from ..models.telemetry import routing_summary
 from . import distributed
 from .distributed import DistContext
-from .infer import autocast_for, default_workers
+from .infer import autocast_for, default_workers, threads_beside_workers
 
 SCHEDULES = ("constant", "cosine")
 DEFAULT_EPOCHS = 10
@@ -353,9 +353,10 @@ class _Trainer:
                 train_images=len(self.data.train), val_images=len(self.data.val), world_size=self.ctx.world_size,
                 device=str(self.device), trainable_parameters=sum(p.numel() for p in self.params),
             )
-            if not self.progress.finished:
-                self._loop()
-            return self._finish()
+            with threads_beside_workers(self.device, self.workers):
+                if not self.progress.finished:
+                    self._loop()
+                return self._finish()
         finally:
             if self.log_file is not None:
                 self.log_file.close()
@@ -394,7 +395,7 @@ class _Trainer:
         self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels)
         self.failed_train = torch.zeros(len(self.data.train), dtype=torch.uint8)
         self.failed_val = torch.zeros(len(self.data.val), dtype=torch.uint8)
-        cores = default_workers() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+        cores = default_workers(self.device) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
         self.workers = config.workers if config.workers is not None else max(1, cores)
         self.pin = self.device.type == "cuda"
 

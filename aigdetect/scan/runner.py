@@ -161,7 +161,7 @@ def run_scan(
     options = ScoringOptions(
         device=device,
         batch_size=config.batch_size or default_batch_size(device),
-        workers=default_workers() if config.workers is None else config.workers,
+        workers=default_workers(device) if config.workers is None else config.workers,
         crops=config.crops,
         max_pixels=config.max_pixels,
         perturb=perturb,

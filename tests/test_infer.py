@@ -1,0 +1,67 @@
+"""Batched scoring: order, error records, crops, and the CPU thread budget beside decode workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_detector, write_image
+from PIL import Image
+
+from aigdetect.data.transforms import crop_grid, eval_tensor
+from aigdetect.engine.infer import default_workers, resolve_device, score_files, threads_beside_workers
+from aigdetect.errors import InputError
+
+
+def test_records_keep_order_errors_and_match_detector_scores(tmp_path):
+    detector = make_tiny_detector()
+    good = [write_image(tmp_path / f"{i}.png", (40 + i, 36), seed=i) for i in range(5)]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    paths = [good[0], bad, *good[1:]]
+    batches = list(score_files(detector, paths, device=torch.device("cpu"), batch_size=2))
+    records = [r for batch in batches for r in batch]
+    assert [len(b) for b in batches] == [2, 2, 2]
+    assert [r.path for r in records] == [str(p) for p in paths]
+    assert records[1].error_reason == "unsupported" and records[1].score is None
+    expected = detector.score([str(p) for p in good])
+    assert np.allclose([r.score for r in records if r.ok], expected, rtol=1e-5, atol=1e-6)
+    assert (records[0].width, records[0].height, records[0].format) == (40, 36, "PNG")
+
+
+def test_crop_scores_are_the_scores_of_the_grid_crops(tmp_path):
+    detector = make_tiny_detector()
+    path = write_image(tmp_path / "big.png", (90, 70), seed=3)
+    record = next(iter(score_files(detector, [path], device=torch.device("cpu"), crops=4)))[0]
+    array = np.asarray(Image.open(path).convert("RGB"))
+    with torch.no_grad():
+        views = torch.stack([eval_tensor(array, 32)] + [eval_tensor(c, 32) for c in crop_grid(array, 32, 4)])
+        expected = torch.sigmoid(detector(views).logits).numpy()
+    assert record.score == pytest.approx(float(expected[0]), rel=1e-5)
+    assert np.allclose(record.crop_scores, expected[1:], rtol=1e-5)
+
+
+def test_cpu_threads_leave_room_for_workers(monkeypatch):
+    monkeypatch.setattr("aigdetect.engine.infer.os.cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        with threads_beside_workers(torch.device("cpu"), 1):
+            assert torch.get_num_threads() == 3
+        with threads_beside_workers(torch.device("cpu"), 8):
+            assert torch.get_num_threads() == 1
+        with threads_beside_workers(torch.device("cpu"), 0):
+            assert torch.get_num_threads() == 4
+        assert torch.get_num_threads() == 4
+        assert default_workers(torch.device("cpu")) == 2 and default_workers(torch.device("cuda")) == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_device_resolution_falls_back_and_refuses_missing_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(InputError, match="no CUDA device is available"):
+        resolve_device("cuda")
+    with pytest.raises(InputError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
