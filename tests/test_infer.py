@@ -65,3 +65,22 @@ def test_device_resolution_falls_back_and_refuses_missing_cuda(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(InputError, match="unknown device 'tpu'"):
         resolve_device("tpu")
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_half_precision_path_stays_within_tolerance_of_fp32():
+    """CUDA runs under fp16 autocast; the same dtype on the CPU must keep scores within 2e-3."""
+    from sklearn.datasets import load_sample_images
+
+    from aigdetect.engine.infer import autocast_for
+
+    cuda_autocast = autocast_for(torch.device("cuda"))
+    assert isinstance(cuda_autocast, torch.autocast) and cuda_autocast.fast_dtype == torch.float16
+    detector = make_tiny_detector().eval()
+    photos = load_sample_images().images
+    pixels = torch.stack([eval_tensor(crop, 32) for photo in photos for crop in crop_grid(photo, 32, 16)])
+    with torch.inference_mode():
+        full = torch.sigmoid(detector(pixels).logits)
+        with torch.autocast("cpu", dtype=cuda_autocast.fast_dtype):
+            half = torch.sigmoid(detector(pixels).logits.float())
+    assert float((full - half).abs().max()) <= 2e-3
