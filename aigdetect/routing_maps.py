@@ -171,7 +171,7 @@ def _overlay(grid: np.ndarray, colours: Sequence[str]) -> np.ndarray:
 
 
 def _panel_title(routes: BlockRoutes) -> str:
-    cls = "own CLS expert" if routes.cls is None else f"expert {routes.cls}"
+    cls = "dedicated expert" if routes.cls is None else f"expert {routes.cls}"
     return f"block {routes.block}\nCLS \u2192 {cls}"
 
 

@@ -108,3 +108,11 @@ def test_saved_file_follows_the_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["shared.safetensors"]
+
+
+def test_stored_backbone_is_kept_when_weights_none_is_passed(tmp_path):
+    detector = make_tiny_detector(seed=5)
+    path = tmp_path / "seed5.safetensors"
+    detector.save(path)
+    loaded = Detector.load(path, backbone_weights="none")
+    assert np.array_equal(loaded.score(_images()), detector.score(_images()))

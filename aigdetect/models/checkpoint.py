@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from .. import __version__
 from ..config import MoLEConfig
 from ..errors import AigdetectError, CheckpointError
-from .backbones import BackboneSource, load_backbone, load_visual_weights
+from .backbones import RANDOM_WEIGHTS, BackboneSource, load_backbone, load_visual_weights
 from .detector import Detector
 
 CHECKPOINT_FORMAT = "aigdetect.detector"
@@ -139,7 +139,8 @@ def detector_from_checkpoint(
     except AigdetectError as exc:
         raise CheckpointError(f"{origin}: {exc}") from None
     embedded = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
-    if embedded and backbone_weights is None:
+    # A stored backbone is the model's own: "none" (no download) must not swap it for a fresh random one.
+    if embedded and (backbone_weights is None or str(backbone_weights) == RANDOM_WEIGHTS):
         visual = load_backbone(source, "none")
         load_visual_weights(visual, embedded, f"{origin} (embedded backbone)")
     else:
