@@ -41,19 +41,24 @@ def test_crop_scores_are_the_scores_of_the_grid_crops(tmp_path):
     assert np.allclose(record.crop_scores, expected[1:], rtol=1e-5)
 
 
-def test_cpu_threads_leave_room_for_workers(monkeypatch):
+def test_cpu_threads_leave_room_for_workers_beside_small_models(monkeypatch):
     monkeypatch.setattr("aigdetect.engine.infer.os.cpu_count", lambda: 4)
     before = torch.get_num_threads()
     torch.set_num_threads(4)
+    cpu, small, clip_sized = torch.device("cpu"), 65_000, 88_000_000
     try:
-        with threads_beside_workers(torch.device("cpu"), 1):
+        with threads_beside_workers(cpu, 1, small):
             assert torch.get_num_threads() == 3
-        with threads_beside_workers(torch.device("cpu"), 8):
+        with threads_beside_workers(cpu, 8, small):
             assert torch.get_num_threads() == 1
-        with threads_beside_workers(torch.device("cpu"), 0):
+        with threads_beside_workers(cpu, 0, small):
+            assert torch.get_num_threads() == 4
+        with threads_beside_workers(cpu, 2, clip_sized):
             assert torch.get_num_threads() == 4
         assert torch.get_num_threads() == 4
         assert default_workers(torch.device("cpu")) == 2 and default_workers(torch.device("cuda")) == 4
+        monkeypatch.setattr("aigdetect.engine.infer.os.cpu_count", lambda: 32)
+        assert default_workers(torch.device("cpu")) == 16 and default_workers(torch.device("cuda")) == 16
     finally:
         torch.set_num_threads(before)
 

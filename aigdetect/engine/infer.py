@@ -35,25 +35,31 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def default_batch_size(device: torch.device) -> int:
-    return 128 if device.type == "cuda" else 16
+    return 128 if device.type == "cuda" else 32
 
 
 def default_workers(device: torch.device | None = None) -> int:
-    """Decode workers: one per core on GPU machines; on the CPU, half the cores, the rest compute."""
+    """Decode workers: one per core on GPU machines; on the CPU, half the cores (at least two, so
+    decoding overlaps with the forward pass even on small machines) and the rest compute."""
     cores = os.cpu_count() or 1
     if device is not None and device.type == "cpu":
-        return max(1, cores // 2)
+        return min(max(2, cores // 2), 16)
     return min(cores, 16)
 
 
-@contextmanager
-def threads_beside_workers(device: torch.device, workers: int) -> Iterator[None]:
-    """On the CPU, cap intra-op threads at the cores the decode workers leave free.
+SMALL_MODEL_PARAMETERS = 5_000_000
 
-    Threads that outnumber the free cores spin against the workers; on a 2-core machine that made
-    the forward pass of a small model ten times slower.
+
+@contextmanager
+def threads_beside_workers(device: torch.device, workers: int, parameters: int) -> Iterator[None]:
+    """On the CPU, give a small model only the cores its decode workers leave free.
+
+    A small model is decode-bound, and intra-op threads that outnumber the free cores spin against
+    the workers: on 2 cores that made a scan seven times slower. A CLIP-sized model (``parameters``
+    at or above ``SMALL_MODEL_PARAMETERS``) is compute-bound and keeps every core, since its
+    decode workers sleep most of the time.
     """
-    if device.type != "cpu" or workers <= 0:
+    if device.type != "cpu" or workers <= 0 or parameters >= SMALL_MODEL_PARAMETERS:
         yield
         return
     before = torch.get_num_threads()
@@ -171,7 +177,8 @@ def score_files(
     )
     detector.to(device).eval()
     views = 1 + crops
-    with torch.inference_mode(), threads_beside_workers(device, workers):
+    parameters = sum(p.numel() for p in detector.parameters())
+    with torch.inference_mode(), threads_beside_workers(device, workers, parameters):
         for records, pixels in loader:
             ok = [r for r in records if r.ok]
             if pixels is not None:

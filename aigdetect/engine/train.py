@@ -353,7 +353,8 @@ class _Trainer:
                 train_images=len(self.data.train), val_images=len(self.data.val), world_size=self.ctx.world_size,
                 device=str(self.device), trainable_parameters=sum(p.numel() for p in self.params),
             )
-            with threads_beside_workers(self.device, self.workers):
+            parameters = sum(p.numel() for p in self.detector.parameters())
+            with threads_beside_workers(self.device, self.workers, parameters):
                 if not self.progress.finished:
                     self._loop()
                 return self._finish()
