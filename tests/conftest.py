@@ -33,6 +33,17 @@ def make_tiny_detector(mole: MoLEConfig | None = None, seed: int = 0, perturb_b:
     return detector
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models train fastest on one thread, and a shared CI machine is not slowed by spinning threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture()
 def tiny_detector():
     return make_tiny_detector()

@@ -25,13 +25,7 @@ from aigdetect.models.checkpoint import read_checkpoint
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train fastest on one thread, and a shared CI machine is not slowed by spinning workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ctx(rank: int, world: int) -> DistContext:
