@@ -39,7 +39,8 @@ from aigdetect.config import MoLEConfig
 from aigdetect.data.layouts import detect_layout
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine.infer import resolve_device, score_files
-from aigdetect.engine.train import TrainConfig, train
+from aigdetect.engine.train import train
+from aigdetect.engine.train_config import TrainConfig
 from aigdetect.evaluation.metrics import accuracy, average_precision
 from aigdetect.models.detector import Detector
 

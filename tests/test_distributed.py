@@ -18,7 +18,8 @@ from aigdetect.config import MoLEConfig
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine import distributed
 from aigdetect.engine.distributed import DistContext
-from aigdetect.engine.train import TrainConfig, train
+from aigdetect.engine.train import train
+from aigdetect.engine.train_config import TrainConfig
 from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint
 

@@ -190,9 +190,9 @@ def test_shards_union_to_the_whole_and_merge_rebuilds_it(tree, tmp_path, tiny_ch
     for k in range(3):
         result = _scan(*common, "--shard", f"{k}/3", "--out", str(out))
         assert result.exit_code == 0, result.output
-    parts = [[json.loads(line)["path"] for line in open(f"{out}.part{k}", encoding="utf-8")] for k in range(3)]
+    parts = [[json.loads(line)["path"] for line in Path(f"{out}.part{k}").read_text(encoding="utf-8").splitlines()] for k in range(3)]
     assert all(parts)
-    assert sorted(p for part in parts for p in part) == sorted(json.loads(line)["path"] for line in open(whole))
+    assert sorted(p for part in parts for p in part) == sorted(json.loads(line)["path"] for line in Path(whole).read_text(encoding="utf-8").splitlines())
     assert sum(len(part) for part in parts) == len(expected)
     merged = _scan("--merge", str(out))
     assert merged.exit_code == 0, merged.output

@@ -251,9 +251,9 @@ def test_interrupted_scan_resumes_to_the_same_result(tree, tmp_path, fmt):
     summary = run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0, batch_size=2, resume=True))
     assert summary.resumed >= 6 and summary.resumed + summary.scored == len(expected)
     if fmt != "json":
-        assert open(out, "rb").read() == open(whole, "rb").read()
+        assert Path(out).read_bytes() == Path(whole).read_bytes()
     else:
-        first, second = json.load(open(whole)), json.load(open(out))
+        first, second = json.loads(Path(whole).read_text(encoding="utf-8")), json.loads(Path(out).read_text(encoding="utf-8"))
         assert second["rows"] == first["rows"]
         assert second["summary"]["resumed"] == summary.resumed
         assert not os.path.exists(journal_path(out))

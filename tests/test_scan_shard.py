@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -73,8 +74,8 @@ def _read(out: str, fmt: str) -> list[dict]:
         with open(out, newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
     if fmt == "json":
-        return json.load(open(out, encoding="utf-8"))["rows"]
-    return [json.loads(line) for line in open(out, encoding="utf-8")]
+        return json.loads(Path(out).read_text(encoding="utf-8"))["rows"]
+    return [json.loads(line) for line in Path(out).read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
@@ -88,7 +89,7 @@ def test_merge_joins_parts_in_byte_order(tmp_path, fmt):
     assert (result.tally.fake, result.tally.real, result.tally.errors) == (2, 2, 1)
     assert result.parts == [part_path(out, k) for k in range(3)]
     if fmt == "json":
-        assert json.load(open(out))["summary"]["merged_parts"] == 3
+        assert json.loads(Path(out).read_text(encoding="utf-8"))["summary"]["merged_parts"] == 3
 
 
 def test_merge_refuses_missing_unfinished_and_overlapping_parts(tmp_path):

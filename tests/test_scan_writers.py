@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -56,7 +57,7 @@ def test_csv_rows_load_with_the_csv_module_and_stay_one_line_each(tmp_path):
     assert rows[0]["score"] == "0.75" and rows[0]["verdict"] == "fake" and rows[1]["score"] == ""
     assert rows[1]["error"] == "truncated: image file is truncated"
     assert rows[0]["mtime_ns"] == "123456789012345678"
-    assert open(out, encoding="utf-8").read().count("\n") == 3
+    assert Path(out).read_text(encoding="utf-8").count("\n") == 3
 
 
 def test_every_batch_is_on_disk_before_the_next_one(tmp_path):
@@ -97,9 +98,9 @@ def test_resume_reader_refuses_other_columns_and_damage(tmp_path):
     writer.close()
     with pytest.raises(ConfigError, match="another --crops"):
         read_recorded(out, "csv", scan_columns(4))
-    lines = open(out, encoding="utf-8").read().splitlines()
+    lines = Path(out).read_text(encoding="utf-8").splitlines()
     lines[1] = "only,three,fields"
-    open(out, "w", encoding="utf-8").write("\n".join(lines) + "\n")
+    Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match="line 2 .* 3 fields instead of 12"):
         read_recorded(out, "csv", COLUMNS)
     assert read_recorded(str(tmp_path / "absent.csv"), "csv", COLUMNS).rows == []
@@ -114,7 +115,7 @@ def test_json_is_journalled_then_written_atomically(tmp_path):
     writer.write([_row("b.png", None)])
     writer.finish({"files": 2})
     assert not os.path.exists(journal_path(out))
-    document = json.load(open(out, encoding="utf-8"))
+    document = json.loads(Path(out).read_text(encoding="utf-8"))
     assert document["summary"] == {"files": 2}
     assert document["columns"] == list(COLUMNS)
     assert document["rows"] == [_row("a.png", 0.2), _row("b.png", None)]
@@ -157,4 +158,4 @@ def test_kept_rows_come_first(tmp_path, fmt):
     if fmt == "json":
         assert [r["path"] for r in json.loads(stream.getvalue())["rows"]] == ["kept.png", "new.png"]
     else:
-        assert stream.getvalue() == open(out, encoding="utf-8").read()
+        assert stream.getvalue() == Path(out).read_text(encoding="utf-8")

@@ -21,7 +21,8 @@ from aigdetect.cli import app
 from aigdetect.config import MoLEConfig
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.data.transforms import AugmentConfig
-from aigdetect.engine.train import TrainConfig, state_path_for, train
+from aigdetect.engine.train import train
+from aigdetect.engine.train_config import TrainConfig, state_path_for
 from aigdetect.errors import ConfigError
 from aigdetect.evaluation.metrics import accuracy, average_precision, calibrate_threshold
 from aigdetect.models.checkpoint import read_checkpoint

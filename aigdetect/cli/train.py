@@ -14,8 +14,9 @@ from rich.table import Table
 
 from ..data.transforms import AugmentConfig
 from ..engine import distributed
-from ..engine.train import DEFAULT_EPOCHS, SCHEDULES, TrainConfig, TrainResult
+from ..engine.train import TrainResult
 from ..engine.train import train as run_training
+from ..engine.train_config import DEFAULT_EPOCHS, SCHEDULES, TrainConfig
 from ..errors import ConfigError
 from .common import (
     BackboneWeightsOption,
