@@ -11,6 +11,13 @@ RouterKind = Literal["linear", "proto"]
 ROUTERS: tuple[str, ...] = ("linear", "proto")
 
 
+def check_known_keys(cls: type, data: dict[str, Any], label: str) -> None:
+    """Refuse keys a config dataclass does not have, e.g. from a checkpoint of a newer version."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {label} keys: {', '.join(sorted(unknown))}")
+
+
 @dataclass(frozen=True)
 class MoLEConfig:
     """Mixture of low-rank experts, as in CLIPMoLE §3.2, plus the optional ProMoE-style router.
@@ -87,10 +94,7 @@ class MoLEConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MoLEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown MoLE config keys: {', '.join(sorted(unknown))}")
+        check_known_keys(cls, data, "MoLE config")
         values = dict(data)
         for key in ("expert_ranks", "expert_alphas"):
             if values.get(key) is not None:

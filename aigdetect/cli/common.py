@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -164,7 +163,3 @@ def mole_config(
         rcl_temperature=rcl_temperature,
         cls_expert=cls_expert,
     )
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import MoLEConfig
+from ..config import MoLEConfig, check_known_keys
 from ..data.images import DEFAULT_MAX_PIXELS
 from ..data.transforms import AugmentConfig
 from ..errors import ConfigError
@@ -152,10 +152,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown training config keys: {', '.join(sorted(unknown))}")
+        check_known_keys(cls, data, "training config")
         values = dict(data)
         values["mole"] = MoLEConfig.from_dict(values["mole"])
         augment = dict(values["augment"])

@@ -157,10 +157,6 @@ class SubsetResult:
     thresholds: dict[str, float]
     metrics: dict[str, float]
 
-    @property
-    def balanced_counts(self) -> bool:
-        return self.n_real == self.n_fake
-
 
 @dataclass
 class PassResult:
