@@ -4,7 +4,6 @@ GenImage and DALL-E 2 layouts (or any real/fake folder pair), rendered like its 
 from __future__ import annotations
 
 import functools
-import inspect
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,26 +14,29 @@ import torch
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from ..engine.infer import default_workers, resolve_device
 from ..evaluation.bench import BenchConfig, Reencode, run_bench
 from ..evaluation.bench import Progress as BenchProgress
-from ..evaluation.report import (
-    TextTable,
+from ..evaluation.report import write_bench_report, write_robustness_report
+from ..evaluation.results import (
     bench_dict,
-    bench_tables,
     compare_results,
     load_results,
     robustness_dict,
-    robustness_tables,
-    write_bench_report,
-    write_robustness_report,
 )
 from ..evaluation.robustness import PAPER_BLUR, PAPER_JPEG, SweepConfig, run_robustness
-from ..evaluation.suites import Discovery, discover, discover_pair, get_suite, list_suites
+from ..evaluation.suites import Discovery, Suite, discover, discover_pair, list_suites
+from ..evaluation.tables import TextTable, bench_tables, robustness_tables
 from .common import (
     BackboneWeightsOption,
     BatchSizeOption,
@@ -210,30 +212,75 @@ def _sweep(blur: str, jpeg: str) -> SweepConfig:
     return SweepConfig(blur=parse_float_list(blur, "--blur"), jpeg=parse_int_list(jpeg, "--jpeg"))
 
 
-SWEEP_PARAMS = ("blur", "jpeg")
+def _suite_example(verb: str, suite: Suite) -> str:
+    name = suite.name
+    return f"aigdetect {verb} {name} --root data/{name} --checkpoint mole.safetensors --out runs/{name}"
 
 
-def _variant(body: Callable[..., None], robustness: bool, doc: str) -> Callable[..., None]:
-    """One command body serves bench and robustness: the bench variant's signature (which Typer
-    reads to build the options) simply leaves out --blur and --jpeg."""
+def _bench_suite(suite: Suite) -> Callable[..., None]:
+    """The ``bench <suite>`` command of one registered suite: the suite is fixed by the command name, not an option."""
 
-    @functools.wraps(body)
-    def command(**kwargs: Any) -> None:
-        sweep = _sweep(kwargs.pop("blur"), kwargs.pop("jpeg")) if robustness else None
-        body(sweep=sweep, **kwargs)
+    @cli_errors
+    def command(
+        ctx: typer.Context,
+        root: RootOption,
+        checkpoint: CheckpointOption = None,
+        model: ModelOption = None,  # type: ignore[assignment]
+        backbone_weights: BackboneWeightsOption = None,
+        cache_dir: CacheDirOption = None,
+        device: DeviceOption = "auto",
+        batch_size: BatchSizeOption = None,
+        workers: WorkersOption = None,
+        out: OutOption = None,
+        max_per_class: MaxPerClassOption = None,
+        seed: SeedOption = 0,
+        reencode: ReencodeOption = None,
+        compare: CompareOption = None,
+    ) -> None:
+        runtime = _Runtime(
+            checkpoint, model, backbone_weights, cache_dir, device, batch_size, workers, out, max_per_class, seed,
+            reencode, compare,
+        )
+        _run(ctx, runtime, lambda: discover(suite, root))
 
-    signature = inspect.signature(body, eval_str=True)
-    hidden = ("sweep",) if robustness else ("sweep", *SWEEP_PARAMS)
-    params = [p for name, p in signature.parameters.items() if name not in hidden]
-    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    command.__doc__ = doc
-    return cli_errors(command)
+    return command
 
 
-def _root_body(suite_name: str) -> Callable[..., None]:
-    suite = get_suite(suite_name)
+@cli_errors
+def bench_folder(
+    ctx: typer.Context,
+    real: RealOption,
+    fake: FakeOption,
+    name: NameOption = "folder",
+    checkpoint: CheckpointOption = None,
+    model: ModelOption = None,  # type: ignore[assignment]
+    backbone_weights: BackboneWeightsOption = None,
+    cache_dir: CacheDirOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = None,
+    workers: WorkersOption = None,
+    out: OutOption = None,
+    max_per_class: MaxPerClassOption = None,
+    seed: SeedOption = 0,
+    reencode: ReencodeOption = None,
+    compare: CompareOption = None,
+) -> None:
+    """Evaluate a detector on a folder of real and a folder of fake images.
 
-    def body(
+    Example: aigdetect bench folder --real photos/ --fake generated/ --name mine --out runs/mine --reencode jpeg:95
+    """
+    runtime = _Runtime(
+        checkpoint, model, backbone_weights, cache_dir, device, batch_size, workers, out, max_per_class, seed,
+        reencode, compare,
+    )
+    _run(ctx, runtime, lambda: discover_pair(real, fake, name))
+
+
+def _robustness_suite(suite: Suite) -> Callable[..., None]:
+    """The ``robustness <suite>`` command of one registered suite (see ``_bench_suite``)."""
+
+    @cli_errors
+    def command(
         ctx: typer.Context,
         root: RootOption,
         checkpoint: CheckpointOption = None,
@@ -250,19 +297,19 @@ def _root_body(suite_name: str) -> Callable[..., None]:
         compare: CompareOption = None,
         blur: BlurOption = DEFAULT_BLUR,
         jpeg: JpegOption = DEFAULT_JPEG,
-        *,
-        sweep: SweepConfig | None = None,
     ) -> None:
+        sweep = _sweep(blur, jpeg)
         runtime = _Runtime(
             checkpoint, model, backbone_weights, cache_dir, device, batch_size, workers, out, max_per_class, seed,
             reencode, compare,
         )
         _run(ctx, runtime, lambda: discover(suite, root), sweep)
 
-    return body
+    return command
 
 
-def _folder_body(
+@cli_errors
+def robustness_folder(
     ctx: typer.Context,
     real: RealOption,
     fake: FakeOption,
@@ -281,9 +328,12 @@ def _folder_body(
     compare: CompareOption = None,
     blur: BlurOption = DEFAULT_BLUR,
     jpeg: JpegOption = DEFAULT_JPEG,
-    *,
-    sweep: SweepConfig | None = None,
 ) -> None:
+    """Measure mAP and accuracy under blur and JPEG on a folder of real and a folder of fake images.
+
+    Example: aigdetect robustness folder --real photos/ --fake generated/ --name mine --out runs/mine --blur 1,2 --jpeg 90,50
+    """
+    sweep = _sweep(blur, jpeg)
     runtime = _Runtime(
         checkpoint, model, backbone_weights, cache_dir, device, batch_size, workers, out, max_per_class, seed,
         reencode, compare,
@@ -291,28 +341,30 @@ def _folder_body(
     _run(ctx, runtime, lambda: discover_pair(real, fake, name), sweep)
 
 
-def _group(robustness: bool) -> typer.Typer:
-    verb = "robustness" if robustness else "bench"
-    group = typer.Typer(
-        help="Score a detector under Gaussian blur and JPEG compression (Figure 4)."
-        if robustness
-        else "Evaluate a detector on the paper's benchmarks (Tables 1-3).",
-        no_args_is_help=True,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
-    action = "Measure mAP and accuracy under blur and JPEG on" if robustness else "Evaluate a detector on"
-    extra = " --blur 1,2 --jpeg 90,50" if robustness else " --reencode jpeg:95"
+def _group(help_text: str) -> typer.Typer:
+    return typer.Typer(help=help_text, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _bench_group() -> typer.Typer:
+    group = _group("Evaluate a detector on the paper's benchmarks (Tables 1-3).")
     for suite in list_suites():
-        name = suite.name
-        example = f"aigdetect {verb} {name} --root data/{name} --checkpoint mole.safetensors --out runs/{name}{extra}"
-        doc = f"{action} {suite.title}.\n\nExample: {example}"
-        group.command(suite.name)(_variant(_root_body(suite.name), robustness, doc))
-    example = f"aigdetect {verb} folder --real photos/ --fake generated/ --name mine --out runs/mine{extra}"
-    doc = f"{action} a folder of real and a folder of fake images.\n\nExample: {example}"
-    group.command("folder")(_variant(_folder_body, robustness, doc))
+        example = f"{_suite_example('bench', suite)} --reencode jpeg:95"
+        help_text = f"Evaluate a detector on {suite.title}.\n\nExample: {example}"
+        group.command(suite.name, help=help_text)(_bench_suite(suite))
+    group.command("folder")(bench_folder)
+    return group
+
+
+def _robustness_group() -> typer.Typer:
+    group = _group("Score a detector under Gaussian blur and JPEG compression (Figure 4).")
+    for suite in list_suites():
+        example = f"{_suite_example('robustness', suite)} --blur 1,2 --jpeg 90,50"
+        help_text = f"Measure mAP and accuracy under blur and JPEG on {suite.title}.\n\nExample: {example}"
+        group.command(suite.name, help=help_text)(_robustness_suite(suite))
+    group.command("folder")(robustness_folder)
     return group
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(_group(robustness=False), name="bench")
-    app.add_typer(_group(robustness=True), name="robustness")
+    app.add_typer(_bench_group(), name="bench")
+    app.add_typer(_robustness_group(), name="robustness")
