@@ -13,14 +13,19 @@ Conversions (documented in the README):
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageDecodeError
+from . import jpeg_crop
+from .transforms import center_crop
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -69,6 +74,37 @@ def _reason_for(exc: BaseException) -> tuple[str, str]:
     return "corrupt", text
 
 
+@contextmanager
+def _decoding(name: str) -> Iterator[None]:
+    """Turn every failure inside the block into an ``ImageDecodeError`` with a reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    except ImageDecodeError:
+        raise
+    except MemoryError:
+        raise ImageDecodeError(name, "too-large", "out of memory while decoding") from None
+    except Exception as exc:
+        reason, detail = _reason_for(exc)
+        raise ImageDecodeError(name, reason, detail) from None
+
+
+def _checked_size(image: Image.Image, name: str, max_pixels: int) -> tuple[int, int]:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            name, "too-large", f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
+        )
+    return width, height
+
+
+def _decode_whole(image: Image.Image, width: int, height: int) -> DecodedImage:
+    image.seek(0)
+    image.load()
+    return DecodedImage(to_rgb_array(image), width, height, image.format or "unknown", image.mode)
+
+
 def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode the first frame of an image file to RGB, refusing huge images before decoding.
 
@@ -80,23 +116,33 @@ def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIX
         ImageDecodeError: with reason missing, unreadable, unsupported, too-large, truncated or corrupt.
     """
     name = os.fsdecode(path)
-    try:
-        with open(path, "rb") as handle, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(handle) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageDecodeError(
-                        name, "too-large", f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
-                    )
-                image.seek(0)
-                image.load()
-                array = to_rgb_array(image)
-                return DecodedImage(array, width, height, image.format or "unknown", image.mode)
-    except ImageDecodeError:
-        raise
-    except MemoryError:
-        raise ImageDecodeError(name, "too-large", "out of memory while decoding") from None
-    except Exception as exc:
-        reason, detail = _reason_for(exc)
-        raise ImageDecodeError(name, reason, detail) from None
+    with _decoding(name), open(path, "rb") as handle, Image.open(handle) as image:
+        return _decode_whole(image, *_checked_size(image, name, max_pixels))
+
+
+def decode_center(path: str | os.PathLike[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """The evaluation view of a file: its size x size centre crop, zero-padded when smaller.
+
+    The array equals ``center_crop(decode_image(path).array, size)`` pixel for pixel, and a file
+    fails exactly when ``decode_image`` fails; ``width`` and ``height`` describe the whole image.
+    Large JPEGs are cut losslessly before decoding when ``turbojpeg`` is installed (see
+    ``jpeg_crop``), which makes a 12-megapixel photo several times faster.
+
+    Raises:
+        ImageDecodeError: as ``decode_image``.
+    """
+    name = os.fsdecode(path)
+    with _decoding(name), open(path, "rb") as handle, Image.open(handle) as image:
+        width, height = _checked_size(image, name, max_pixels)
+        cut = None
+        if image.format == "JPEG" and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(width, height, size):
+            handle.seek(0)
+            cut = jpeg_crop.cut_center(handle.read(), width, height, size)
+        if cut is None:
+            decoded = _decode_whole(image, width, height)
+            decoded.array = center_crop(decoded.array, size)
+            return decoded
+        with Image.open(io.BytesIO(cut.jpeg)) as part:
+            window = to_rgb_array(part)
+        crop = window[cut.top : cut.top + size, cut.left : cut.left + size].copy()
+        return DecodedImage(crop, width, height, "JPEG", image.mode)

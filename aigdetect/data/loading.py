@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageDecodeError
-from .images import DEFAULT_MAX_PIXELS, decode_image
+from .images import DEFAULT_MAX_PIXELS, decode_center, decode_image
 from .layouts import Sample
-from .transforms import AugmentConfig, eval_tensor, train_tensor
+from .transforms import AugmentConfig, normalize, train_tensor
 
 DECODE_REASONS = ("missing", "unreadable", "unsupported", "too-large", "truncated", "corrupt")
 
@@ -86,10 +86,10 @@ class LabeledImages(Dataset):
         """(index, label, tensor or None, failure reason code)."""
         sample = self.samples[index]
         try:
-            array = decode_image(sample.path, self.max_pixels).array
             if self.augment is None:
-                tensor = eval_tensor(array, self.size)
+                tensor = normalize(decode_center(sample.path, self.size, self.max_pixels).array)
             else:
+                array = decode_image(sample.path, self.max_pixels).array
                 rng = np.random.default_rng([self.seed, self.epoch, index])
                 tensor = train_tensor(array, self.size, self.augment, rng)
         except ImageDecodeError as exc:

@@ -30,12 +30,15 @@ def pad_to(array: np.ndarray, size: int) -> np.ndarray:
     return np.pad(array, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)))
 
 
+def center_origin(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of the size x size centre crop, rounded as torchvision's CenterCrop rounds."""
+    return round((height - size) / 2.0), round((width - size) / 2.0)
+
+
 def center_crop(array: np.ndarray, size: int) -> np.ndarray:
     """size x size centre crop at native resolution, zero-padded when smaller (torchvision semantics)."""
     array = pad_to(array, size)
-    height, width = array.shape[:2]
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
+    top, left = center_origin(*array.shape[:2], size)
     return array[top : top + size, left : left + size]
 
 

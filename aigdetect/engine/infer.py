@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.images import DEFAULT_MAX_PIXELS, decode_image
+from ..data.images import DEFAULT_MAX_PIXELS, decode_center, decode_image
 from ..data.transforms import center_crop, crop_grid, normalize
 from ..errors import ImageDecodeError, InputError
 from ..models.detector import Detector
@@ -119,7 +119,10 @@ class _FileDataset(Dataset):
         path = self.paths[index]
         record = ImageRecord(index=index, path=os.fsdecode(path))
         try:
-            decoded = decode_image(path, self.max_pixels)
+            if self.perturb is None and not self.crops:
+                decoded = decode_center(path, self.size, self.max_pixels)
+            else:
+                decoded = decode_image(path, self.max_pixels)
         except ImageDecodeError as exc:
             record.error_reason, record.error = exc.reason, exc.detail
             return record, None

@@ -164,7 +164,7 @@ class Detector(nn.Module):
         Raises:
             ImageDecodeError: a path could not be decoded.
         """
-        from ..data.images import decode_image, to_rgb_array
+        from ..data.images import decode_center, to_rgb_array
         from ..data.transforms import eval_tensor
 
         was_training = self.training
@@ -174,7 +174,7 @@ class Detector(nn.Module):
             chunk = []
             for item in images[start : start + batch_size]:
                 if isinstance(item, (str, os.PathLike)):
-                    array = decode_image(item).array
+                    array = decode_center(item, self.image_size).array
                 elif isinstance(item, Image.Image):
                     array = to_rgb_array(item)
                 else:
