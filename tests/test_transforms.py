@@ -9,7 +9,15 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 from torchvision import transforms as T
 
-from aigdetect.data.transforms import AugmentConfig, crop_grid, eval_tensor, train_tensor
+from aigdetect.data.transforms import (
+    AugmentConfig,
+    crop_grid,
+    eval_tensor,
+    normalize,
+    normalize_pixels,
+    to_chw,
+    train_view,
+)
 from aigdetect.errors import ConfigError
 
 
@@ -30,15 +38,34 @@ def test_crop_grid_covers_the_corners():
     assert np.array_equal(crops[0], array[:32, :32]) and np.array_equal(crops[3], array[-32:, -32:])
 
 
-def test_train_tensor_is_reproducible_and_flips():
+def test_train_view_is_reproducible_and_flips():
     array = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     config = AugmentConfig(blur_prob=1.0, jpeg_prob=1.0)
-    first = train_tensor(array, 32, config, np.random.default_rng(5))
-    again = train_tensor(array, 32, config, np.random.default_rng(5))
-    assert torch.equal(first, again) and first.shape == (3, 32, 32)
+    first = train_view(array, 32, config, np.random.default_rng(5))
+    again = train_view(array, 32, config, np.random.default_rng(5))
+    assert np.array_equal(first, again) and first.shape == (32, 32, 3)
+    square = array[:32, :32]
     plain = AugmentConfig(blur_prob=0, jpeg_prob=0, flip=False)
-    crop = train_tensor(array[:32, :32], 32, plain, np.random.default_rng(1))
-    assert torch.equal(crop, eval_tensor(array[:32, :32], 32))
+    assert np.array_equal(train_view(square, 32, plain, np.random.default_rng(1)), square)
+    flipping = AugmentConfig(blur_prob=0, jpeg_prob=0, flip=True)
+    views = [train_view(square, 32, flipping, np.random.default_rng(seed)) for seed in range(16)]
+    mirrored = [np.array_equal(v, square[:, ::-1]) for v in views]
+    assert all(m or np.array_equal(v, square) for m, v in zip(mirrored, views))
+    assert 0 < sum(mirrored) < len(views)
+
+
+def test_batch_normalisation_equals_per_image_normalisation():
+    """Workers send uint8 and the device normalises the batch: the result must not change a bit."""
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) for _ in range(5)]
+    batch = torch.stack([to_chw(image) for image in images])
+    assert batch.dtype == torch.uint8 and batch.shape == (5, 3, 24, 24)
+    assert torch.equal(batch[2], torch.from_numpy(images[2]).permute(2, 0, 1))
+    expected = torch.stack([normalize(image) for image in images])
+    assert torch.equal(normalize_pixels(batch), expected)
+    mean, std = torch.tensor(OPENAI_DATASET_MEAN), torch.tensor(OPENAI_DATASET_STD)
+    pixel = (images[1][4, 7].astype(np.float32) / 255 - mean.numpy()) / std.numpy()
+    assert torch.allclose(normalize_pixels(batch)[1, :, 4, 7], torch.from_numpy(pixel), atol=1e-6)
 
 
 @pytest.mark.parametrize(

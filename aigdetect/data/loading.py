@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import ImageDecodeError
 from .images import DEFAULT_MAX_PIXELS, decode_center, decode_image
 from .layouts import Sample
-from .transforms import AugmentConfig, normalize, train_tensor
+from .transforms import AugmentConfig, to_chw, train_view
 
 DECODE_REASONS = ("missing", "unreadable", "unsupported", "too-large", "truncated", "corrupt")
 
@@ -32,7 +32,8 @@ class Batch:
     """Decoded images of one batch; files that failed are listed instead of stopping the batch.
 
     Attributes:
-        pixels: normalised images (B', 3, S, S), or None when every file failed.
+        pixels: uint8 images (B', 3, S, S), or None when every file failed; ``normalize_pixels``
+            turns them into model input on the device.
         labels: float labels (B',), 1 for fake.
         indices: dataset indices of the images in ``pixels``.
         failed: (dataset index, reason code) of every file that could not be used.
@@ -87,11 +88,11 @@ class LabeledImages(Dataset):
         sample = self.samples[index]
         try:
             if self.augment is None:
-                tensor = normalize(decode_center(sample.path, self.size, self.max_pixels).array)
+                view = decode_center(sample.path, self.size, self.max_pixels).array
             else:
-                array = decode_image(sample.path, self.max_pixels).array
                 rng = np.random.default_rng([self.seed, self.epoch, index])
-                tensor = train_tensor(array, self.size, self.augment, rng)
+                view = train_view(decode_image(sample.path, self.max_pixels).array, self.size, self.augment, rng)
+            tensor = to_chw(view)
         except ImageDecodeError as exc:
             return index, sample.label, None, reason_code(exc.reason)
         except MemoryError:

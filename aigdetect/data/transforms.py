@@ -42,10 +42,22 @@ def center_crop(array: np.ndarray, size: int) -> np.ndarray:
     return array[top : top + size, left : left + size]
 
 
+def to_chw(array: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> uint8 (3, H, W): what decode workers hand over, a quarter of the bytes of
+    normalised floats, so that normalisation can run where the model runs."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) on any device -> float32 with CLIP mean and std, in ToTensor/Normalize's
+    op order; elementwise IEEE operations, so a batch on the GPU equals ``normalize`` bit for bit."""
+    mean, std = _MEAN.to(pixels.device), _STD.to(pixels.device)
+    return pixels.float().div_(255).sub_(mean).div_(std)
+
+
 def normalize(array: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) with CLIP mean and std, in ToTensor/Normalize's op order."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous().float().div(255)
-    return tensor.sub_(_MEAN).div_(_STD)
+    """uint8 (H, W, 3) -> float32 (3, H, W) with CLIP mean and std."""
+    return normalize_pixels(to_chw(array))
 
 
 def eval_tensor(array: np.ndarray, size: int) -> torch.Tensor:
@@ -121,7 +133,7 @@ def random_crop(array: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
     return array[top : top + size, left : left + size]
 
 
-def train_tensor(array: np.ndarray, size: int, config: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
+def train_view(array: np.ndarray, size: int, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """Augment one training image: blur and JPEG on the full image, then random crop and flip."""
     if config.blur_prob and rng.random() < config.blur_prob:
         array = gaussian_blur(array, float(rng.uniform(*config.blur_sigma)))
@@ -130,4 +142,4 @@ def train_tensor(array: np.ndarray, size: int, config: AugmentConfig, rng: np.ra
     array = random_crop(array, size, rng)
     if config.flip and rng.random() < 0.5:
         array = array[:, ::-1]
-    return normalize(array)
+    return array

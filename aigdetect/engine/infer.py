@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.images import DEFAULT_MAX_PIXELS, decode_center, decode_image
-from ..data.transforms import center_crop, crop_grid, normalize
+from ..data.transforms import center_crop, crop_grid, normalize_pixels, to_chw
 from ..errors import ImageDecodeError, InputError
 from ..models.detector import Detector
 
@@ -134,7 +134,7 @@ class _FileDataset(Dataset):
             views = [center_crop(array, self.size)]
             if self.crops:
                 views += crop_grid(array, self.size, self.crops)
-            return record, torch.stack([normalize(v) for v in views])
+            return record, torch.stack([to_chw(v) for v in views])
         except MemoryError:
             record.error_reason, record.error = "too-large", "out of memory while preprocessing"
             return record, None
@@ -185,7 +185,7 @@ def score_files(
         for records, pixels in loader:
             ok = [r for r in records if r.ok]
             if pixels is not None:
-                flat = pixels.to(device, non_blocking=True).flatten(0, 1)
+                flat = normalize_pixels(pixels.to(device, non_blocking=True).flatten(0, 1))
                 with autocast_for(device):
                     logits = detector(flat).logits
                 probs = torch.sigmoid(logits.float()).view(len(ok), views).cpu().numpy()

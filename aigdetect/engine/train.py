@@ -33,6 +33,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ..data.layouts import TrainingData, prepare_training_data
 from ..data.loading import DECODE_REASONS, Batch, LabeledImages, batch_loader
+from ..data.transforms import normalize_pixels
 from ..errors import CheckpointError, ConfigError, InputError
 from ..evaluation.metrics import Accuracy, accuracy, average_precision, calibrate_threshold
 from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint, save_detector
@@ -275,7 +276,7 @@ class _Trainer:
         losses: dict[str, float] = {}
         routing = None
         if batch.pixels is not None:
-            pixels = batch.pixels.to(self.device, non_blocking=True)
+            pixels = normalize_pixels(batch.pixels.to(self.device, non_blocking=True))
             labels = batch.labels.to(self.device, non_blocking=True)
             with autocast_for(self.device):
                 output = self.detector(pixels)
@@ -348,7 +349,8 @@ class _Trainer:
                 if batch.pixels is None:
                     continue
                 with autocast_for(self.device):
-                    logits = self.detector(batch.pixels.to(self.device, non_blocking=True)).logits
+                    pixels = normalize_pixels(batch.pixels.to(self.device, non_blocking=True))
+                    logits = self.detector(pixels).logits
                 indices.extend(batch.indices.tolist())
                 scores.extend(torch.sigmoid(logits.float()).cpu().tolist())
         self.detector.train()
