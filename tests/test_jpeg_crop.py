@@ -197,3 +197,19 @@ def test_scores_use_the_cut_and_match_the_array_path(tmp_path, photo, cuts, tiny
         pixels = eval_tensor(decode_image(path).array, tiny_detector.image_size)[None]
         expected = torch.sigmoid(tiny_detector(pixels).logits.float()).numpy()
     np.testing.assert_array_equal(from_path, expected)
+
+
+def test_scan_scores_match_the_full_decode(tmp_path, photo, tiny_detector):
+    """A scan decodes in worker processes, where the cut runs unobserved; its scores must still be
+    those of a full decode, bit for bit."""
+    import torch
+
+    from aigdetect.engine.infer import score_files
+
+    paths = [_pillow(tmp_path / f"photo{q}.jpg", photo, quality=q) for q in (80, 95)]
+    records = [r for batch in score_files(tiny_detector, paths, device=torch.device("cpu"), workers=1) for r in batch]
+    with torch.inference_mode():
+        pixels = torch.stack([eval_tensor(decode_image(p).array, tiny_detector.image_size) for p in paths])
+        expected = torch.sigmoid(tiny_detector(pixels).logits.float()).numpy()
+    assert [r.score for r in records] == expected.tolist()
+    assert [(r.width, r.height) for r in records] == [(1003, 761)] * 2
