@@ -51,6 +51,13 @@ def _turbo(path: Path, array: np.ndarray, subsamp: str, **options) -> Path:
     return path
 
 
+def _mpo(path: Path, array: np.ndarray) -> Path:
+    """A two-frame MPO, as cameras write: the first frame is the one scored."""
+    second = Image.fromarray(np.ascontiguousarray(array[::-1]))
+    Image.fromarray(array).save(path, "MPO", save_all=True, append_images=[second], quality=90)
+    return path
+
+
 VARIANTS = {
     "420": lambda p, a: _pillow(p, a, quality=90),
     "422": lambda p, a: _pillow(p, a, quality=95, subsampling=1),
@@ -60,6 +67,7 @@ VARIANTS = {
     "gray": lambda p, a: _pillow(p, np.asarray(Image.fromarray(a).convert("L")), quality=90),
     "411": lambda p, a: _turbo(p, a, "Y411"),
     "440": lambda p, a: _turbo(p, a, "Y440"),
+    "mpo": _mpo,
 }
 
 

@@ -29,6 +29,7 @@ from .transforms import center_crop
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_CUTTABLE = ("JPEG", "MPO")  # MPO, as many cameras write, starts with its first frame as a plain JPEG
 
 
 @dataclass
@@ -135,7 +136,7 @@ def decode_center(path: str | os.PathLike[str], size: int, max_pixels: int = DEF
     with _decoding(name), open(path, "rb") as handle, Image.open(handle) as image:
         width, height = _checked_size(image, name, max_pixels)
         cut = None
-        if image.format == "JPEG" and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(width, height, size):
+        if image.format in _CUTTABLE and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(width, height, size):
             handle.seek(0)
             cut = jpeg_crop.cut_center(handle.read(), width, height, size)
         if cut is None:
@@ -145,4 +146,4 @@ def decode_center(path: str | os.PathLike[str], size: int, max_pixels: int = DEF
         with Image.open(io.BytesIO(cut.jpeg)) as part:
             window = to_rgb_array(part)
         crop = window[cut.top : cut.top + size, cut.left : cut.left + size].copy()
-        return DecodedImage(crop, width, height, "JPEG", image.mode)
+        return DecodedImage(crop, width, height, image.format, image.mode)
