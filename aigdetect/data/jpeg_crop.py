@@ -83,13 +83,13 @@ def worth_cutting(width: int, height: int, size: int) -> bool:
 def cut_center(data: bytes, width: int, height: int, size: int) -> CenterCut | None:
     """The centre window of a JPEG as a small JPEG, or None when the file should be decoded whole.
 
-    None covers a missing ``turbojpeg``, an image too small to gain from it, any file that
+    Callers check ``worth_cutting`` first, before they read the file. None covers any file that
     libjpeg-turbo reports trouble with (even a warning), and any coding but 8-bit Huffman
     (baseline, extended or progressive): the cut is written Huffman-coded, so an arithmetic-coded
     file that Pillow cannot decode would otherwise come out decodable. The full decode then decides,
     exactly as it would without this shortcut, whether the file can be read.
     """
-    if not worth_cutting(width, height, size) or _frame_header(data) not in _HUFFMAN_8BIT:
+    if _frame_header(data) not in _HUFFMAN_8BIT:
         return None
     x, y, w, h = cut_window(width, height, size)
     try:

@@ -36,6 +36,7 @@ from ..data.loading import DECODE_REASONS, Batch, LabeledImages, batch_loader
 from ..data.transforms import normalize_pixels
 from ..errors import CheckpointError, ConfigError, InputError
 from ..evaluation.metrics import Accuracy, accuracy, average_precision, calibrate_threshold
+from ..evaluation.results import json_safe
 from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint, save_detector
 from ..models.detector import ADAPTER_PREFIX, HEAD_PREFIX, Detector, create_detector
 from ..models.telemetry import routing_summary
@@ -113,17 +114,6 @@ class _Progress:
     best: dict[str, torch.Tensor] | None = None
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: NaN and infinities become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _accuracy_dict(acc: Accuracy) -> dict[str, float]:
     return {"real": acc.real, "fake": acc.fake, "overall": acc.overall, "balanced": acc.balanced}
 
@@ -161,7 +151,7 @@ class _Trainer:
         """Report to the caller and append to the JSONL log (rank 0 only)."""
         if not self.ctx.is_main:
             return
-        record = _finite({"event": event, **payload})
+        record = json_safe({"event": event, **payload})
         self.on_event(record)
         if self.log_file is not None and event in ("step", "eval", "done"):
             self.log_file.write(json.dumps(record) + "\n")
@@ -425,7 +415,7 @@ class _Trainer:
 
     def _provenance(self, summary: TrainResult) -> dict[str, Any]:
         data: TrainingData = self.data
-        return _finite({
+        return json_safe({
             "data": data.layout.root,
             "layout": data.layout.kind,
             "val": data.val_source,

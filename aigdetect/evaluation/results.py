@@ -37,14 +37,14 @@ def finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinities become null, so results.json is strict JSON."""
     if isinstance(value, float):
         return finite(value)
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -132,7 +132,7 @@ def bench_dict(result: BenchResult, command: str) -> dict[str, Any]:
     if result.reencoded is not None:
         data["reencoded"] = pass_dict(result.reencoded)
         data["reencode_delta"] = pass_delta(data["reencoded"], clean)
-    return _json_safe(data)
+    return json_safe(data)
 
 
 def robustness_dict(result: RobustnessResult, command: str) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def robustness_dict(result: RobustnessResult, command: str) -> dict[str, Any]:
             "compare": None,
         }
     )
-    return _json_safe(data)
+    return json_safe(data)
 
 
 def load_results(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
