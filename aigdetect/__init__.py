@@ -1,16 +1,52 @@
-"""aigdetect: tell AI-generated images from real photographs with CLIP and a mixture of low-rank experts."""
+"""aigdetect: tell AI-generated images from real photographs with CLIP and a mixture of low-rank experts.
+
+The public names are imported on first use (PEP 562), so ``import aigdetect.errors`` or
+``aigdetect --version`` never pays for torch and open_clip.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from .config import MoLEConfig
-from .errors import AigdetectError
-from .models.detector import Detector, create_detector
+from .version import __version__
 
-__all__ = ["AigdetectError", "Detector", "MoLEConfig", "__version__", "create_detector", "load_detector"]
+if TYPE_CHECKING:
+    from .config import MoLEConfig
+    from .engine.infer import score_images
+    from .errors import AigdetectError
+    from .models.detector import Detector
+    from .models.factory import create_detector, load_detector, save_detector
+
+_LAZY = {
+    "AigdetectError": ".errors",
+    "MoLEConfig": ".config",
+    "Detector": ".models.detector",
+    "create_detector": ".models.factory",
+    "load_detector": ".models.factory",
+    "save_detector": ".models.factory",
+    "score_images": ".engine.infer",
+}
+
+__all__ = [
+    "AigdetectError",
+    "Detector",
+    "MoLEConfig",
+    "__version__",
+    "create_detector",
+    "load_detector",
+    "save_detector",
+    "score_images",
+]
 
 
-def load_detector(checkpoint_or_name: str = "univfd-vitl14", **kwargs) -> Detector:
-    """Shorthand for ``Detector.load``: a built-in detector by name, or a checkpoint path."""
-    return Detector.load(checkpoint_or_name, **kwargs)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -26,7 +26,7 @@ from matplotlib.patches import Patch
 from .data.images import DEFAULT_MAX_PIXELS, decode_image
 from .data.transforms import center_crop, eval_tensor
 from .errors import ConfigError, ImageDecodeError, InputError
-from .models.checkpoint import atomic_write
+from .fileio import atomic_write
 from .models.detector import Detector
 
 ROUTES_JSON = "routes.json"

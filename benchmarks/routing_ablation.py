@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from aigdetect import load_detector
 from aigdetect.config import MoLEConfig
 from aigdetect.data.layouts import detect_layout
 from aigdetect.data.synthetic import write_synthetic_dataset
@@ -143,7 +144,7 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace, data: dic
     # 'none' must not reach the loader: it would replace the checkpoint's embedded backbone by fresh
     # random weights of another seed. Random backbones are always embedded, so nothing is needed.
     weights = None if args.backbone_weights == "none" else args.backbone_weights
-    detector = Detector.load(out, backbone_weights=weights)
+    detector = load_detector(out, backbone_weights=weights)
     scores = score(detector, data["test_paths"], args.device, args.workers)
     labels, ok = data["test_labels"], ~np.isnan(scores)
     at_half = accuracy(labels[ok], scores[ok], 0.5)

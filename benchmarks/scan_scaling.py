@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aigdetect import MoLEConfig, create_detector
+from aigdetect import MoLEConfig, create_detector, save_detector
 
 
 def write_files(folder: Path, count: int, side: int, fmt: str, seed: int = 0) -> None:
@@ -69,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         checkpoint = root / "detector.safetensors"
-        detector.save(checkpoint)
+        save_detector(detector, checkpoint)
         print("files      wall_s  images/s  peak_rss_mib")
         for count in (int(c) for c in args.counts.split(",") if c):
             folder = root / f"n{count}"

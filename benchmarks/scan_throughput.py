@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from aigdetect import MoLEConfig, create_detector
+from aigdetect import MoLEConfig, create_detector, save_detector
 from aigdetect.engine.infer import autocast_for, default_batch_size, resolve_device
 
 KINDS = {
@@ -132,7 +132,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         checkpoint = tmp_path / "detector.safetensors"
-        detector.save(checkpoint)
+        save_detector(detector, checkpoint)
         results = {}
         for kind in kinds:
             folder = tmp_path / "images"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigdetect import MoLEConfig, create_detector
+from aigdetect import MoLEConfig, create_detector, save_detector
 
 TINY_CONFIG = Path(__file__).parent / "assets" / "tiny.json"
 
@@ -52,7 +52,7 @@ def tiny_detector():
 @pytest.fixture()
 def tiny_checkpoint(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.safetensors"
-    make_tiny_detector().save(path)
+    save_detector(make_tiny_detector(), path)
     return path
 
 

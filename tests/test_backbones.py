@@ -9,7 +9,12 @@ import torch
 from safetensors.torch import save_file
 
 from aigdetect.errors import ConfigError, WeightsError
-from aigdetect.models.backbones import get_backbone_spec, load_backbone, resolve_backbone, resolve_weights
+from aigdetect.models.backbones import (
+    get_backbone_spec,
+    load_backbone,
+    resolve_backbone,
+    resolve_weights,
+)
 
 
 @pytest.fixture()
@@ -73,7 +78,7 @@ def test_mismatched_weights_name_the_keys(tmp_path, tiny_config, reference):
     state["conv1.weight"] = torch.zeros(1, 3, 8, 8)
     path = tmp_path / "bad.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    with pytest.raises(WeightsError, match=r"missing proj; shape mismatch conv1.weight \(1, 3, 8, 8\) vs \(32, 3, 8, 8\)"):
+    with pytest.raises(WeightsError, match=r"missing: proj; shape mismatch: conv1.weight \(1, 3, 8, 8\) vs \(32, 3, 8, 8\)"):
         load_backbone(resolve_backbone(tiny_config), path)
 
 

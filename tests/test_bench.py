@@ -12,12 +12,24 @@ from conftest import make_tiny_detector, write_image
 from sklearn.metrics import accuracy_score, average_precision_score
 from typer.testing import CliRunner
 
+from aigdetect import save_detector, score_images
 from aigdetect.cli import app
 from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import jpeg
 from aigdetect.errors import ConfigError
-from aigdetect.evaluation.bench import BenchConfig, Progress, Reencode, run_bench, sample_files
-from aigdetect.evaluation.report import RESULTS_CSV, RESULTS_JSON, RESULTS_MD, PREDICTIONS_CSV
+from aigdetect.evaluation.bench import (
+    BenchConfig,
+    Progress,
+    Reencode,
+    run_bench,
+    sample_files,
+)
+from aigdetect.evaluation.report import (
+    PREDICTIONS_CSV,
+    RESULTS_CSV,
+    RESULTS_JSON,
+    RESULTS_MD,
+)
 from aigdetect.evaluation.suites import discover, discover_pair, get_suite
 
 CPU = ["--device", "cpu", "--workers", "0", "--batch-size", "5"]
@@ -118,7 +130,7 @@ def test_run_bench_scores_like_detector_score_and_records_corrupt_files(tmp_path
         config=BenchConfig(batch_size=4),
         progress=events.append,
     )
-    expected = detector.score(real + fake)
+    expected = score_images(detector, real + fake)
     got = [p.score for p in result.clean.predictions if p.error is None]
     assert np.allclose(got, expected, atol=1e-6)
     [bad] = result.clean.errors
@@ -138,7 +150,7 @@ def test_reencode_png_changes_nothing_and_jpeg_matches_a_reference(tmp_path: Pat
     png = run_bench(detector, found, origin="t", device=detector.device, config=BenchConfig(reencode=Reencode("png")))
     assert [p.score for p in png.reencoded.predictions] == [p.score for p in png.clean.predictions]
     q50 = run_bench(detector, found, origin="t", device=detector.device, config=BenchConfig(reencode=Reencode("jpeg", 50)))
-    reference = detector.score([jpeg(decode_image(p).array, 50) for p in real + fake])
+    reference = score_images(detector, [jpeg(decode_image(p).array, 50) for p in real + fake])
     assert np.allclose([p.score for p in q50.reencoded.predictions], reference, atol=1e-6)
     assert not np.allclose(reference, [p.score for p in q50.clean.predictions], atol=1e-6)
 
@@ -190,7 +202,7 @@ def test_bench_univfd_end_to_end(univfd_root: Path, tiny_checkpoint: Path, tmp_p
     assert "Total mean (5 subsets)" in result.output and "missing, skipped: CycleGAN" in result.output
 
     other = tmp_path / "other.safetensors"
-    make_tiny_detector(seed=1).save(other)
+    save_detector(make_tiny_detector(seed=1), other)
     compared = runner.invoke(
         app,
         ["bench", "univfd", "--root", str(univfd_root), "--checkpoint", str(other), "--out", str(tmp_path / "b"),

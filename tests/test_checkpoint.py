@@ -12,7 +12,7 @@ import torch
 from conftest import make_tiny_detector
 from safetensors.torch import load_file, save_file
 
-from aigdetect import Detector, MoLEConfig
+from aigdetect import MoLEConfig, load_detector, save_detector, score_images
 from aigdetect.errors import CheckpointError
 from aigdetect.models.checkpoint import METADATA_KEY, read_checkpoint
 
@@ -31,9 +31,9 @@ def test_round_trip_gives_identical_scores(tmp_path, mole):
     detector = make_tiny_detector(mole)
     detector.threshold = 0.37
     path = tmp_path / "model.safetensors"
-    detector.save(path)
-    loaded = Detector.load(path)
-    assert np.array_equal(loaded.score(_images()), detector.score(_images()))
+    save_detector(detector, path)
+    loaded = load_detector(path)
+    assert np.array_equal(score_images(loaded, _images()), score_images(detector, _images()))
     assert loaded.threshold == 0.37
     assert loaded.mole == mole
 
@@ -51,23 +51,23 @@ def test_truncated_file_is_refused(tiny_checkpoint):
     data = tiny_checkpoint.read_bytes()
     tiny_checkpoint.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint"):
-        Detector.load(tiny_checkpoint)
+        load_detector(tiny_checkpoint)
 
 
 def test_garbage_and_missing_files_are_refused(tmp_path):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="garbage.safetensors"):
-        Detector.load(garbage)
+        load_detector(garbage)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
-        Detector.load(tmp_path / "absent.safetensors")
+        load_detector(tmp_path / "absent.safetensors")
 
 
 def test_foreign_safetensors_file_is_refused(tmp_path):
     path = tmp_path / "foreign.safetensors"
     save_file({"x": torch.zeros(2)}, str(path))
     with pytest.raises(CheckpointError, match="not an aigdetect checkpoint"):
-        Detector.load(path)
+        load_detector(path)
 
 
 def _rewrite(path, tensors=None, meta_update=None):
@@ -82,7 +82,7 @@ def test_missing_and_unexpected_keys_are_named(tiny_checkpoint):
     tensors["adapters.2.extra"] = torch.zeros(1)
     _rewrite(tiny_checkpoint, tensors)
     with pytest.raises(CheckpointError) as info:
-        Detector.load(tiny_checkpoint)
+        load_detector(tiny_checkpoint)
     message = str(info.value)
     assert "missing: adapters.2.experts.1.lora_B" in message and "unexpected: adapters.2.extra" in message
 
@@ -90,20 +90,20 @@ def test_missing_and_unexpected_keys_are_named(tiny_checkpoint):
 def test_config_that_does_not_match_the_tensors_is_refused(tiny_checkpoint):
     _rewrite(tiny_checkpoint, meta_update={"mole": MoLEConfig(expert_ranks=(4, 8, 32)).to_dict()})
     with pytest.raises(CheckpointError, match="shape mismatch: adapters.1.experts.2.lora_A"):
-        Detector.load(tiny_checkpoint)
+        load_detector(tiny_checkpoint)
 
 
 def test_newer_format_version_is_refused(tiny_checkpoint):
     _rewrite(tiny_checkpoint, meta_update={"format_version": 99})
     with pytest.raises(CheckpointError, match="upgrade aigdetect"):
-        Detector.load(tiny_checkpoint)
+        load_detector(tiny_checkpoint)
 
 
 def test_saved_file_follows_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         path = tmp_path / "shared.safetensors"
-        make_tiny_detector().save(path)
+        save_detector(make_tiny_detector(), path)
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -113,6 +113,6 @@ def test_saved_file_follows_the_umask(tmp_path):
 def test_stored_backbone_is_kept_when_weights_none_is_passed(tmp_path):
     detector = make_tiny_detector(seed=5)
     path = tmp_path / "seed5.safetensors"
-    detector.save(path)
-    loaded = Detector.load(path, backbone_weights="none")
-    assert np.array_equal(loaded.score(_images()), detector.score(_images()))
+    save_detector(detector, path)
+    loaded = load_detector(path, backbone_weights="none")
+    assert np.array_equal(score_images(loaded, _images()), score_images(detector, _images()))

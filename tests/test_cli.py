@@ -11,9 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from aigdetect import __version__
 from aigdetect.cli import app
 from aigdetect.cli.completions import SHELLS, render
+from aigdetect.version import __version__
 
 runner = CliRunner()
 COMPLETIONS = Path(__file__).resolve().parents[1] / "completions"

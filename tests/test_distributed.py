@@ -169,7 +169,7 @@ def test_two_gloo_processes_train_like_one(tmp_path):
 
 
 def _adapters_at_init() -> dict[str, torch.Tensor]:
-    from aigdetect.models.detector import create_detector
+    from aigdetect.models.factory import create_detector
 
     detector = create_detector(TINY, MoLEConfig(blocks=3), backbone_weights="none", seed=11)
     return detector.adapter_state_dict()

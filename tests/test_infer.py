@@ -8,8 +8,14 @@ import torch
 from conftest import make_tiny_detector, write_image
 from PIL import Image
 
+from aigdetect import score_images
 from aigdetect.data.transforms import crop_grid, eval_tensor
-from aigdetect.engine.infer import default_workers, resolve_device, score_files, threads_beside_workers
+from aigdetect.engine.infer import (
+    default_workers,
+    resolve_device,
+    score_files,
+    threads_beside_workers,
+)
 from aigdetect.errors import InputError
 
 
@@ -24,7 +30,7 @@ def test_records_keep_order_errors_and_match_detector_scores(tmp_path):
     assert [len(b) for b in batches] == [2, 2, 2]
     assert [r.path for r in records] == [str(p) for p in paths]
     assert records[1].error_reason == "unsupported" and records[1].score is None
-    expected = detector.score([str(p) for p in good])
+    expected = score_images(detector, [str(p) for p in good])
     assert np.allclose([r.score for r in records if r.ok], expected, rtol=1e-5, atol=1e-6)
     assert (records[0].width, records[0].height, records[0].format) == (40, 36, "PNG")
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from aigdetect import MoLEConfig
 from aigdetect.cli import app
-from aigdetect.models.detector import parameter_summary
+from aigdetect.models.factory import parameter_summary
 
 TABLE_4 = [
     ("vitb32", 1, 0.067),

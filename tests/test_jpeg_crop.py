@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
+from aigdetect import score_images
 from aigdetect.data import jpeg_crop
 from aigdetect.data.images import decode_center, decode_image
 from aigdetect.data.transforms import center_crop, center_origin, eval_tensor
@@ -199,7 +200,7 @@ def test_scores_use_the_cut_and_match_the_array_path(tmp_path, photo, cuts, tiny
     import torch
 
     path = _pillow(tmp_path / "photo.jpg", photo, quality=90)
-    from_path = tiny_detector.score([path])
+    from_path = score_images(tiny_detector, [path])
     assert cuts and cuts[-1] is not None
     with torch.inference_mode():
         pixels = eval_tensor(decode_image(path).array, tiny_detector.image_size)[None]

@@ -11,8 +11,18 @@ import pytest
 from sklearn.metrics import accuracy_score, average_precision_score
 
 from aigdetect.errors import InputError
-from aigdetect.evaluation.bench import METRIC_KEYS, SubsetResult, subset_metrics, summarize
-from aigdetect.evaluation.metrics import accuracy, average_precision, calibrate_threshold, oracle_threshold
+from aigdetect.evaluation.bench import (
+    METRIC_KEYS,
+    SubsetResult,
+    subset_metrics,
+    summarize,
+)
+from aigdetect.evaluation.metrics import (
+    accuracy,
+    average_precision,
+    calibrate_threshold,
+    oracle_threshold,
+)
 from aigdetect.evaluation.suites import get_suite
 
 

@@ -15,13 +15,25 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
+from aigdetect import score_images
 from aigdetect.cli import app
 from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import center_crop, gaussian_blur, jpeg
 from aigdetect.errors import ConfigError
 from aigdetect.evaluation.bench import BenchConfig
-from aigdetect.evaluation.report import RESULTS_CSV, RESULTS_JSON, RESULTS_MD, ROBUSTNESS_PNG
-from aigdetect.evaluation.robustness import PAPER_BLUR, PAPER_JPEG, Level, SweepConfig, run_robustness
+from aigdetect.evaluation.report import (
+    RESULTS_CSV,
+    RESULTS_JSON,
+    RESULTS_MD,
+    ROBUSTNESS_PNG,
+)
+from aigdetect.evaluation.robustness import (
+    PAPER_BLUR,
+    PAPER_JPEG,
+    Level,
+    SweepConfig,
+    run_robustness,
+)
 from aigdetect.evaluation.suites import discover_pair
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -100,14 +112,14 @@ def test_perturbation_runs_on_the_full_image_before_the_crop(tmp_path: Path) -> 
     )
     arrays = [decode_image(p).array for p in real + fake]
     expected = {
-        "clean": detector.score(arrays),
-        "blur σ=3": detector.score([gaussian_blur(a, 3.0) for a in arrays]),
-        "jpeg q=40": detector.score([jpeg(a, 40) for a in arrays]),
+        "clean": score_images(detector, arrays),
+        "blur σ=3": score_images(detector, [gaussian_blur(a, 3.0) for a in arrays]),
+        "jpeg q=40": score_images(detector, [jpeg(a, 40) for a in arrays]),
     }
     assert [lvl.label for lvl, _ in result.levels] == list(expected)
     for level, passed in result.levels:
         assert np.allclose([p.score for p in passed.predictions], expected[level.label], atol=1e-6)
-    crop_first = detector.score([gaussian_blur(center_crop(a, 32), 3.0) for a in arrays])
+    crop_first = score_images(detector, [gaussian_blur(center_crop(a, 32), 3.0) for a in arrays])
     assert not np.allclose(crop_first, expected["blur σ=3"], atol=1e-6)
 
 

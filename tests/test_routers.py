@@ -9,10 +9,14 @@ import torch
 import torch.nn.functional as F
 from conftest import make_tiny_detector
 
-from aigdetect import Detector, MoLEConfig
+from aigdetect import MoLEConfig, load_detector, save_detector
 from aigdetect.models.checkpoint import read_checkpoint
 from aigdetect.models.mole import MoLEBypass, RoutingRecord
-from aigdetect.models.routers import LinearRouter, PrototypeRouter, routing_contrastive_loss
+from aigdetect.models.routers import (
+    LinearRouter,
+    PrototypeRouter,
+    routing_contrastive_loss,
+)
 from aigdetect.models.telemetry import routing_summary
 
 # Three 2-d tokens and three prototypes; the third prototype points away from every token.
@@ -211,9 +215,9 @@ def test_checkpoint_round_trip_keeps_router_and_its_parameters(tmp_path, mole: M
                 param.add_(torch.randn_like(param))
     pixels = torch.randn(2, 3, 32, 32)
     path = tmp_path / "router.safetensors"
-    detector.save(path)
+    save_detector(detector, path)
 
-    loaded = Detector.load(path)
+    loaded = load_detector(path)
     detector.eval()
     loaded.eval()
     with torch.no_grad():

@@ -12,7 +12,7 @@ from conftest import make_tiny_detector, write_image
 from PIL import Image
 from typer.testing import CliRunner
 
-from aigdetect import MoLEConfig
+from aigdetect import MoLEConfig, save_detector
 from aigdetect.cli import app
 from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import eval_tensor
@@ -24,7 +24,7 @@ PATCHES = 16  # tiny backbone: 32 px crop, 8 px patches -> 4 x 4
 
 def _checkpoint(tmp_path: Path, mole: MoLEConfig) -> Path:
     path = tmp_path / "detector.safetensors"
-    make_tiny_detector(mole).save(path)
+    save_detector(make_tiny_detector(mole), path)
     return path
 
 

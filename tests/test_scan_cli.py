@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from test_scan_runner import build_tree, relative_rows
 from typer.testing import CliRunner
 
+from aigdetect import save_detector, score_images
 from aigdetect.cli import app
 from aigdetect.scan import detector_id, raw_path
 
@@ -71,7 +72,7 @@ def test_without_out_rows_go_to_stdout_and_the_summary_to_stderr(tmp_path, tiny_
         assert document["summary"]["files"] == 3
         rows = document["rows"]
     assert [Path(r["path"]).name for r in rows] == ["0.png", "1.png", "2.png"]
-    reference = make_tiny_detector().score([r["path"] for r in rows])
+    reference = score_images(make_tiny_detector(), [r["path"] for r in rows])
     np.testing.assert_allclose([float(r["score"]) for r in rows], reference, rtol=1e-5, atol=1e-6)
     assert result.stderr.strip().startswith("3 files: ")
 
@@ -80,7 +81,7 @@ def test_threshold_overrides_the_calibrated_one(tmp_path):
     detector = make_tiny_detector()
     detector.threshold = 0.99
     checkpoint = tmp_path / "calibrated.safetensors"
-    detector.save(checkpoint)
+    save_detector(detector, checkpoint)
     write_image(tmp_path / "imgs" / "a.png")
     result = _scan(str(tmp_path / "imgs"), "--checkpoint", str(checkpoint), "--workers", "0")
     (row,) = list(csv.DictReader(result.stdout.splitlines()))
@@ -255,7 +256,7 @@ def test_backbone_weights_file_replaces_the_backbone(tmp_path, tiny_checkpoint):
     result = _scan(*args, "--backbone-weights", str(weights))
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    np.testing.assert_allclose([r["score"] for r in rows], reference.score(paths), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([r["score"] for r in rows], score_images(reference, paths), rtol=1e-5, atol=1e-6)
     assert rows[0]["detector"] == detector_id(reference) != detector_id(make_tiny_detector())
     embedded = [json.loads(line) for line in _scan(*args).stdout.splitlines()]
     assert not np.allclose([r["score"] for r in embedded], [r["score"] for r in rows])

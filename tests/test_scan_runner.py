@@ -16,6 +16,7 @@ import pytest
 from conftest import make_tiny_detector, write_image
 from PIL import Image
 
+from aigdetect import score_images
 from aigdetect.errors import ConfigError
 from aigdetect.scan import ScanConfig, detector_id, display_path, raw_path, run_scan
 from aigdetect.scan.writers import journal_path
@@ -140,7 +141,7 @@ def test_scores_equal_detector_score_and_verdicts_follow_the_threshold(tree):
     detector = make_tiny_detector()
     rows, _ = scan_to_rows(detector, root)
     ok = [r for r in rows if r["status"] == "ok"]
-    reference = detector.score([os.fsdecode(raw_path(r["path"])) for r in ok])
+    reference = score_images(detector, [os.fsdecode(raw_path(r["path"])) for r in ok])
     np.testing.assert_allclose([r["score"] for r in ok], reference, rtol=1e-5, atol=1e-6)
     threshold = float(np.median(reference))
     rows, summary = scan_to_rows(detector, root, threshold=threshold)
@@ -229,7 +230,7 @@ def test_a_crashing_decoder_worker_costs_one_row(tmp_path):
     assert crashed[0]["error"].startswith("crashed: the decoder crashed (DataLoader worker")
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == 9
-    np.testing.assert_allclose([r["score"] for r in ok], detector.score([r["path"] for r in ok]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([r["score"] for r in ok], score_images(detector, [r["path"] for r in ok]), rtol=1e-5, atol=1e-6)
     assert summary.tally.reasons == {"crashed": 1}
 
 

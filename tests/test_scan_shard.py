@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from aigdetect.errors import ConfigError, InputError
-from aigdetect.scan import FoundFile, merge_parts, parse_shard, part_path, scan_columns, shard_of
+from aigdetect.scan import (
+    FoundFile,
+    merge_parts,
+    parse_shard,
+    part_path,
+    scan_columns,
+    shard_of,
+)
 from aigdetect.scan.shard import select_shard
 from aigdetect.scan.writers import open_writer
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from aigdetect.errors import InputError
-from aigdetect.scan import walk_paths
 from aigdetect.scan import walk as walk_module
+from aigdetect.scan import walk_paths
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from aigdetect.errors import ConfigError, InputError, LayoutError
-from aigdetect.evaluation.suites import discover, discover_pair, folder_suite, get_suite, list_suites, normalize_name
+from aigdetect.evaluation.suites import (
+    discover,
+    discover_pair,
+    folder_suite,
+    get_suite,
+    list_suites,
+    normalize_name,
+)
 
 UNIVFD_TITLES = [
     "ProGAN", "CycleGAN", "BigGAN", "StyleGAN", "GauGAN", "StarGAN", "Deepfakes", "SITD", "SAN", "CRN", "IMLE",

@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
+from aigdetect import load_detector, score_images
 from aigdetect.cli import app
 from aigdetect.config import MoLEConfig
 from aigdetect.data.synthetic import write_synthetic_dataset
@@ -24,9 +25,13 @@ from aigdetect.data.transforms import AugmentConfig
 from aigdetect.engine.train import train
 from aigdetect.engine.train_config import TrainConfig, state_path_for
 from aigdetect.errors import ConfigError
-from aigdetect.evaluation.metrics import accuracy, average_precision, calibrate_threshold
+from aigdetect.evaluation.metrics import (
+    accuracy,
+    average_precision,
+    calibrate_threshold,
+)
 from aigdetect.models.checkpoint import read_checkpoint
-from aigdetect.models.detector import Detector, create_detector
+from aigdetect.models.factory import create_detector
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 
@@ -114,11 +119,11 @@ def test_training_writes_a_calibrated_loadable_detector_and_a_state(tmp_path, sm
     result = train(_config(tmp_path, small_data, log=str(log)), events.append, command="aigdetect train ...")
     assert result.steps == result.total_steps == 8 and result.best_step in (4, 8)
 
-    detector = Detector.load(result.out)
+    detector = load_detector(result.out)
     assert detector.threshold == pytest.approx(result.threshold)
     val_files = sorted((small_data / "val").rglob("*.png"))
     labels = np.array([1 if p.parent.name == "1_fake" else 0 for p in val_files])
-    scores = detector.score(val_files)
+    scores = score_images(detector, val_files)
     assert average_precision(labels, scores) == pytest.approx(result.val_ap, abs=1e-6)
     assert calibrate_threshold(labels, scores) == pytest.approx(result.threshold, abs=1e-6)
     assert accuracy(labels, scores, result.threshold) == pytest.approx(result.acc_threshold)
@@ -306,7 +311,7 @@ def test_kill_9_mid_run_then_resume_completes(tmp_path, small_data):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _state_step(state) == (60, True)
     assert f"resuming at step {step}" in resumed.stderr
-    detector = Detector.load(out)
+    detector = load_detector(out)
     assert detector.provenance["steps"] == 60
 
     straight = train(_config(tmp_path / "straight", small_data, steps=60, eval_every=2))
@@ -323,20 +328,20 @@ def test_tiny_mole_learns_the_synthetic_artifact(tmp_path):
     untrained = create_detector(TINY, config.mole, backbone_weights="none", seed=config.seed)
     result = train(config)
     assert result.val_ap >= 0.9
-    trained = Detector.load(result.out)
+    trained = load_detector(result.out)
     labels = held_out.labels()
-    trained_ap = average_precision(labels, trained.score(held_out.paths()))
-    untrained_ap = average_precision(labels, untrained.score(held_out.paths()))
+    trained_ap = average_precision(labels, score_images(trained, held_out.paths()))
+    untrained_ap = average_precision(labels, score_images(untrained, held_out.paths()))
     assert trained_ap >= 0.9 and trained_ap > untrained_ap + 0.2
-    assert accuracy(labels, trained.score(held_out.paths()), trained.threshold).balanced >= 0.8
+    assert accuracy(labels, score_images(trained, held_out.paths()), trained.threshold).balanced >= 0.8
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_fp16_training_scores_match_fp32(tmp_path, small_data):
     result = train(_config(tmp_path, small_data, device="cuda"))
-    detector = Detector.load(result.out, device="cuda")
+    detector = load_detector(result.out, device="cuda")
     files = sorted((small_data / "val").rglob("*.png"))
-    fp32 = detector.score(files)
+    fp32 = score_images(detector, files)
     from aigdetect.engine.infer import score_files
 
     fp16 = np.array([r.score for batch in score_files(detector, files, device=torch.device("cuda")) for r in batch])

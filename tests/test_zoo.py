@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from aigdetect import Detector
+from aigdetect import load_detector
 from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint
-from aigdetect.models.zoo import DEFAULT_DETECTOR, builtin_path, get_builtin, list_detectors
+from aigdetect.models.zoo import (
+    DEFAULT_DETECTOR,
+    builtin_path,
+    get_builtin,
+    list_detectors,
+)
 
 RELEASED = Path(__file__).resolve().parents[2] / "shared" / "weights" / "univfd_vitl14_fc_weights.pth"
 
@@ -44,7 +49,7 @@ def test_shipped_head_equals_the_released_weights():
 
 @pytest.mark.slow
 def test_builtin_loads_onto_a_vitl14_backbone():
-    detector = Detector.load(DEFAULT_DETECTOR, backbone_weights="none")
+    detector = load_detector(DEFAULT_DETECTOR, backbone_weights="none")
     assert detector.image_size == 224 and detector.visual.output_dim == 768
     assert len(detector.visual.transformer.resblocks) == 24 and not detector.bypasses
     assert detector.parameter_counts()["trainable_params"] == 769

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from ..version import __version__
 from . import bench, info, routes, scan, train
 
 app = typer.Typer(

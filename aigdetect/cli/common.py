@@ -14,6 +14,7 @@ from ..config import MoLEConfig
 from ..errors import AigdetectError, ConfigError
 from ..models.backbones import list_backbones
 from ..models.detector import Detector
+from ..models.factory import load_detector
 from ..models.zoo import DEFAULT_DETECTOR, builtin_path, list_detectors
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,7 +89,7 @@ def detector_options(
     """Load the detector named by ``--checkpoint`` / ``--model`` (a built-in name or backbone)."""
     cache = str(cache_dir) if cache_dir else None
     if checkpoint is not None:
-        detector = Detector.load(checkpoint, backbone_weights=backbone_weights, cache_dir=cache)
+        detector = load_detector(checkpoint, backbone_weights=backbone_weights, cache_dir=cache)
         if model and model not in (detector.source.name, detector.name):
             raise ConfigError(
                 f"--model {model} conflicts with the checkpoint's backbone ({detector.source.label()}); drop --model"
@@ -103,7 +104,7 @@ def detector_options(
                 f"no built-in detector for {name!r} (built-ins: {builtins}); pass --checkpoint FILE from 'aigdetect train'"
             )
         name = matches[0]
-    return Detector.load(name, backbone_weights=backbone_weights, cache_dir=cache)
+    return load_detector(name, backbone_weights=backbone_weights, cache_dir=cache)
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..models.detector import parameter_summary
+from ..models.factory import parameter_summary
 from ..models.zoo import list_detectors
 from .common import (
     BlocksOption,

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.images import DEFAULT_MAX_PIXELS, decode_center, decode_image
-from ..data.transforms import center_crop, crop_grid, normalize_pixels, to_chw
+from ..data.images import DEFAULT_MAX_PIXELS, decode_center, decode_image, to_rgb_array
+from ..data.transforms import center_crop, crop_grid, eval_tensor, normalize_pixels, to_chw
 from ..errors import ImageDecodeError, InputError
 from ..models.detector import Detector
 
@@ -193,3 +194,38 @@ def score_files(
                     record.score = float(row[0])
                     record.crop_scores = [float(v) for v in row[1:]]
             yield records
+
+
+@torch.inference_mode()
+def score_images(
+    detector: Detector,
+    images: Sequence[str | os.PathLike[str] | Image.Image | np.ndarray],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Probability of AI-generated for each image, with the evaluation preprocessing, on the detector's device.
+
+    Args:
+        detector: the model (left in the mode it was in).
+        images: paths, PIL images or HxWx3 uint8 arrays.
+        batch_size: images per forward pass.
+
+    Raises:
+        ImageDecodeError: a path could not be decoded.
+    """
+    was_training = detector.training
+    detector.eval()
+    scores = []
+    for start in range(0, len(images), batch_size):
+        chunk = []
+        for item in images[start : start + batch_size]:
+            if isinstance(item, (str, os.PathLike)):
+                array = decode_center(item, detector.image_size).array
+            elif isinstance(item, Image.Image):
+                array = to_rgb_array(item)
+            else:
+                array = np.asarray(item, dtype=np.uint8)
+            chunk.append(eval_tensor(array, detector.image_size))
+        logits = detector(torch.stack(chunk).to(detector.device)).logits
+        scores.append(torch.sigmoid(logits.float()).cpu().numpy())
+    detector.train(was_training)
+    return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)

@@ -36,9 +36,10 @@ from ..data.loading import DECODE_REASONS, Batch, LabeledImages, batch_loader
 from ..data.transforms import normalize_pixels
 from ..errors import CheckpointError, ConfigError, InputError
 from ..evaluation.metrics import Accuracy, accuracy, average_precision, calibrate_threshold
-from ..evaluation.results import json_safe
-from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint, save_detector
-from ..models.detector import ADAPTER_PREFIX, HEAD_PREFIX, Detector, create_detector
+from ..fileio import json_safe
+from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint
+from ..models.detector import ADAPTER_PREFIX, HEAD_PREFIX, Detector
+from ..models.factory import create_detector, save_detector
 from ..models.telemetry import routing_summary
 from . import distributed
 from .distributed import DistContext

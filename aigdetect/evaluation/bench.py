@@ -23,7 +23,7 @@ from ..engine.infer import Perturbation, score_files
 from ..errors import ConfigError
 from ..models.detector import Detector
 from .metrics import accuracy, average_precision, oracle_threshold
-from .suites import Discovery, Suite, SubsetFiles
+from .suites import Discovery, SubsetFiles, Suite
 
 THRESHOLD_KINDS = ("calibrated", "0.5", "oracle")
 ACCURACY_FIELDS = ("acc", "real_acc", "fake_acc", "balanced_acc")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..models.checkpoint import atomic_write
+from ..fileio import atomic_write
 from .bench import ALL, METRIC_KEYS, BenchResult
 from .results import finite
 from .robustness import RobustnessResult

@@ -8,15 +8,15 @@ current one. They keep raw fractions in [0, 1]; undefined values are null.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import InputError
+from ..fileio import finite, json_safe
+from ..version import __version__
 from .bench import (
     METRIC_KEYS,
     BenchConfig,
@@ -30,22 +30,6 @@ from .suites import Discovery, Suite
 
 SCHEMA_VERSION = 1
 UNITS = "fractions in [0, 1]; results.md and the terminal show percentages (x 100)"
-
-
-def finite(value: Any) -> float | None:
-    """The value as a float, or None where it is missing, NaN or infinite."""
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become null, so results.json is strict JSON."""
-    if isinstance(value, float):
-        return finite(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def pass_dict(result: PassResult) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from ..errors import ConfigError, WeightsError
+from .state_keys import key_problems
 
 RANDOM_WEIGHTS = "none"
 
@@ -186,25 +187,10 @@ def load_visual_weights(visual: nn.Module, state: dict[str, torch.Tensor], origi
     The tensors are assigned rather than copied, so ``visual`` may live on the meta device and a
     large backbone is never initialised randomly only to be overwritten.
     """
-    own = visual.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {_preview(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_preview(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatch {_preview(shapes)}")
+    problems = key_problems(visual.state_dict(), state)
     if problems:
         raise WeightsError(f"{origin} does not fit this backbone: " + "; ".join(problems))
     visual.load_state_dict(state, strict=True, assign=True)
-
-
-def _preview(items: list[str], limit: int = 3) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
 def _cached_pretrained(spec: BackboneSpec, cache_dir: str | None) -> tuple[str | None, list[str]]:

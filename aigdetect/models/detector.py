@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from ..config import MoLEConfig
 from ..errors import CheckpointError
 from .backbones import BackboneSource
 from .mole import RoutingRecord, inject_mole
+from .state_keys import key_problems
 
 ADAPTER_PREFIX = "adapters."
 HEAD_PREFIX = "head."
@@ -119,16 +116,9 @@ class Detector(nn.Module):
 
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor], origin: str) -> None:
         """Load adapters and head strictly; name missing, unexpected and mis-shaped keys."""
-        own = self.adapter_state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
-        if missing or unexpected or shapes:
-            parts = []
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-                if keys:
-                    parts.append(f"{label}: {', '.join(keys[:3])}" + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""))
-            raise CheckpointError(f"{origin} does not match its detector config: " + "; ".join(parts))
+        problems = key_problems(self.adapter_state_dict(), state)
+        if problems:
+            raise CheckpointError(f"{origin} does not match its detector config: " + "; ".join(problems))
         self.head.load_state_dict({k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)})
         for index, bypass in self.bypasses.items():
             prefix = f"{ADAPTER_PREFIX}{index}."
@@ -148,93 +138,3 @@ class Detector(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
         return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100.0 * trainable / total}
-
-    @torch.inference_mode()
-    def score(
-        self,
-        images: Sequence[str | os.PathLike[str] | Image.Image | np.ndarray],
-        batch_size: int = 32,
-    ) -> np.ndarray:
-        """Probability of AI-generated for each image, using the evaluation preprocessing.
-
-        Args:
-            images: paths, PIL images or HxWx3 uint8 arrays.
-            batch_size: images per forward pass.
-
-        Raises:
-            ImageDecodeError: a path could not be decoded.
-        """
-        from ..data.images import decode_center, to_rgb_array
-        from ..data.transforms import eval_tensor
-
-        was_training = self.training
-        self.eval()
-        scores = []
-        for start in range(0, len(images), batch_size):
-            chunk = []
-            for item in images[start : start + batch_size]:
-                if isinstance(item, (str, os.PathLike)):
-                    array = decode_center(item, self.image_size).array
-                elif isinstance(item, Image.Image):
-                    array = to_rgb_array(item)
-                else:
-                    array = np.asarray(item, dtype=np.uint8)
-                chunk.append(eval_tensor(array, self.image_size))
-            logits = self(torch.stack(chunk).to(self.device)).logits
-            scores.append(torch.sigmoid(logits.float()).cpu().numpy())
-        self.train(was_training)
-        return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
-
-    @classmethod
-    def load(
-        cls,
-        checkpoint_or_name: str | os.PathLike[str],
-        *,
-        backbone_weights: str | os.PathLike[str] | None = None,
-        device: str | torch.device = "cpu",
-        cache_dir: str | None = None,
-    ) -> Detector:
-        """Load a built-in detector by name (see ``list_detectors``) or a checkpoint file."""
-        from .checkpoint import load_detector
-        from .zoo import builtin_path
-
-        path = builtin_path(str(checkpoint_or_name)) or checkpoint_or_name
-        detector = load_detector(path, backbone_weights=backbone_weights, cache_dir=cache_dir)
-        return detector.to(device)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write adapters, head and config to one safetensors file (atomically)."""
-        from .checkpoint import save_detector
-
-        save_detector(self, path)
-
-
-def create_detector(
-    model: str | os.PathLike[str],
-    mole: MoLEConfig | None = None,
-    *,
-    backbone_weights: str | os.PathLike[str] | None = None,
-    cache_dir: str | None = None,
-    seed: int = 0,
-) -> Detector:
-    """Build a fresh detector from a backbone name or config JSON and a MoLE config.
-
-    The backbone's random init (with ``backbone_weights="none"``) and the adapters' init both come
-    from ``seed``, so two calls with the same arguments give identical detectors.
-    """
-    from .backbones import load_backbone, resolve_backbone
-
-    source = resolve_backbone(model)
-    visual = load_backbone(source, backbone_weights, cache_dir=cache_dir, seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        return Detector(visual, source, mole or MoLEConfig())
-
-
-def parameter_summary(model: str | os.PathLike[str], mole: MoLEConfig) -> dict[str, float]:
-    """Trainable and total parameter counts of a detector, built on the meta device (no weights, no memory)."""
-    from .backbones import build_visual, resolve_backbone
-
-    source = resolve_backbone(model)
-    with torch.device("meta"):
-        return Detector(build_visual(source), source, mole).parameter_counts()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..models.checkpoint import atomic_write
+from ..fileio import atomic_write
 from .paths import raw_path
 from .rows import Tally
 from .walk import FoundFile

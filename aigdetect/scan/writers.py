@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from ..errors import ConfigError, InputError
-from ..models.checkpoint import atomic_write
+from ..fileio import atomic_write
 from .rows import Row
 
 JOURNAL_SUFFIX = ".partial.jsonl"

@@ -1,0 +1,136 @@
+"""Build, load and save detectors: the one place that joins backbones, MoLE configs and checkpoints."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from ..config import MoLEConfig
+from ..errors import AigdetectError, CheckpointError
+from ..version import __version__
+from .backbones import RANDOM_WEIGHTS, BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
+from .checkpoint import BACKBONE_PREFIX, DETECTOR_PREFIXES, TRAIN_STATE_PREFIX, read_checkpoint, write_checkpoint
+from .detector import Detector
+from .zoo import builtin_path
+
+
+def create_detector(
+    model: str | os.PathLike[str],
+    mole: MoLEConfig | None = None,
+    *,
+    backbone_weights: str | os.PathLike[str] | None = None,
+    cache_dir: str | None = None,
+    seed: int = 0,
+) -> Detector:
+    """Build a fresh detector from a backbone name or config JSON and a MoLE config.
+
+    The backbone's random init (with ``backbone_weights="none"``) and the adapters' init both come
+    from ``seed``, so two calls with the same arguments give identical detectors.
+    """
+    source = resolve_backbone(model)
+    visual = load_backbone(source, backbone_weights, cache_dir=cache_dir, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        return Detector(visual, source, mole or MoLEConfig())
+
+
+def parameter_summary(model: str | os.PathLike[str], mole: MoLEConfig) -> dict[str, float]:
+    """Trainable and total parameter counts of a detector, built on the meta device (no weights, no memory)."""
+    source = resolve_backbone(model)
+    with torch.device("meta"):
+        return Detector(build_visual(source), source, mole).parameter_counts()
+
+
+def detector_metadata(detector: Detector) -> dict[str, Any]:
+    """What a checkpoint records about a detector besides its tensors."""
+    return {
+        "aigdetect_version": __version__,
+        "name": detector.name,
+        "backbone": detector.source.to_dict(),
+        "backbone_embedded": not detector.source.downloadable,
+        "mole": detector.mole.to_dict(),
+        "threshold": detector.threshold,
+        "provenance": detector.provenance,
+    }
+
+
+def detector_tensors(detector: Detector) -> dict[str, torch.Tensor]:
+    """Adapters and head; the backbone too when it cannot be fetched again."""
+    tensors = {k: v.float().cpu() for k, v in detector.adapter_state_dict().items()}
+    if not detector.source.downloadable:
+        tensors.update({BACKBONE_PREFIX + k: v.float().cpu() for k, v in detector.backbone_state_dict().items()})
+    return tensors
+
+
+def save_detector(
+    detector: Detector,
+    path: str | os.PathLike[str],
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> None:
+    """Write the detector atomically; ``extra_*`` carry resumable training state beside it."""
+    write_checkpoint(
+        path, {**detector_tensors(detector), **(extra_tensors or {})}, {**detector_metadata(detector), **(extra_metadata or {})}
+    )
+
+
+def detector_from_checkpoint(
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    origin: str,
+    *,
+    backbone_weights: str | os.PathLike[str] | None = None,
+    cache_dir: str | None = None,
+) -> Detector:
+    """Rebuild a detector from checkpoint contents; backbone weights come from the file when embedded."""
+    try:
+        source = BackboneSource.from_dict(meta["backbone"])
+        mole = MoLEConfig.from_dict(meta["mole"])
+        threshold = float(meta.get("threshold", 0.5))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{origin}: checkpoint metadata is incomplete or invalid ({exc})") from None
+    except AigdetectError as exc:
+        raise CheckpointError(f"{origin}: {exc}") from None
+    embedded = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
+    # A stored backbone is the model's own: "none" (no download) must not swap it for a fresh random one.
+    if embedded and (backbone_weights is None or str(backbone_weights) == RANDOM_WEIGHTS):
+        visual = load_backbone(source, "none")
+        load_visual_weights(visual, embedded, f"{origin} (embedded backbone)")
+    else:
+        visual = load_backbone(source, backbone_weights, cache_dir=cache_dir)
+    detector = Detector(
+        visual, source, mole, threshold=threshold, name=meta.get("name"), provenance=meta.get("provenance")
+    )
+    unknown = sorted(k for k in tensors if not k.startswith((*DETECTOR_PREFIXES, BACKBONE_PREFIX, TRAIN_STATE_PREFIX)))
+    if unknown:
+        raise CheckpointError(f"{origin}: unexpected tensors {', '.join(unknown[:3])}")
+    adapter = {k: v for k, v in tensors.items() if k.startswith(DETECTOR_PREFIXES)}
+    detector.load_adapter_state_dict(adapter, origin)
+    return detector
+
+
+def load_detector(
+    checkpoint_or_name: str | os.PathLike[str] = "univfd-vitl14",
+    *,
+    backbone_weights: str | os.PathLike[str] | None = None,
+    cache_dir: str | None = None,
+    device: str | torch.device = "cpu",
+) -> Detector:
+    """Load a built-in detector by name (see ``list_detectors``) or a checkpoint file.
+
+    Args:
+        checkpoint_or_name: a built-in detector's name or a ``.safetensors`` checkpoint.
+        backbone_weights: overrides where the backbone's weights come from (a file, or ``"none"``).
+        cache_dir: open_clip / Hugging Face cache for registry backbones.
+        device: where the detector is placed.
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, truncated, or does not match its config.
+        WeightsError: the backbone's weights cannot be found or do not fit.
+    """
+    path = builtin_path(str(checkpoint_or_name)) or checkpoint_or_name
+    tensors, meta = read_checkpoint(path)
+    detector = detector_from_checkpoint(tensors, meta, str(path), backbone_weights=backbone_weights, cache_dir=cache_dir)
+    return detector.to(device)
