@@ -21,14 +21,22 @@ class LayoutError(InputError):
     """A dataset root does not match any supported folder layout."""
 
 
-class ImageDecodeError(InputError):
-    """One image could not be decoded; ``reason`` is a short machine-friendly kind."""
+DECODE_REASONS: tuple[str, ...] = ("missing", "unreadable", "unsupported", "too-large", "truncated", "corrupt", "symlink")
+"""Why one input file could not be used; scan rows, training skips and bench reports share them."""
+
+
+class InputFileError(InputError):
+    """One input file cannot be used; ``reason`` is one of ``DECODE_REASONS``, ``detail`` says why."""
 
     def __init__(self, path: str, reason: str, detail: str) -> None:
         super().__init__(f"{path}: {reason}: {detail}")
         self.path = path
         self.reason = reason
         self.detail = detail
+
+
+class ImageDecodeError(InputFileError):
+    """One image could not be decoded."""
 
 
 class WeightsError(AigdetectError):

@@ -1,13 +1,17 @@
-"""File helpers every layer shares: atomic replacement of outputs and strict-JSON values."""
+"""File helpers every layer shares: safe opening of inputs, atomic replacement of outputs, strict JSON."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from .errors import InputFileError
 
 
 def _current_umask() -> int:
@@ -51,3 +55,59 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def open_input(path: str | bytes | os.PathLike[str], *, follow_symlinks: bool = False) -> tuple[BinaryIO, os.stat_result]:
+    """Open an input file for reading without ever blocking on it or following a link by surprise.
+
+    The file is opened non-blocking (a FIFO cannot hang us) and without following a final symbolic
+    link unless asked; its type is then checked on the open descriptor, so a file swapped for a
+    FIFO, a device or a link after it was listed is refused rather than read. The size and time
+    come from that same descriptor, so they describe the bytes that will be read.
+
+    Returns:
+        The open binary handle (blocking again, for ordinary reads) and its ``fstat``.
+
+    Raises:
+        InputFileError: reason ``missing``, ``symlink``, ``unsupported`` (a FIFO, socket or device)
+            or ``unreadable`` (no permission, a folder).
+    """
+    name = os.fsdecode(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise InputFileError(name, "missing", "file not found (vanished during the scan?)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise InputFileError(name, "symlink", "symbolic link, not followed") from None
+        raise InputFileError(name, "unreadable", exc.strerror or str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputFileError(name, "unreadable", "is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError(name, "unsupported", f"not a regular file ({_kind(info.st_mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+def read_capped(handle: BinaryIO, limit: int, name: str) -> bytes:
+    """Read the rest of ``handle``, refusing (reason ``too-large``) more than ``limit`` bytes."""
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InputFileError(name, "too-large", f"more than {limit} bytes")
+    return data

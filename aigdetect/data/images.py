@@ -19,15 +19,20 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import ImageDecodeError
+from ..errors import ImageDecodeError, InputFileError
+from ..fileio import open_input
 from . import jpeg_crop
 from .transforms import center_crop
 
 DEFAULT_MAX_PIXELS = 100_000_000
+DECODERS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "PPM")
+"""The only Pillow decoders an input reaches (MPO is read by the JPEG plugin). None of them runs an
+external program: formats such as EPS, which Pillow hands to Ghostscript, are never tried."""
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _CUTTABLE = ("JPEG", "MPO")  # MPO, as many cameras write, starts with its first frame as a plain JPEG
 
@@ -60,6 +65,21 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
+def _register_heif() -> None:
+    """Let Pillow open HEIC/HEIF files (iPhone photos) through pillow-heif, which bundles libheif."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+_register_heif()
+
+
+def open_image(handle: BinaryIO) -> Image.Image:
+    """Open an image from a binary handle with the allow-listed decoders only (pixels not yet read)."""
+    return Image.open(handle, formats=DECODERS)
+
+
 def _reason_for(exc: BaseException) -> tuple[str, str]:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, FileNotFoundError):
@@ -84,6 +104,8 @@ def _decoding(name: str) -> Iterator[None]:
             yield
     except ImageDecodeError:
         raise
+    except InputFileError as exc:
+        raise ImageDecodeError(exc.path, exc.reason, exc.detail) from None
     except MemoryError:
         raise ImageDecodeError(name, "too-large", "out of memory while decoding") from None
     except Exception as exc:
@@ -117,7 +139,7 @@ def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIX
         ImageDecodeError: with reason missing, unreadable, unsupported, too-large, truncated or corrupt.
     """
     name = os.fsdecode(path)
-    with _decoding(name), open(path, "rb") as handle, Image.open(handle) as image:
+    with _decoding(name), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
         return _decode_whole(image, *_checked_size(image, name, max_pixels))
 
 
@@ -133,7 +155,7 @@ def decode_center(path: str | os.PathLike[str], size: int, max_pixels: int = DEF
         ImageDecodeError: as ``decode_image``.
     """
     name = os.fsdecode(path)
-    with _decoding(name), open(path, "rb") as handle, Image.open(handle) as image:
+    with _decoding(name), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
         width, height = _checked_size(image, name, max_pixels)
         cut = None
         if image.format in _CUTTABLE and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(width, height, size):
@@ -143,7 +165,7 @@ def decode_center(path: str | os.PathLike[str], size: int, max_pixels: int = DEF
             decoded = _decode_whole(image, width, height)
             decoded.array = center_crop(decoded.array, size)
             return decoded
-        with Image.open(io.BytesIO(cut.jpeg)) as part:
+        with Image.open(io.BytesIO(cut.jpeg), formats=("JPEG",)) as part:
             window = to_rgb_array(part)
         crop = window[cut.top : cut.top + size, cut.left : cut.left + size].copy()
         return DecodedImage(crop, width, height, image.format, image.mode)

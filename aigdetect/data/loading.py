@@ -14,12 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ImageDecodeError
+from ..errors import DECODE_REASONS, ImageDecodeError
 from .images import DEFAULT_MAX_PIXELS, decode_center, decode_image
 from .layouts import Sample
 from .transforms import AugmentConfig, to_chw, train_view
-
-DECODE_REASONS = ("missing", "unreadable", "unsupported", "too-large", "truncated", "corrupt")
 
 
 def reason_code(reason: str) -> int:

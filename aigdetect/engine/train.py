@@ -32,9 +32,9 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..data.layouts import TrainingData, prepare_training_data
-from ..data.loading import DECODE_REASONS, Batch, LabeledImages, batch_loader
+from ..data.loading import Batch, LabeledImages, batch_loader
 from ..data.transforms import normalize_pixels
-from ..errors import CheckpointError, ConfigError, InputError
+from ..errors import DECODE_REASONS, CheckpointError, ConfigError, InputError
 from ..evaluation.metrics import Accuracy, accuracy, average_precision, calibrate_threshold
 from ..fileio import json_safe
 from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint
