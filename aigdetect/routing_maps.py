@@ -28,6 +28,7 @@ from .data.transforms import center_crop, eval_tensor
 from .errors import ConfigError, ImageDecodeError, InputError
 from .fileio import atomic_write
 from .models.detector import Detector
+from .models.telemetry import gate_entropy
 
 ROUTES_JSON = "routes.json"
 OVERLAY_ALPHA = 0.45
@@ -146,8 +147,7 @@ def route_image(detector: Detector, array: np.ndarray) -> list[BlockRoutes]:
                 f"block {index} routed {patches.size} patch tokens but the patch grid is {rows}x{cols}; "
                 "routing maps support plain ViTs (one CLS token followed by the patches)"
             )
-        patch_probs = probs[first_patch:]
-        entropy = float(-(patch_probs * patch_probs.clamp_min(1e-12).log()).sum(-1).mean())
+        entropy = gate_entropy(probs[first_patch:])
         blocks.append(
             BlockRoutes(
                 block=index,

@@ -18,7 +18,7 @@ from aigdetect import __version__
 from aigdetect.config import MoLEConfig
 from aigdetect.models.backbones import resolve_backbone
 from aigdetect.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METADATA_KEY
-from aigdetect.models.zoo import WEIGHTS_DIR, get_builtin
+from aigdetect.models.zoo import DETECTORS, WEIGHTS_DIR
 
 EXPECTED_SHA256 = "477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847"
 
@@ -28,7 +28,7 @@ def convert(source: Path, target: Path) -> None:
     if digest != EXPECTED_SHA256:
         raise SystemExit(f"{source}: sha256 {digest} is not the released file's {EXPECTED_SHA256}")
     state = torch.load(source, map_location="cpu", weights_only=True)
-    entry = get_builtin("univfd-vitl14")
+    entry = DETECTORS.get("univfd-vitl14")
     tensors = {"head.weight": state["weight"].float().contiguous(), "head.bias": state["bias"].float().contiguous()}
     meta = {
         "format": CHECKPOINT_FORMAT,
@@ -47,7 +47,7 @@ def convert(source: Path, target: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("source", type=Path)
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR / get_builtin("univfd-vitl14").filename)
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR / DETECTORS.get("univfd-vitl14").filename)
     args = parser.parse_args()
     convert(args.source, args.out)
     print(f"wrote {args.out}")

@@ -10,11 +10,11 @@ from safetensors.torch import save_file
 
 from aigdetect.errors import ConfigError, WeightsError
 from aigdetect.models.backbones import (
-    get_backbone_spec,
     load_backbone,
     resolve_backbone,
     resolve_weights,
 )
+from aigdetect.models.zoo import BACKBONES
 
 
 @pytest.fixture()
@@ -109,7 +109,7 @@ def test_offline_without_cache_fails_fast_with_guidance(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     with pytest.raises(WeightsError) as info:
-        resolve_weights(get_backbone_spec("vitb32"), cache_dir=str(tmp_path))
+        resolve_weights(BACKBONES.get("vitb32"), cache_dir=str(tmp_path))
     message = str(info.value)
     assert "vitb32" in message and str(tmp_path) in message and "--backbone-weights PATH" in message
     assert "\n" not in message

@@ -30,7 +30,7 @@ from aigdetect.evaluation.report import (
     RESULTS_JSON,
     RESULTS_MD,
 )
-from aigdetect.evaluation.suites import discover, discover_pair, get_suite
+from aigdetect.evaluation.suites import SUITES, discover, discover_pair
 
 CPU = ["--device", "cpu", "--workers", "0", "--batch-size", "5"]
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not wrap table cells
@@ -101,7 +101,7 @@ def test_sample_files_is_seeded_bounded_and_per_subset(tmp_path: Path) -> None:
             (tmp_path / name / label).mkdir(parents=True)
             for i in range(count):
                 (tmp_path / name / label / f"{i:02d}.png").write_bytes(b"")
-    found = discover(get_suite("univfd"), tmp_path)
+    found = discover(SUITES.get("univfd"), tmp_path)
     first = sample_files(found, 5, seed=3)
     again = sample_files(found, 5, seed=3)
     other = sample_files(found, 5, seed=4)

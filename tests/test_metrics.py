@@ -23,7 +23,7 @@ from aigdetect.evaluation.metrics import (
     calibrate_threshold,
     oracle_threshold,
 )
-from aigdetect.evaluation.suites import get_suite
+from aigdetect.evaluation.suites import SUITES
 
 
 def univfd_calculate_acc(y_true: np.ndarray, y_pred: np.ndarray, thres: float) -> tuple[float, float, float]:
@@ -226,7 +226,7 @@ def test_family_means_reproduce_the_papers_quoted_averages() -> None:
     """CNNSpot's Table 1 row: the paper quotes 94.19 mAP on GANs and 76.22 on diffusion models,
     and 70.17 for UnivFD on low-level vision; our family groupings must give the same means (to the
     0.01 that averaging rounded table entries allows)."""
-    suite = get_suite("univfd")
+    suite = SUITES.get("univfd")
     cnnspot = [100.0, 93.47, 84.50, 99.54, 89.49, 98.15, 89.02, 73.75, 59.47, 98.24, 98.40,
                73.72, 70.62, 71.00, 70.54, 80.65, 84.91, 82.07, 70.59]  # fmt: skip
     univfd = [100.0, 99.46, 99.59, 97.24, 99.98, 99.60, 82.45, 61.32, 79.02, 96.72, 99.00,

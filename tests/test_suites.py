@@ -9,11 +9,10 @@ import pytest
 
 from aigdetect.errors import ConfigError, InputError, LayoutError
 from aigdetect.evaluation.suites import (
+    SUITES,
     discover,
     discover_pair,
     folder_suite,
-    get_suite,
-    list_suites,
     normalize_name,
 )
 
@@ -33,16 +32,16 @@ def touch(folder: Path, count: int, suffix: str = ".png") -> list[Path]:
 
 
 def test_registry_lists_the_papers_columns_in_order() -> None:
-    assert [s.name for s in list_suites()] == ["univfd", "genimage", "dalle2"]
-    assert [s.title for s in get_suite("univfd").subsets] == UNIVFD_TITLES
-    assert [s.title for s in get_suite("genimage").subsets] == GENIMAGE_TITLES
-    assert [s.title for s in get_suite("dalle2").subsets] == ["DALL-E 2"]
+    assert SUITES.names() == ["univfd", "genimage", "dalle2"]
+    assert [s.title for s in SUITES.get("univfd").subsets] == UNIVFD_TITLES
+    assert [s.title for s in SUITES.get("genimage").subsets] == GENIMAGE_TITLES
+    assert [s.title for s in SUITES.get("dalle2").subsets] == ["DALL-E 2"]
     with pytest.raises(ConfigError, match="univfd, genimage, dalle2"):
-        get_suite("imagenet")
+        SUITES.get("imagenet")
 
 
 def test_univfd_families_follow_the_paper() -> None:
-    members = get_suite("univfd").family_members()
+    members = SUITES.get("univfd").family_members()
     assert members == {
         "GAN": ["progan", "cyclegan", "biggan", "stylegan", "gaugan", "stargan"],
         "Deepfakes": ["deepfake"],
@@ -51,16 +50,16 @@ def test_univfd_families_follow_the_paper() -> None:
         "Diffusion": ["guided", "ldm_200", "ldm_200_cfg", "ldm_100", "glide_100_27", "glide_50_27", "glide_100_10"],
         "Autoregressive": ["dalle"],
     }
-    assert get_suite("genimage").family_members()["GAN"] == ["biggan"]
-    assert get_suite("dalle2").family_members() == {}
+    assert SUITES.get("genimage").family_members()["GAN"] == ["biggan"]
+    assert SUITES.get("dalle2").family_members() == {}
 
 
 def test_folder_names_match_the_releases_spellings() -> None:
-    sdv14 = get_suite("genimage").subsets[4]
+    sdv14 = SUITES.get("genimage").subsets[4]
     for name in ("stable_diffusion_v_1_4", "imagenet_ai_0419_sdv4", "SD v1.4", "sd_v1_4"):
         assert sdv14.matches(name)
     assert not sdv14.matches("stable_diffusion_v_1_5")
-    sitd = get_suite("univfd").subsets[7]
+    sitd = SUITES.get("univfd").subsets[7]
     assert sitd.matches("seeingdark") and sitd.matches("SITD")
     assert normalize_name("LDM_200-cfg") == "ldm200cfg"
 
@@ -80,7 +79,7 @@ def test_univfd_tree_with_both_releases(tmp_path: Path) -> None:
     touch(diffusion / "ldm_200", 3)  # loose fakes, no 1_fake/ level
     (diffusion / "laion" / "0_real" / "notes.txt").write_text("not an image")
 
-    found = discover(get_suite("univfd"), tmp_path)
+    found = discover(SUITES.get("univfd"), tmp_path)
     by_key = {f.subset.key: f for f in found.found}
     assert list(by_key) == ["progan", "sitd", "guided", "ldm_200"]
     assert [len(by_key[k].real) for k in by_key] == [3, 2, 4, 5]
@@ -98,7 +97,7 @@ def test_diffusion_subset_without_its_reals_folder_is_skipped_with_a_note(tmp_pa
     touch(tmp_path / "glide_100_27" / "1_fake", 2)
     touch(tmp_path / "progan" / "0_real", 1)
     touch(tmp_path / "progan" / "1_fake", 1)
-    found = discover(get_suite("univfd"), tmp_path)
+    found = discover(SUITES.get("univfd"), tmp_path)
     assert [f.subset.key for f in found.found] == ["progan"]
     assert found.notes == ["GLIDE 100-27: skipped, its reals folder laion/ is not beside glide_100_27"]
 
@@ -107,7 +106,7 @@ def test_subset_with_one_class_only_is_skipped(tmp_path: Path) -> None:
     touch(tmp_path / "gaugan" / "1_fake", 2)
     touch(tmp_path / "crn" / "0_real", 1)
     touch(tmp_path / "crn" / "1_fake", 1)
-    found = discover(get_suite("univfd"), tmp_path)
+    found = discover(SUITES.get("univfd"), tmp_path)
     assert [f.subset.key for f in found.found] == ["crn"]
     assert "GauGAN: skipped, 0 real and 2 fake images in gaugan (both are needed)" in found.notes
 
@@ -120,7 +119,7 @@ def test_genimage_nested_and_flat_spellings(tmp_path: Path) -> None:
     touch(tmp_path / "imagenet_glide" / "val" / "nature", 1)
     touch(tmp_path / "ADM" / "val" / "ai" / "n01440764", 2)
     touch(tmp_path / "ADM" / "val" / "nature", 2)
-    found = discover(get_suite("genimage"), tmp_path)
+    found = discover(SUITES.get("genimage"), tmp_path)
     by_key = {f.subset.key: f for f in found.found}
     assert list(by_key) == ["adm", "glide", "sdv14"]
     assert by_key["sdv14"].location == "stable_diffusion_v_1_4/imagenet_ai_0419_sdv4/val"
@@ -134,8 +133,8 @@ def test_genimage_biggan_is_not_taken_for_univfd_biggan(tmp_path: Path) -> None:
     touch(tmp_path / "GenImage" / "BigGAN" / "val" / "nature", 2)
     touch(tmp_path / "CNN" / "biggan" / "0_real", 3)
     touch(tmp_path / "CNN" / "biggan" / "1_fake", 3)
-    univfd = discover(get_suite("univfd"), tmp_path)
-    genimage = discover(get_suite("genimage"), tmp_path)
+    univfd = discover(SUITES.get("univfd"), tmp_path)
+    genimage = discover(SUITES.get("genimage"), tmp_path)
     assert [(f.subset.key, f.location) for f in univfd.found] == [("biggan", "CNN/biggan")]
     assert [(f.subset.key, f.location) for f in genimage.found] == [("biggan", "GenImage/BigGAN/val")]
 
@@ -143,31 +142,31 @@ def test_genimage_biggan_is_not_taken_for_univfd_biggan(tmp_path: Path) -> None:
 def test_dalle2_at_the_root_or_in_its_folder(tmp_path: Path) -> None:
     touch(tmp_path / "a" / "0_real", 2)
     touch(tmp_path / "a" / "1_fake", 3)
-    at_root = discover(get_suite("dalle2"), tmp_path / "a")
+    at_root = discover(SUITES.get("dalle2"), tmp_path / "a")
     assert at_root.found[0].location == "." and len(at_root.found[0].fake) == 3
     touch(tmp_path / "b" / "DALLE2" / "0_real", 1)
     touch(tmp_path / "b" / "DALLE2" / "1_fake", 1)
-    assert discover(get_suite("dalle2"), tmp_path / "b").found[0].location == "DALLE2"
+    assert discover(SUITES.get("dalle2"), tmp_path / "b").found[0].location == "DALLE2"
 
 
 def test_root_matching_no_layout_names_expected_and_found(tmp_path: Path) -> None:
     touch(tmp_path / "holiday_photos", 2)
     (tmp_path / "readme.txt").write_text("")
     with pytest.raises(LayoutError) as error:
-        discover(get_suite("univfd"), tmp_path)
+        discover(SUITES.get("univfd"), tmp_path)
     message = str(error.value)
     assert "progan" in message and "seeingdark" in message and "laion (reals)" in message
     assert "found: holiday_photos/, readme.txt" in message
     with pytest.raises(LayoutError, match=r"val/ai\|nature"):
-        discover(get_suite("genimage"), tmp_path)
+        discover(SUITES.get("genimage"), tmp_path)
     with pytest.raises(InputError, match="not a directory"):
-        discover(get_suite("univfd"), tmp_path / "absent")
+        discover(SUITES.get("univfd"), tmp_path / "absent")
 
 
 def test_only_empty_subsets_is_a_layout_error_that_says_why(tmp_path: Path) -> None:
     (tmp_path / "progan" / "0_real").mkdir(parents=True)
     with pytest.raises(LayoutError, match="ProGAN: skipped"):
-        discover(get_suite("univfd"), tmp_path)
+        discover(SUITES.get("univfd"), tmp_path)
 
 
 def test_the_same_subset_in_two_places_is_refused(tmp_path: Path) -> None:
@@ -175,7 +174,7 @@ def test_the_same_subset_in_two_places_is_refused(tmp_path: Path) -> None:
         touch(tmp_path / tree / "stargan" / "0_real", 1)
         touch(tmp_path / tree / "stargan" / "1_fake", 1)
     with pytest.raises(LayoutError, match="StarGAN was found in several places"):
-        discover(get_suite("univfd"), tmp_path)
+        discover(SUITES.get("univfd"), tmp_path)
 
 
 def test_folder_pair(tmp_path: Path) -> None:

@@ -11,21 +11,16 @@ import torch
 from aigdetect import load_detector
 from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint
-from aigdetect.models.zoo import (
-    DEFAULT_DETECTOR,
-    builtin_path,
-    get_builtin,
-    list_detectors,
-)
+from aigdetect.models.zoo import DEFAULT_DETECTOR, DETECTORS, builtin_path
 
 RELEASED = Path(__file__).resolve().parents[2] / "shared" / "weights" / "univfd_vitl14_fc_weights.pth"
 
 
 def test_registry_lists_the_default_and_refuses_unknown_names():
-    assert [d.name for d in list_detectors()] == [DEFAULT_DETECTOR]
+    assert DETECTORS.names() == [DEFAULT_DETECTOR]
     assert builtin_path("vitl14") is None
-    with pytest.raises(ConfigError, match="built-ins are: univfd-vitl14"):
-        get_builtin("univfd")
+    with pytest.raises(ConfigError, match="unknown built-in detector .univfd.; choose one of univfd-vitl14"):
+        DETECTORS.get("univfd")
 
 
 def test_shipped_file_describes_a_linear_probe_on_vitl14():

@@ -35,7 +35,7 @@ from ..evaluation.results import (
     robustness_dict,
 )
 from ..evaluation.robustness import PAPER_BLUR, PAPER_JPEG, SweepConfig, run_robustness
-from ..evaluation.suites import Discovery, Suite, discover, discover_pair, list_suites
+from ..evaluation.suites import SUITES, Discovery, Suite, discover, discover_pair
 from ..evaluation.tables import TextTable, bench_tables, robustness_tables
 from .common import (
     BackboneWeightsOption,
@@ -347,7 +347,7 @@ def _group(help_text: str) -> typer.Typer:
 
 def _bench_group() -> typer.Typer:
     group = _group("Evaluate a detector on the paper's benchmarks (Tables 1-3).")
-    for suite in list_suites():
+    for suite in SUITES.list():
         example = f"{_suite_example('bench', suite)} --reencode jpeg:95"
         help_text = f"Evaluate a detector on {suite.title}.\n\nExample: {example}"
         group.command(suite.name, help=help_text)(_bench_suite(suite))
@@ -357,7 +357,7 @@ def _bench_group() -> typer.Typer:
 
 def _robustness_group() -> typer.Typer:
     group = _group("Score a detector under Gaussian blur and JPEG compression (Figure 4).")
-    for suite in list_suites():
+    for suite in SUITES.list():
         example = f"{_suite_example('robustness', suite)} --blur 1,2 --jpeg 90,50"
         help_text = f"Measure mAP and accuracy under blur and JPEG on {suite.title}.\n\nExample: {example}"
         group.command(suite.name, help=help_text)(_robustness_suite(suite))

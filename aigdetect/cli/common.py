@@ -12,10 +12,9 @@ import typer
 
 from ..config import MoLEConfig
 from ..errors import AigdetectError, ConfigError
-from ..models.backbones import list_backbones
 from ..models.detector import Detector
 from ..models.factory import load_detector
-from ..models.zoo import DEFAULT_DETECTOR, builtin_path, list_detectors
+from ..models.zoo import BACKBONES, DEFAULT_DETECTOR, DETECTORS, builtin_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,7 +56,7 @@ ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
-        help=f"Backbone ({', '.join(list_backbones())}) or the path of an open_clip model-config JSON.",
+        help=f"Backbone ({', '.join(BACKBONES.names())}) or the path of an open_clip model-config JSON.",
     ),
 ]
 BackboneWeightsOption = Annotated[
@@ -97,9 +96,9 @@ def detector_options(
         return detector
     name = model or DEFAULT_DETECTOR
     if builtin_path(name) is None:
-        matches = [d.name for d in list_detectors() if d.backbone == name]
+        matches = [d.name for d in DETECTORS.list() if d.backbone == name]
         if not matches:
-            builtins = ", ".join(d.name for d in list_detectors())
+            builtins = ", ".join(d.name for d in DETECTORS.list())
             raise ConfigError(
                 f"no built-in detector for {name!r} (built-ins: {builtins}); pass --checkpoint FILE from 'aigdetect train'"
             )

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..models.factory import parameter_summary
-from ..models.zoo import list_detectors
+from ..models.zoo import DETECTORS
 from .common import (
     BlocksOption,
     ClsExpertOption,
@@ -73,7 +73,7 @@ def models(as_json: JsonOption = False) -> None:
 
     Example: aigdetect models
     """
-    entries = list_detectors()
+    entries = DETECTORS.list()
     if as_json:
         typer.echo(json.dumps([e.__dict__ for e in entries]))
         return

@@ -28,8 +28,12 @@ from .files import list_images
 
 REAL, FAKE = 0, 1
 CLASS_NAMES = ("real", "fake")
-WANG_CLASSES = {"0_real": REAL, "1_fake": FAKE}
-GENIMAGE_CLASSES = {"nature": REAL, "ai": FAKE}
+WANG_FOLDERS = ("0_real", "1_fake")
+"""Class folders of the CNNDetection / UnivFD releases, indexed by label."""
+GENIMAGE_FOLDERS = ("nature", "ai")
+"""Class folders of the GenImage release, indexed by label."""
+WANG_CLASSES = {name: label for label, name in enumerate(WANG_FOLDERS)}
+GENIMAGE_CLASSES = {name: label for label, name in enumerate(GENIMAGE_FOLDERS)}
 SPLITS = ("train", "val")
 
 

@@ -25,6 +25,7 @@ from PIL import Image
 from scipy.signal import convolve2d
 
 from ..errors import ConfigError
+from .layouts import GENIMAGE_FOLDERS, WANG_FOLDERS
 
 CONTENT_KINDS = ("photo", "texture")
 SYNTHETIC_LAYOUTS = ("wang2020", "plain", "genimage", "folders")
@@ -166,11 +167,11 @@ class SyntheticDataset:
 
 def _folder(root: Path, layout: str, split: str, category: str, label: int) -> Path:
     if layout == "wang2020":
-        return root / split / category / ("1_fake" if label else "0_real")
+        return root / split / category / WANG_FOLDERS[label]
     if layout == "genimage":
-        return root / split / ("ai" if label else "nature")
+        return root / split / GENIMAGE_FOLDERS[label]
     if layout == "plain":
-        return root / ("1_fake" if label else "0_real")
+        return root / WANG_FOLDERS[label]
     return root / ("fake" if label else "real")
 
 

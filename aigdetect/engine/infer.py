@@ -1,25 +1,26 @@
 """Batched scoring of image files: the one place that decides devices, precision and batching.
 
-Decoding runs in DataLoader workers so it overlaps with the forward pass; a file that fails to
-decode travels through the loader as an error record and never stops the batch it is in.
+Decoding runs in worker processes so it overlaps with the forward pass; a file that fails to
+decode, or whose decoder crashes its worker, becomes an error record and never stops its batch.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from ..data.images import DEFAULT_MAX_PIXELS, decode_center, decode_image, to_rgb_array
-from ..data.transforms import center_crop, crop_grid, eval_tensor, normalize_pixels, to_chw
+from ..data.transforms import center_crop, crop_grid, eval_tensor, normalize_pixels
 from ..errors import ImageDecodeError, InputError
 from ..models.detector import Detector
+from .pool import Crashed, OrderedPool
 
 Perturbation = Callable[[np.ndarray], np.ndarray]
 
@@ -49,6 +50,8 @@ def default_workers(device: torch.device | None = None) -> int:
 
 
 SMALL_MODEL_PARAMETERS = 5_000_000
+PREFETCH_FACTOR = 2
+"""Batches a decode worker may run ahead of the forward pass."""
 
 
 @contextmanager
@@ -98,26 +101,17 @@ class ImageRecord:
         return self.error is None
 
 
-class _FileDataset(Dataset):
-    def __init__(
-        self,
-        paths: Sequence[str | os.PathLike[str]],
-        size: int,
-        crops: int,
-        perturb: Perturbation | None,
-        max_pixels: int,
-    ) -> None:
-        self.paths = list(paths)
-        self.size = size
-        self.crops = crops
-        self.perturb = perturb
-        self.max_pixels = max_pixels
+@dataclass(frozen=True)
+class _Decoder:
+    """Turns one (index, path) into its record and uint8 views; runs in a decode worker."""
 
-    def __len__(self) -> int:
-        return len(self.paths)
+    size: int
+    crops: int
+    perturb: Perturbation | None
+    max_pixels: int
 
-    def __getitem__(self, index: int) -> tuple[ImageRecord, torch.Tensor | None]:
-        path = self.paths[index]
+    def __call__(self, item: tuple[int, str | os.PathLike[str]]) -> tuple[ImageRecord, np.ndarray | None]:
+        index, path = item
         record = ImageRecord(index=index, path=os.fsdecode(path))
         try:
             if self.perturb is None and not self.crops:
@@ -135,16 +129,26 @@ class _FileDataset(Dataset):
             views = [center_crop(array, self.size)]
             if self.crops:
                 views += crop_grid(array, self.size, self.crops)
-            return record, torch.stack([to_chw(v) for v in views])
+            return record, np.stack([np.ascontiguousarray(v.transpose(2, 0, 1)) for v in views])
         except MemoryError:
             record.error_reason, record.error = "too-large", "out of memory while preprocessing"
             return record, None
 
 
-def _collate(items: list[tuple[ImageRecord, torch.Tensor | None]]):
-    records = [r for r, _ in items]
-    tensors = [t for _, t in items if t is not None]
-    return records, (torch.stack(tensors) if tensors else None)
+def _batches(answers: Iterator[Any], paths: Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[list[Any]]:
+    """Group the pool's answers into batches; a task whose worker died becomes a ``crashed`` record."""
+    batch: list[tuple[ImageRecord, np.ndarray | None]] = []
+    for index, answer in enumerate(answers):
+        if isinstance(answer, Crashed):
+            record = ImageRecord(index=index, path=os.fsdecode(paths[index]), error_reason="crashed",
+                                 error=f"the decoder crashed ({answer.detail})")
+            answer = (record, None)
+        batch.append(answer)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def score_files(
@@ -160,37 +164,40 @@ def score_files(
 ) -> Iterator[list[ImageRecord]]:
     """Score files in order, yielding one list of records per batch (errors included).
 
+    Decoding runs in an ``OrderedPool``: a decoder that crashes its worker costs that file alone,
+    which comes back as a record with reason ``crashed``, and the scan goes on.
+
     Args:
         detector: the model; it is moved to ``device`` and put in eval mode.
         paths: image files.
         device: where the forward pass runs.
         batch_size: images per forward pass (device default when None).
-        workers: DataLoader decode workers (0 decodes in this process).
+        workers: decode worker processes; 0 decodes in this process, where a crashing decoder
+            ends the process.
         crops: extra crops spread over the image, scored beside the centre crop.
         perturb: applied to the decoded full image before cropping (robustness sweeps).
         max_pixels: decompression-bomb cap per image.
     """
     batch_size = batch_size or default_batch_size(device)
-    loader = DataLoader(
-        _FileDataset(paths, detector.image_size, crops, perturb, max_pixels),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
+    decoder = _Decoder(detector.image_size, crops, perturb, max_pixels)
+    pool = OrderedPool(decoder, workers=workers, window=batch_size * (PREFETCH_FACTOR * workers + 1))
     detector.to(device).eval()
     views = 1 + crops
     parameters = sum(p.numel() for p in detector.parameters())
-    with torch.inference_mode(), threads_beside_workers(device, workers, parameters):
-        for records, pixels in loader:
-            ok = [r for r in records if r.ok]
-            if pixels is not None:
-                flat = normalize_pixels(pixels.to(device, non_blocking=True).flatten(0, 1))
+    answers = pool.map(enumerate(paths))
+    with torch.inference_mode(), threads_beside_workers(device, workers, parameters), closing(answers):
+        for batch in _batches(answers, paths, batch_size):
+            records = [record for record, _ in batch]
+            arrays = [array for _, array in batch if array is not None]
+            if arrays:
+                pixels = torch.from_numpy(np.concatenate(arrays))
+                if device.type == "cuda":
+                    pixels = pixels.pin_memory()
+                flat = normalize_pixels(pixels.to(device, non_blocking=True))
                 with autocast_for(device):
                     logits = detector(flat).logits
-                probs = torch.sigmoid(logits.float()).view(len(ok), views).cpu().numpy()
-                for record, row in zip(ok, probs):
+                probs = torch.sigmoid(logits.float()).view(len(arrays), views).cpu().numpy()
+                for record, row in zip([r for r, a in batch if a is not None], probs):
                     record.score = float(row[0])
                     record.crop_scores = [float(v) for v in row[1:]]
             yield records

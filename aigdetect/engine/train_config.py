@@ -15,7 +15,7 @@ from ..config import MoLEConfig, check_known_keys
 from ..data.images import DEFAULT_MAX_PIXELS
 from ..data.transforms import AugmentConfig
 from ..errors import ConfigError
-from ..models.backbones import RANDOM_WEIGHTS, list_backbones
+from ..models.zoo import BACKBONES, RANDOM_WEIGHTS
 
 SCHEDULES = ("constant", "cosine")
 DEFAULT_EPOCHS = 10
@@ -101,7 +101,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, os.path.abspath(os.fspath(value)))
-        if self.model not in list_backbones() and os.path.exists(self.model):
+        if self.model not in BACKBONES and os.path.exists(self.model):
             object.__setattr__(self, "model", os.path.abspath(self.model))
         if self.backbone_weights not in (None, RANDOM_WEIGHTS) and os.path.exists(self.backbone_weights):
             object.__setattr__(self, "backbone_weights", os.path.abspath(self.backbone_weights))

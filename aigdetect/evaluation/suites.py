@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Literal
 
 from ..data.files import list_images
+from ..data.layouts import GENIMAGE_FOLDERS, WANG_FOLDERS
 from ..errors import ConfigError, InputError, LayoutError
+from ..registry import Registry
 
 Layout = Literal["wang2020", "diffusion", "genimage"]
 
-REAL_FOLDER, FAKE_FOLDER = "0_real", "1_fake"
-GENIMAGE_SPLIT, GENIMAGE_FAKE, GENIMAGE_REAL = "val", "ai", "nature"
+REAL_FOLDER, FAKE_FOLDER = WANG_FOLDERS
+GENIMAGE_REAL, GENIMAGE_FAKE = GENIMAGE_FOLDERS
+GENIMAGE_SPLIT = "val"
 # Subset folders are looked for at most this many levels below --root, so that one root can hold
 # e.g. CNN/test/<subset> and diffusion_datasets/<subset> side by side.
 SEARCH_DEPTH = 3
@@ -102,9 +105,9 @@ def _genimage(key: str, title: str, family: str, *folders: str) -> Subset:
 GAN, DEEPFAKES, LOW_LEVEL, PERCEPTUAL = "GAN", "Deepfakes", "Low-level vision", "Perceptual loss"
 DIFFUSION, AUTOREGRESSIVE = "Diffusion", "Autoregressive"
 
-_SUITES: dict[str, Suite] = {
-    s.name: s
-    for s in (
+SUITES: Registry[Suite] = Registry(
+    "suite",
+    (
         Suite(
             name="univfd",
             title="UnivFD test sets (Tables 1 and 2)",
@@ -160,20 +163,8 @@ _SUITES: dict[str, Suite] = {
             families=(DIFFUSION,),
             description="0_real and 1_fake directly under --root, or under a dalle2/ folder",
         ),
-    )
-}
-
-
-def list_suites() -> list[Suite]:
-    """The registered folder-layout suites; ``folder_suite`` builds the ad-hoc one for ``bench folder``."""
-    return list(_SUITES.values())
-
-
-def get_suite(name: str) -> Suite:
-    try:
-        return _SUITES[name]
-    except KeyError:
-        raise ConfigError(f"unknown suite {name!r}; suites are: {', '.join(_SUITES)}, folder") from None
+    ),
+)
 
 
 def folder_suite(name: str) -> Suite:

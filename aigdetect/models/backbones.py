@@ -28,40 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsError
 from .state_keys import key_problems
-
-RANDOM_WEIGHTS = "none"
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A named CLIP backbone: its open_clip config name and the pretrained tag we load."""
-
-    name: str
-    config_name: str
-    pretrained_model: str
-    pretrained_tag: str
-    summary: str
-
-
-_REGISTRY: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        BackboneSpec("vitb32", "ViT-B-32-quickgelu", "ViT-B-32", "openai", "CLIP ViT-B/32, OpenAI weights"),
-        BackboneSpec("vitb16", "ViT-B-16-quickgelu", "ViT-B-16", "openai", "CLIP ViT-B/16, OpenAI weights"),
-        BackboneSpec("vitl14", "ViT-L-14-quickgelu", "ViT-L-14", "openai", "CLIP ViT-L/14, OpenAI weights"),
-    )
-}
-
-
-def list_backbones() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_backbone_spec(name: str) -> BackboneSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(list_backbones())} or pass a config JSON") from None
+from .zoo import BACKBONES, RANDOM_WEIGHTS, BackboneSpec
 
 
 @dataclass(frozen=True)
@@ -114,8 +81,8 @@ def _check_config(config: Any, origin: str) -> dict[str, Any]:
 def resolve_backbone(model: str | os.PathLike[str]) -> BackboneSource:
     """Turn ``--model`` (a registry name or the path of an open_clip config JSON) into a source."""
     text = str(model)
-    if text in _REGISTRY:
-        spec = _REGISTRY[text]
+    spec = BACKBONES.find(text)
+    if spec is not None:
         return BackboneSource(config=copy.deepcopy(get_model_config(spec.config_name)), name=spec.name)
     path = Path(text)
     if text.endswith(".json") or path.exists():
@@ -126,7 +93,7 @@ def resolve_backbone(model: str | os.PathLike[str]) -> BackboneSource:
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read model config {path}: {exc}") from None
         return BackboneSource(config=_check_config(config, str(path)), name=None)
-    raise ConfigError(f"unknown model {text!r}; choose one of {', '.join(list_backbones())} or pass a config JSON path")
+    raise ConfigError(f"unknown model {text!r}; choose one of {', '.join(BACKBONES.names())} or pass a config JSON path")
 
 
 def build_visual(source: BackboneSource, *, meta: bool = False) -> nn.Module:
@@ -277,7 +244,7 @@ def load_backbone(
                 "a model given as a config JSON has no downloadable weights; pass --backbone-weights FILE "
                 "(or 'none' for random weights)"
             )
-        weights = resolve_weights(get_backbone_spec(source.name), cache_dir)
+        weights = resolve_weights(BACKBONES.get(source.name), cache_dir)
     if random_init:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -10,10 +10,10 @@ import torch
 from ..config import MoLEConfig
 from ..errors import AigdetectError, CheckpointError
 from ..version import __version__
-from .backbones import RANDOM_WEIGHTS, BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
+from .backbones import BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
 from .checkpoint import BACKBONE_PREFIX, DETECTOR_PREFIXES, TRAIN_STATE_PREFIX, read_checkpoint, write_checkpoint
 from .detector import Detector
-from .zoo import builtin_path
+from .zoo import RANDOM_WEIGHTS, builtin_path
 
 
 def create_detector(

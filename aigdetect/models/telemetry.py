@@ -11,6 +11,12 @@ import torch
 from .mole import RoutingRecord
 
 
+def gate_entropy(probs: torch.Tensor) -> float:
+    """Mean entropy of gate distributions (..., N) in nats; log N means the gate is uniform."""
+    probs = probs.float()
+    return float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean())
+
+
 def _shares(assignments: torch.Tensor, num_experts: int) -> list[float]:
     if assignments.numel() == 0:
         return [float("nan")] * num_experts
@@ -33,9 +39,7 @@ def routing_summary(routing: dict[int, RoutingRecord], labels: torch.Tensor | No
     summary: dict[str, dict] = {}
     for index, record in sorted(routing.items()):
         num_experts = record.probs.shape[-1]
-        probs = record.probs.float()
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
-        block = {"utilisation": _shares(record.assignments, num_experts), "entropy": float(entropy)}
+        block = {"utilisation": _shares(record.assignments, num_experts), "entropy": gate_entropy(record.probs)}
         if labels is not None:
             labels = labels.to(record.assignments.device).reshape(-1)
             block["share_real"] = _shares(record.assignments[labels == 0], num_experts)

@@ -1,7 +1,7 @@
 """``aigdetect scan``: score every file under some folders and write one verdict row per file.
 
 The pieces are small and separate: ``walk`` finds entries, ``shard`` splits and joins work,
-``scoring`` survives crashing decoders, ``writers`` write and re-read rows, ``runner`` joins them.
+``writers`` write and re-read rows, ``runner`` joins them.
 """
 
 from __future__ import annotations

@@ -11,13 +11,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..engine.infer import Perturbation, default_batch_size, default_workers, resolve_device
+from ..engine.infer import Perturbation, default_batch_size, default_workers, resolve_device, score_files
 from ..errors import ConfigError, InputError
 from ..models.detector import Detector
 from .config import ScanConfig
 from .identity import detector_id
 from .rows import Row, RowContext, Tally, error_row, found_key, record_row, recorded_key, scan_columns
-from .scoring import ScoringOptions, score_resilient
 from .shard import select_shard
 from .walk import FoundFile, walk_paths
 from .writers import Recorded, open_writer, read_recorded
@@ -102,12 +101,12 @@ def _resumable(config: ScanConfig, files: Sequence[FoundFile], context: RowConte
 
 
 def _row_batches(
-    detector: Detector, todo: Sequence[FoundFile], context: RowContext, options: ScoringOptions
+    detector: Detector, todo: Sequence[FoundFile], context: RowContext, options: dict[str, Any]
 ) -> Iterator[list[Row]]:
     """Rows for ``todo`` in order, one list per scored batch, unscorable entries slotted in between."""
     scorable = [i for i, f in enumerate(todo) if f.problem is None]
     emitted = 0
-    for records in score_resilient(detector, [todo[i].path for i in scorable], options):
+    for records in score_files(detector, [todo[i].path for i in scorable], **options):
         by_position = {scorable[r.index]: r for r in records}
         last = scorable[records[-1].index]
         rows = []
@@ -158,7 +157,7 @@ def run_scan(
     kept = _resumable(config, files, context)
     kept_keys = {recorded_key(item.row) for item in kept}
     todo = [f for f in files if found_key(f, context.detector) not in kept_keys]
-    options = ScoringOptions(
+    options = dict(
         device=device,
         batch_size=config.batch_size or default_batch_size(device),
         workers=default_workers(device) if config.workers is None else config.workers,
