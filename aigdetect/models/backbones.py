@@ -11,8 +11,6 @@ import copy
 import json
 import os
 import socket
-import warnings
-import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsError
 from .state_keys import key_problems
+from .torch_archive import is_zip_file, read_torch_archive
 from .zoo import BACKBONES, RANDOM_WEIGHTS, BackboneSpec
 
 
@@ -103,18 +102,12 @@ def build_visual(source: BackboneSource, *, meta: bool = False) -> nn.Module:
         return _build_vision_tower(config["embed_dim"], config["vision_cfg"], quick_gelu=source.quick_gelu)
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
-
-
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read tensors from safetensors, a weights-only torch file, or an OpenAI TorchScript archive.
+    """Read tensors from safetensors, a PyTorch zip archive, or a legacy (pre-zip) torch file.
 
-    Nothing here unpickles arbitrary objects: torch files go through ``weights_only=True``, and the
-    OpenAI ``.pt`` releases are TorchScript archives, whose loader accepts only TorchScript types.
+    Nothing here runs code from the file. Zip archives, ``torch.save`` files and OpenAI's TorchScript
+    ``.pt`` releases alike, are read by :mod:`.torch_archive`, which rebuilds only tensors and plain
+    data; the rare legacy torch files go through ``torch.load(weights_only=True)``.
     """
     path = Path(path)
     if not path.is_file():
@@ -122,11 +115,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             return load_safetensors(str(path))
-        if _is_torchscript(path):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.load(str(path), map_location="cpu").state_dict()
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        if is_zip_file(path):
+            data = read_torch_archive(path)
+        else:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
     except WeightsError:
         raise
     except Exception as exc:
