@@ -1,0 +1,366 @@
+"""C2PA Content Credentials: read the manifest store with c2pa-python, offline, and say what it claims.
+
+Reading is strictly local. The library is given settings that turn off every fetch it can make
+(remote manifests, OCSP) and an empty list of allowed network hosts on top, so a manifest that
+points at a URL is reported, never followed. Signatures and hashes are always verified; the signing
+certificate is checked against ``EvidenceConfig.c2pa_trust`` when given, and is otherwise untrusted.
+
+What a manifest store becomes (one finding per store, embedded or sidecar):
+
+==================================================  =========  =================================
+validation, content                                 claim      strength
+==================================================  =========  =================================
+fails validation (hash, signature, certificate)     tampered   strong (a cryptographic fact)
+an AI digital source type, here or in an ingredient ai         strong if trusted, else moderate
+  (or a claim generator that is a known AI tool)
+a capture source type, or created by a known camera camera     strong if trusted, else weak
+editing actions, no AI                              edited     strong if trusted, else weak
+none of these                                       none       weak
+==================================================  =========  =================================
+
+The asymmetry is deliberate: anyone can sign with a home-made certificate, so an untrusted
+signature proves nothing about the signer; but a manifest that declares AI states something against
+its maker's interest, while one that declares a camera capture is exactly what a forger would write.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from ..errors import InputFileError
+from ..fileio import open_input, read_capped
+from . import signatures
+from .boundedjson import loads
+from .config import EvidenceConfig
+from .containers import C2PA_MIME, Layout
+from .findings import Finding, MetadataError, clean_text
+from .sourcetypes import origin, type_name
+
+SIDECAR_SUFFIX = ".c2pa"
+_NOT_EDITS = frozenset(
+    {"c2pa.created", "c2pa.opened", "c2pa.placed", "c2pa.published", "c2pa.converted", "c2pa.transcoded", "c2pa.repackaged"}
+)
+"""Actions that make or carry an asset without changing what it shows."""
+_MAX_MANIFESTS = 64
+_STATES = {"Trusted": "trusted", "Valid": "valid", "Invalid": "invalid"}
+_INPUT_REASONS = {"symlink": "refused", "unsupported": "unsupported", "too-large": "too-large"}
+
+
+def c2pa_settings(config: EvidenceConfig) -> dict[str, Any]:
+    """The c2pa-python settings for reading: verify everything, fetch nothing."""
+    settings: dict[str, Any] = {
+        "version": 1,
+        "verify": {
+            "verify_after_reading": True,
+            "verify_trust": True,
+            "remote_manifest_fetch": False,
+            "ocsp_fetch": False,
+        },
+        "core": {"allowed_network_hosts": [], "decode_identity_assertions": False},
+    }
+    if config.trust_pem is not None:
+        settings["trust"] = {"trust_anchors": config.trust_pem}
+    return settings
+
+
+@dataclass(frozen=True)
+class Action:
+    action: str
+    source_type: str | None
+    agent: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "digitalSourceType": self.source_type, "softwareAgent": self.agent}
+
+
+@dataclass(frozen=True)
+class ManifestReport:
+    """The active manifest of one store, as far as the origin of the image goes (all text cleaned)."""
+
+    where: str  # "embedded" or "sidecar"
+    state: str  # "trusted", "valid" or "invalid"
+    failures: tuple[str, ...]
+    signer: str | None
+    issuer: str | None
+    claim_generator: str | None
+    generator_name: str | None
+    title: str | None
+    actions: tuple[Action, ...]
+    ingredients: int
+    ingredient_ai: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary for ``inspect --json``."""
+        return {
+            "where": self.where,
+            "validation": self.state,
+            "trusted": self.state == "trusted",
+            "failures": list(self.failures),
+            "signer": {"common_name": self.signer, "issuer": self.issuer},
+            "claim_generator": self.claim_generator,
+            "title": self.title,
+            "actions": [a.to_dict() for a in self.actions],
+            "ingredients": self.ingredients,
+            "ingredient_ai_source_types": list(self.ingredient_ai),
+        }
+
+
+def _text(value: Any, limit: int = 120) -> str | None:
+    return clean_text(value, limit) or None if isinstance(value, str) else None
+
+
+def _claim_generator(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(name and version, name) of the tool that wrote the claim."""
+    info = manifest.get("claim_generator_info")
+    if isinstance(info, list) and info and isinstance(info[0], dict):
+        name, version = _text(info[0].get("name")), _text(info[0].get("version"), 40)
+        if name:
+            return (f"{name} {version}" if version else name), name
+    legacy = _text(manifest.get("claim_generator"))
+    return legacy, legacy.split("/", 1)[0] if legacy else None
+
+
+def _agent(value: Any) -> str | None:
+    return _text(value.get("name")) if isinstance(value, dict) else _text(value)
+
+
+def _actions(manifest: dict[str, Any]) -> list[Action]:
+    found = []
+    assertions = manifest.get("assertions")
+    for assertion in assertions if isinstance(assertions, list) else []:
+        if not isinstance(assertion, dict) or not str(assertion.get("label", "")).startswith("c2pa.actions"):
+            continue
+        data = assertion.get("data")
+        listed = data.get("actions") if isinstance(data, dict) else None
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("action"), str):
+                source = item.get("digitalSourceType")
+                name = type_name(source) if isinstance(source, str) else None
+                found.append(Action(clean_text(item["action"], 60), name, _agent(item.get("softwareAgent"))))
+    return found
+
+
+def _ingredient_ai(store: dict[str, Any], manifest: dict[str, Any]) -> tuple[list[str], int]:
+    """AI source types declared in the ingredients' own manifests (the provenance chain), and the ingredient count."""
+    manifests = store.get("manifests") if isinstance(store.get("manifests"), dict) else {}
+    found: list[str] = []
+    seen: set[str] = set()
+    queue = [manifest]
+    count = None
+    while queue and len(seen) < _MAX_MANIFESTS:
+        current = queue.pop()
+        ingredients = current.get("ingredients") if isinstance(current.get("ingredients"), list) else []
+        count = len(ingredients) if count is None else count
+        for ingredient in ingredients:
+            label = ingredient.get("active_manifest") if isinstance(ingredient, dict) else None
+            if isinstance(label, str) and label not in seen and isinstance(manifests.get(label), dict):
+                seen.add(label)
+                parent = manifests[label]
+                found += [a.source_type for a in _actions(parent) if a.source_type and origin(a.source_type) == "ai"]
+                queue.append(parent)
+    return sorted(set(found)), count or 0
+
+
+def interpret(store: Any, where: str) -> ManifestReport:
+    """The report for a manifest store as c2pa-python's ``Reader.json()`` gives it.
+
+    Raises:
+        MetadataError: ``malformed`` when the store has no usable active manifest or validation state.
+    """
+    if not isinstance(store, dict) or not isinstance(store.get("manifests"), dict):
+        raise MetadataError("malformed", "C2PA manifest store without manifests")
+    manifest = store["manifests"].get(store.get("active_manifest"))
+    if not isinstance(manifest, dict):
+        raise MetadataError("malformed", "C2PA manifest store without an active manifest")
+    state = _STATES.get(store.get("validation_state"))
+    if state is None:
+        raise MetadataError("malformed", f"C2PA validation state {store.get('validation_state')!r} is not known")
+    results = store.get("validation_results")
+    active = results.get("activeManifest") if isinstance(results, dict) else None
+    failed = active.get("failure") if isinstance(active, dict) else None
+    failures = tuple(
+        clean_text(item["code"], 80) for item in failed or [] if isinstance(item, dict) and isinstance(item.get("code"), str)
+    )
+    signature = manifest.get("signature_info") if isinstance(manifest.get("signature_info"), dict) else {}
+    ingredient_ai, ingredients = _ingredient_ai(store, manifest)
+    claim_generator, generator_name = _claim_generator(manifest)
+    return ManifestReport(
+        where=where,
+        state=state,
+        failures=failures,
+        signer=_text(signature.get("common_name")),
+        issuer=_text(signature.get("issuer")),
+        claim_generator=claim_generator,
+        generator_name=generator_name,
+        title=_text(manifest.get("title")),
+        actions=tuple(_actions(manifest)),
+        ingredients=ingredients,
+        ingredient_ai=tuple(ingredient_ai),
+    )
+
+
+def read_store(
+    handle: BinaryIO, mime: str, manifest_data: bytes | None, config: EvidenceConfig, where: str
+) -> ManifestReport | None:
+    """Read and verify the manifest store bound to the asset in ``handle`` (None: there is none).
+
+    ``manifest_data`` is a sidecar's bytes; without it the store embedded in the asset is read.
+    The asset is read from its start; the caller restores its file position.
+
+    Raises:
+        MetadataError: ``refused`` for a manifest stored remotely (never fetched), ``malformed``
+            for one the library cannot parse, ``too-deep``/``too-large`` for its JSON.
+    """
+    import c2pa
+
+    handle.seek(0)
+    try:
+        with c2pa.Context.from_dict(c2pa_settings(config)) as context:
+            with c2pa.Reader(mime, handle, manifest_data, context=context) as reader:
+                text = reader.json()
+    except c2pa.C2paError.ManifestNotFound:
+        return None
+    except c2pa.C2paError as exc:
+        message = clean_text(str(exc), 200)
+        if message.startswith(("Remote", "RemoteManifest")):
+            raise MetadataError("refused", f"the C2PA manifest is stored remotely and is never fetched ({message})") from None
+        raise MetadataError("malformed", f"C2PA: {message}") from None
+    limit = 4 * config.max_c2pa_bytes + (1 << 20)
+    store = loads(text, what="C2PA manifest store", max_chars=limit, max_depth=config.max_json_depth)
+    return interpret(store, where)
+
+
+def _signed_by(report: ManifestReport) -> str:
+    if report.signer and report.issuer and report.issuer != report.signer:
+        return f"{report.signer} / {report.issuer}"
+    return report.signer or report.issuer or "an unnamed signer"
+
+
+def _tool(report: ManifestReport, kind: str, agents: list[str]) -> signatures.Signature | None:
+    for text in [*agents, report.claim_generator or ""]:
+        if text and (row := signatures.match(kind, text)):
+            return row
+    return None
+
+
+def to_finding(report: ManifestReport) -> Finding:
+    """The one finding a manifest store gives (see the table in the module docstring)."""
+    label = "C2PA manifest" if report.where == "embedded" else "C2PA sidecar manifest"
+    trusted = report.state == "trusted"
+    head = f"{label} ({'valid' if report.state != 'invalid' else 'invalid'}, signed by {_signed_by(report)}, "
+    head += "trusted)" if trusted else "untrusted)"
+    ai_actions = [a for a in report.actions if a.source_type and origin(a.source_type) == "ai"]
+    ai_types = sorted({a.source_type for a in ai_actions if a.source_type})
+    made_by = f"; claim generator {report.claim_generator}" if report.claim_generator else ""
+    if report.state == "invalid":
+        codes = [c for c in report.failures if c != "signingCredential.untrusted"][:3] or ["unknown failure"]
+        declared = f"; it declared {', '.join(ai_types)}" if ai_types else ""
+        return Finding.make(
+            "c2pa",
+            "tampered",
+            "strong",
+            f"{label} fails validation ({', '.join(codes)}): the image or its credentials changed after signing"
+            f"{declared}; signed by {_signed_by(report)}",
+        )
+    ai_tool = _tool(report, "tool", [a.agent for a in ai_actions if a.agent] or [a.agent for a in report.actions if a.agent])
+    if ai_types or report.ingredient_ai or ai_tool:
+        if ai_types:
+            agents = ", ".join(sorted({f"{a.action} by {a.agent}" if a.agent else a.action for a in ai_actions}))
+            what = f"declares {', '.join(ai_types)} ({agents})"
+        elif report.ingredient_ai:
+            what = f"has an ingredient declaring {', '.join(report.ingredient_ai)}"
+        else:
+            what = "names a known AI generator"
+        generator = ai_tool.generator if ai_tool else next((a.agent for a in ai_actions if a.agent), report.generator_name)
+        return Finding.make("c2pa", "ai", "strong" if trusted else "moderate", f"{head} {what}{made_by}", generator)
+    created = [a for a in report.actions if a.action == "c2pa.created"]
+    captured = sorted({a.source_type for a in report.actions if a.source_type and origin(a.source_type) == "camera"})
+    camera = _tool(report, "camera", [a.agent for a in created if a.agent]) if created else None
+    edits = sorted({a.action for a in report.actions if a.action not in _NOT_EDITS})
+    edited = f", then {', '.join(edits[:4])}" if edits else ""
+    if captured or camera:
+        what = f"declares {', '.join(captured)}" if captured else "records c2pa.created by a camera"
+        generator = camera.generator if camera else None
+        return Finding.make("c2pa", "camera", "strong" if trusted else "weak", f"{head} {what}{edited}{made_by}", generator)
+    if edits:
+        return Finding.make(
+            "c2pa", "edited", "strong" if trusted else "weak", f"{head} records {', '.join(edits[:4])}, no AI{made_by}"
+        )
+    return Finding.make("c2pa", "none", "weak", f"{head} declares no digital source type{made_by}")
+
+
+def sidecar_path(path: str | bytes) -> str | bytes:
+    """``<same stem>.c2pa`` beside the file."""
+    stem = os.path.splitext(path)[0]
+    return stem + (SIDECAR_SUFFIX.encode() if isinstance(stem, bytes) else SIDECAR_SUFFIX)
+
+
+def _sidecar_bytes(path: str | bytes, config: EvidenceConfig) -> bytes | None:
+    """The sidecar's bytes, None when there is none.
+
+    Raises:
+        MetadataError: a sidecar that is a link, not a regular file, unreadable or too large.
+    """
+    sidecar = sidecar_path(path)
+    if sidecar == path:
+        return None
+    try:
+        handle, _ = open_input(sidecar)
+        with handle:
+            return read_capped(handle, config.max_sidecar_bytes, os.fsdecode(sidecar))
+    except InputFileError as exc:
+        if exc.reason == "missing":
+            return None
+        reason = _INPUT_REASONS.get(exc.reason, "unreadable")
+        raise MetadataError(reason, f"C2PA sidecar {os.path.basename(os.fsdecode(sidecar))}: {exc.detail}") from None
+
+
+def read_reports(
+    handle: BinaryIO, layout: Layout, image_format: str | None, path: str | bytes | None, config: EvidenceConfig
+) -> list[ManifestReport | MetadataError]:
+    """The embedded store (when the walk found one) and the sidecar (when there is one), each a report or its error."""
+    mime = C2PA_MIME.get(image_format or "")
+    results: list[ManifestReport | MetadataError] = []
+    if layout.c2pa_bytes and mime:
+        if layout.c2pa_bytes > config.max_c2pa_bytes:
+            results.append(
+                MetadataError("too-large", f"C2PA manifest store of {layout.c2pa_bytes} bytes exceeds {config.max_c2pa_bytes}")
+            )
+        else:
+            results.append(_attempt(lambda: read_store(handle, mime, None, config, "embedded")))
+    if path is not None:
+        try:
+            data = _sidecar_bytes(path, config)
+        except MetadataError as exc:
+            results.append(exc)
+            data = None
+        if data is not None:
+            if mime is None:
+                results.append(MetadataError("unsupported", f"a C2PA sidecar cannot bind to {image_format or 'this'} files"))
+            else:
+                results.append(_attempt(lambda: read_store(handle, mime, data, config, "sidecar")))
+    return [r for r in results if r is not None]
+
+
+def _attempt(read: Any) -> ManifestReport | MetadataError | None:
+    try:
+        return read()
+    except MetadataError as exc:
+        return exc
+
+
+def read_c2pa(
+    handle: BinaryIO, layout: Layout, image_format: str | None, path: str | bytes | None, config: EvidenceConfig
+) -> list[Finding]:
+    """C2PA findings for one file: one per manifest store, or one error per store that could not be read."""
+    return [
+        Finding.error("c2pa", r.reason, r.text) if isinstance(r, MetadataError) else to_finding(r)
+        for r in read_reports(handle, layout, image_format, path, config)
+    ]
+
+
+def summarize(reports: list[ManifestReport | MetadataError]) -> list[dict[str, Any]]:
+    """JSON-safe summaries of the stores, errors as ``{"error": "reason: text"}``."""
+    return [{"error": f"{r.reason}: {r.text}"} if isinstance(r, MetadataError) else r.to_dict() for r in reports]

@@ -1,0 +1,299 @@
+"""C2PA Content Credentials on files signed here with a throw-away CA chain: validity, trust, tampering, sidecars, offline."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from evidence_files import (
+    CAPTURE_SOURCE,
+    ai_manifest,
+    chain,
+    encode,
+    manifest,
+    png_chunk,
+    sign,
+    small_photo,
+    splice_pixels,
+    write,
+)
+from PIL import Image
+
+from aigdetect.errors import ConfigError
+from aigdetect.evidence import EvidenceConfig, Finding, collect_evidence, default_bands, fuse, summarize_c2pa
+from aigdetect.evidence.credentials import c2pa_settings, read_store, sidecar_path
+from aigdetect.evidence.findings import MetadataError
+
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
+SUFFIX = {"JPEG": "jpg", "PNG": "png"}
+
+
+@pytest.fixture(scope="module")
+def trust(tmp_path_factory) -> EvidenceConfig:
+    root, _, _ = chain()
+    path = write(tmp_path_factory.mktemp("trust") / "anchors.pem", root)
+    return EvidenceConfig(c2pa_trust=str(path))
+
+
+def signed_file(tmp_path: Path, fmt: str, definition: dict, name: str = "signed") -> Path:
+    data, _ = sign(encode(small_photo(), fmt), MIME[fmt], definition)
+    return write(tmp_path / f"{name}.{SUFFIX[fmt]}", data)
+
+
+def c2pa_findings(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.source == "c2pa"]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_signed_ai_image_is_valid_untrusted_then_trusted_with_the_root(tmp_path, fmt, trust):
+    path = signed_file(tmp_path, fmt, ai_manifest())
+    (untrusted,) = collect_evidence(path)
+    assert (untrusted.source, untrusted.claim, untrusted.strength, untrusted.generator) == ("c2pa", "ai", "moderate", "DALL-E 3")
+    assert untrusted.detail.startswith(
+        "C2PA manifest (valid, signed by Evidence Test Signer / Evidence Tests, untrusted) declares trainedAlgorithmicMedia"
+    )
+    (trusted,) = collect_evidence(path, trust)
+    assert (trusted.claim, trusted.strength) == ("ai", "strong")
+    assert "trusted) declares trainedAlgorithmicMedia (c2pa.created by DALL·E 3)" in trusted.detail
+    for findings in ([untrusted], [trusted]):
+        for score in (0.0, 0.5, 1.0, None):
+            fused = fuse(findings, score, 0.5, default_bands(0.5))
+            assert (fused.verdict, fused.generator) == ("ai-generated", "DALL-E 3")
+
+
+@pytest.mark.parametrize(
+    "fmt, mime",
+    [("WEBP", "image/webp"), ("TIFF", "image/tiff"), ("AVIF", "image/avif"), ("HEIF", "image/heic"), ("GIF", "image/gif")],
+)
+def test_manifests_in_the_other_containers(tmp_path, fmt, mime):
+    import aigdetect.data.images  # noqa: F401  (registers the HEIF opener and saver)
+
+    data, _ = sign(encode(small_photo(), fmt), mime, ai_manifest())
+    (finding,) = collect_evidence(write(tmp_path / f"signed.{fmt.lower()}", data))
+    assert (finding.claim, finding.strength, finding.generator) == ("ai", "moderate", "DALL-E 3")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_changing_the_pixels_after_signing_is_tampering(tmp_path, fmt, trust):
+    signed, _ = sign(encode(small_photo(), fmt), MIME[fmt], ai_manifest())
+    changed = small_photo()
+    changed[10:20, 10:20] = 255 - changed[10:20, 10:20]
+    path = write(tmp_path / f"tampered.{SUFFIX[fmt]}", splice_pixels(signed, encode(changed, fmt), fmt))
+    with Image.open(path) as image:  # still a valid image, with other pixels
+        assert not np.array_equal(np.asarray(image.convert("RGB")), np.asarray(Image.open(io.BytesIO(signed)).convert("RGB")))
+    for config in (EvidenceConfig(), trust):
+        (finding,) = collect_evidence(path, config)
+        assert (finding.claim, finding.strength, finding.generator) == ("tampered", "strong", None)
+        assert "fails validation (assertion.dataHash.mismatch)" in finding.detail
+        assert "it declared trainedAlgorithmicMedia" in finding.detail
+        assert fuse([finding], 0.03, 0.5, default_bands(0.5)).verdict == "tampered-credentials"
+
+
+def test_capture_credentials_are_camera_signed_only_when_trusted(tmp_path, trust):
+    definition = manifest([{"action": "c2pa.created", "digitalSourceType": CAPTURE_SOURCE}], generator="Leica Camera AG M11-P")
+    path = signed_file(tmp_path, "JPEG", definition)
+    (weak,) = collect_evidence(path)
+    (strong,) = collect_evidence(path, trust)
+    assert [(f.claim, f.strength) for f in (weak, strong)] == [("camera", "weak"), ("camera", "strong")]
+    bands = default_bands(0.5)
+    assert fuse([weak], 0.3, 0.5, bands).verdict == "inconclusive"  # an untrusted camera claim decides nothing
+    assert fuse([strong], 0.3, 0.5, bands).verdict == "camera-signed"
+    assert fuse([strong], 0.95, 0.5, bands).verdict == "conflict"  # never overrides a high score
+
+
+def test_a_camera_maker_creating_without_a_source_type_counts_as_capture(tmp_path, trust):
+    created = {
+        "action": "c2pa.created",
+        "digitalSourceType": "http://c2pa.org/digitalsourcetype/empty",
+        "softwareAgent": {"name": "Nikon Z6III"},
+    }
+    path = signed_file(tmp_path, "JPEG", manifest([created]))
+    (finding,) = collect_evidence(path, trust)
+    assert (finding.claim, finding.strength, finding.generator) == ("camera", "strong", "Nikon")
+
+
+def test_edits_without_ai_are_edited(tmp_path, trust):
+    actions = [
+        {"action": "c2pa.created", "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCreation"},
+        {"action": "c2pa.color_adjustments"},
+    ]
+    (finding,) = collect_evidence(signed_file(tmp_path, "PNG", manifest(actions)), trust)
+    assert (finding.claim, finding.strength) == ("edited", "strong")
+    assert "records c2pa.color_adjustments, no AI" in finding.detail
+    assert fuse([finding], 0.95, 0.5, default_bands(0.5)).verdict == "likely-ai"
+
+
+def test_a_known_ai_claim_generator_without_source_type_is_ai(tmp_path):
+    created = {"action": "c2pa.created", "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCreation"}
+    path = signed_file(tmp_path, "JPEG", manifest([created], generator="Adobe_Firefly"))
+    (finding,) = collect_evidence(path)
+    assert (finding.claim, finding.strength, finding.generator) == ("ai", "moderate", "Adobe Firefly")
+
+
+def test_a_sidecar_beside_the_file_is_read(tmp_path, trust):
+    asset, store = sign(encode(small_photo(), "JPEG"), "image/jpeg", ai_manifest(), sidecar=True)
+    path = write(tmp_path / "photo.jpg", asset)
+    assert collect_evidence(path) == []  # nothing embedded, no sidecar yet
+    write(tmp_path / "photo.c2pa", store)
+    (finding,) = collect_evidence(path, trust)
+    assert (finding.claim, finding.strength) == ("ai", "strong")
+    assert finding.detail.startswith("C2PA sidecar manifest (valid, signed by Evidence Test Signer")
+    (summary,) = summarize_c2pa(path, trust)
+    assert summary["where"] == "sidecar" and summary["validation"] == "trusted"
+
+
+def test_a_sidecar_that_is_a_link_is_not_followed(tmp_path):
+    asset, store = sign(encode(small_photo(), "JPEG"), "image/jpeg", ai_manifest(), sidecar=True)
+    path = write(tmp_path / "photo.jpg", asset)
+    (tmp_path / "photo.c2pa").symlink_to(write(tmp_path / "elsewhere.bin", store))
+    (finding,) = collect_evidence(path)
+    assert finding.claim == "error" and finding.detail.startswith("refused: C2PA sidecar photo.c2pa")
+
+
+def test_sidecar_names():
+    assert sidecar_path("/a/b/photo.jpg") == "/a/b/photo.c2pa"
+    assert sidecar_path(b"/a/photo.tar.png") == b"/a/photo.tar.c2pa"
+
+
+def test_summary_for_inspect(tmp_path, trust):
+    path = signed_file(tmp_path, "PNG", ai_manifest("ChatGPT"))
+    (summary,) = summarize_c2pa(path, trust)
+    assert summary == {
+        "where": "embedded",
+        "validation": "trusted",
+        "trusted": True,
+        "failures": [],
+        "signer": {"common_name": "Evidence Test Signer", "issuer": "Evidence Tests"},
+        "claim_generator": "Evidence Tests 1.0",
+        "title": "test image",
+        "actions": [{"action": "c2pa.created", "digitalSourceType": "trainedAlgorithmicMedia", "softwareAgent": "ChatGPT"}],
+        "ingredients": 0,
+        "ingredient_ai_source_types": [],
+    }
+    assert summarize_c2pa(write(tmp_path / "plain.png", encode(small_photo(), "PNG"))) == []
+    (untrusted,) = summarize_c2pa(path)
+    assert (untrusted["validation"], untrusted["failures"]) == ("valid", ["signingCredential.untrusted"])
+
+
+def test_the_size_cap_applies_before_the_library_reads(tmp_path):
+    path = signed_file(tmp_path, "JPEG", ai_manifest())
+    (finding,) = collect_evidence(path, EvidenceConfig(max_c2pa_bytes=1000))
+    assert finding.claim == "error"
+    assert finding.detail.startswith("too-large: C2PA manifest store of ") and finding.detail.endswith("exceeds 1000")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_malformed_manifest_box_is_an_error_finding(tmp_path, fmt):
+    signed, _ = sign(encode(small_photo(), fmt), MIME[fmt], ai_manifest())
+    at = signed.index(b"jumb") + 30  # just past the store's description box: the next box header
+    data = signed[:at] + b"\xa5" * 40 + signed[at + 40 :]
+    if fmt == "PNG":  # keep the chunk's CRC right, so that only the box inside is broken
+        start = data.index(b"caBX") - 4
+        length = int.from_bytes(data[start : start + 4], "big")
+        data = data[:start] + png_chunk(b"caBX", data[start + 8 : start + 8 + length]) + data[start + 12 + length :]
+    findings = collect_evidence(write(tmp_path / f"junk.{SUFFIX[fmt]}", data))
+    assert [(f.source, f.claim) for f in findings] == [("c2pa", "error")]
+    assert findings[0].detail.startswith("malformed: C2PA: Verify: ")
+
+
+def test_app11_jumbf_that_is_not_c2pa_says_nothing(tmp_path):
+    clean = encode(small_photo(), "JPEG")
+    other = b"JP\x00\x11\x00\x00\x00\x01" + b"\x00\x00\x00\x40jumb" + b"\xa5" * 120  # JUMBF, but no c2pa store
+    data = clean[:2] + b"\xff\xeb" + (len(other) + 2).to_bytes(2, "big") + other + clean[2:]
+    assert collect_evidence(write(tmp_path / "jumbf.jpg", data)) == []
+
+
+class _Listener:
+    """A local HTTP endpoint that records every connection it gets (answers 404)."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.hits: list[bytes] = []
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/manifest.c2pa"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(5)
+                self.hits.append(connection.recv(4096))
+                connection.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture()
+def listener():
+    endpoint = _Listener()
+    yield endpoint
+    endpoint.close()
+
+
+def test_a_remote_manifest_is_reported_and_never_fetched(tmp_path, listener, monkeypatch):
+    import c2pa
+
+    asset, _ = sign(encode(small_photo(), "JPEG"), "image/jpeg", ai_manifest(), remote_url=listener.url)
+    path = write(tmp_path / "remote.jpg", asset)
+    # The control: c2pa-python's default settings do fetch, so the listener would see it.
+    with pytest.raises(c2pa.C2paError):
+        c2pa.Reader("image/jpeg", io.BytesIO(asset))
+    assert len(listener.hits) == 1 and listener.hits[0].startswith(b"GET /manifest.c2pa")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    (finding,) = collect_evidence(path)
+    assert (finding.source, finding.claim) == ("c2pa", "error")
+    assert finding.detail == f"refused: the C2PA manifest is stored remotely ({listener.url}) and is never fetched"
+    with open(path, "rb") as handle, pytest.raises(MetadataError, match="stored remotely") as caught:
+        read_store(handle, "image/jpeg", None, EvidenceConfig(), "embedded")  # the library itself, with our settings
+    assert caught.value.reason == "refused"
+    assert len(listener.hits) == 1  # still only the control's
+
+
+def test_the_reading_settings_fetch_nothing():
+    settings = c2pa_settings(EvidenceConfig())
+    assert settings["verify"]["remote_manifest_fetch"] is False and settings["verify"]["ocsp_fetch"] is False
+    assert settings["core"]["allowed_network_hosts"] == [] and "trust" not in settings
+
+
+def test_a_bad_trust_file_fails_when_the_config_is_made(tmp_path):
+    with pytest.raises(ConfigError, match="missing"):
+        EvidenceConfig(c2pa_trust=str(tmp_path / "nope.pem"))
+    with pytest.raises(ConfigError, match="no PEM certificate"):
+        EvidenceConfig(c2pa_trust=str(write(tmp_path / "x.pem", b"hello")))
+    garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ConfigError, match="certificate 1 is not valid base64 DER"):
+        EvidenceConfig(c2pa_trust=str(write(tmp_path / "g.pem", garbage)))
+
+
+def test_an_ai_ingredient_makes_the_edit_ai(tmp_path):
+    import c2pa
+
+    parent, _ = sign(encode(small_photo(), "JPEG"), "image/jpeg", ai_manifest("Midjourney"))
+    root, certs, key = chain()
+    definition = manifest([{"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}}, {"action": "c2pa.cropped"}])
+    settings = {"version": 1, "builder": {"thumbnail": {"enabled": False}}}
+    with c2pa.Context.from_dict(settings) as context, c2pa.Builder(definition, context=context) as builder:
+        builder.add_ingredient(
+            {"title": "parent.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg", io.BytesIO(parent)
+        )
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, certs, key, None))
+        out = io.BytesIO()
+        builder.sign(signer, "image/jpeg", io.BytesIO(parent), out)
+    (finding,) = collect_evidence(write(tmp_path / "edit.jpg", out.getvalue()))
+    assert (finding.claim, finding.strength) == ("ai", "moderate")
+    assert "has an ingredient declaring trainedAlgorithmicMedia" in finding.detail
