@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .config import MoLEConfig
     from .engine.infer import score_images
     from .errors import AigdetectError
+    from .models.config import MoLEConfig
     from .models.detector import Detector
     from .models.factory import create_detector, load_detector, save_detector
 
 _LAZY = {
     "AigdetectError": ".errors",
-    "MoLEConfig": ".config",
+    "MoLEConfig": ".models.config",
     "Detector": ".models.detector",
     "create_detector": ".models.factory",
     "load_detector": ".models.factory",

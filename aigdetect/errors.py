@@ -1,4 +1,9 @@
-"""One exception hierarchy, so the CLI can map every failure the user can fix to exit code 2."""
+"""One exception hierarchy, so the CLI can map every failure the user can fix to exit code 2.
+
+Messages name a setting in backticks (`batch_size`): the CLI shows it as the flag the user types
+(``--batch-size``), a Python caller reads the keyword argument. ``ConfigError`` is deliberately not a
+``ValueError``, so that parsing code catching ``ValueError`` can never swallow a real config message.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ class AigdetectError(Exception):
     exit_code: int = 2
 
 
-class ConfigError(AigdetectError, ValueError):
+class ConfigError(AigdetectError):
     """A configuration value is out of range or inconsistent with another."""
 
 

@@ -21,7 +21,7 @@ import torch
 from scan_throughput import KINDS, generate
 from torch.utils.data import DataLoader
 
-from aigdetect.data.images import DEFAULT_MAX_PIXELS
+from aigdetect.data.config import DEFAULT_MAX_PIXELS
 from aigdetect.data.transforms import normalize_pixels
 from aigdetect.engine.infer import _collate, _FileDataset
 

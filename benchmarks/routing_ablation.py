@@ -2,7 +2,7 @@
 
 Every variant trains on the same images with the same seeds and the same optimisation settings;
 only the router differs. Each trained detector is then scored on a held-out test set and reported
-with the bench metrics (``aigdetect.evaluation.metrics``): AP, accuracy at 0.5 and at the threshold
+with the bench metrics (``aigdetect.metrics``): AP, accuracy at 0.5 and at the threshold
 that training calibrated on validation.
 
 Synthetic data (the default) is written by ``aigdetect.data.synthetic``: a training root with its own
@@ -36,13 +36,14 @@ from typing import Any
 import numpy as np
 
 from aigdetect import load_detector
-from aigdetect.config import MoLEConfig
 from aigdetect.data.layouts import detect_layout
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine.infer import resolve_device, score_files
+from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.engine.train import train
 from aigdetect.engine.train_config import TrainConfig
-from aigdetect.evaluation.metrics import accuracy, average_precision
+from aigdetect.metrics import accuracy, average_precision
+from aigdetect.models.config import MoLEConfig
 from aigdetect.models.detector import Detector
 
 TINY_MODEL = Path(__file__).resolve().parents[1] / "tests" / "assets" / "tiny.json"
@@ -129,7 +130,7 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace, data: dic
         out=str(out), data=str(data["train"]), val=str(data["val"]) if data["val"] else None, model=args.model,
         backbone_weights=args.backbone_weights, mole=mole, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, eval_every=args.eval_every, patience=0, log_every=max(1, args.eval_every), seed=seed,
-        device=args.device, workers=args.workers, log=str(out.with_suffix(".jsonl")),
+        runtime=RuntimeConfig(device=args.device, workers=args.workers), log=str(out.with_suffix(".jsonl")),
     )
     routing: dict[str, dict] = {}
 

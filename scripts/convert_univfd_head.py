@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from aigdetect import __version__
-from aigdetect.config import MoLEConfig
+from aigdetect.models.config import MoLEConfig
 from aigdetect.models.backbones import resolve_backbone
 from aigdetect.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METADATA_KEY
 from aigdetect.models.zoo import DETECTORS, WEIGHTS_DIR

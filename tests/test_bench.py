@@ -16,14 +16,10 @@ from aigdetect import save_detector, score_images
 from aigdetect.cli import app
 from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import jpeg
+from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
-from aigdetect.evaluation.bench import (
-    BenchConfig,
-    Progress,
-    Reencode,
-    run_bench,
-    sample_files,
-)
+from aigdetect.evaluation.bench import Progress, run_bench, sample_files
+from aigdetect.evaluation.bench_config import BenchConfig, Reencode
 from aigdetect.evaluation.report import (
     PREDICTIONS_CSV,
     RESULTS_CSV,
@@ -127,7 +123,7 @@ def test_run_bench_scores_like_detector_score_and_records_corrupt_files(tmp_path
         discover_pair(tmp_path / "real", tmp_path / "fake", "pair"),
         origin="tiny",
         device=detector.device,
-        config=BenchConfig(batch_size=4),
+        config=BenchConfig(runtime=RuntimeConfig(batch_size=4)),
         progress=events.append,
     )
     expected = score_images(detector, real + fake)
@@ -299,13 +295,25 @@ def test_results_json_is_strict_json_with_nulls_for_undefined_metrics(tmp_path: 
 
 
 def test_bench_and_robustness_commands_share_options_but_only_robustness_sweeps() -> None:
-    for suite in ("univfd", "genimage", "dalle2", "folder"):
-        bench = runner.invoke(app, ["bench", suite, "--help"])
-        sweep = runner.invoke(app, ["robustness", suite, "--help"])
-        assert bench.exit_code == sweep.exit_code == 0
-        for option in ("--checkpoint", "--model", "--backbone-weights", "--device", "--batch-size", "--workers",
-                       "--out", "--max-per-class", "--seed", "--reencode", "--compare"):  # fmt: skip
-            assert option in bench.output and option in sweep.output
-        assert "--blur" not in bench.output and "--blur" in sweep.output and "--jpeg" in sweep.output
-        assert "Example: aigdetect" in bench.output and "--sweep" not in sweep.output
-        assert ("--real" in bench.output) == (suite == "folder") == ("--root" not in bench.output)
+    bench = runner.invoke(app, ["bench", "--help"])
+    sweep = runner.invoke(app, ["robustness", "--help"])
+    assert bench.exit_code == sweep.exit_code == 0
+    for option in ("--checkpoint", "--model", "--backbone-weights", "--device", "--batch-size", "--workers", "--out",
+                   "--max-per-class", "--seed", "--reencode", "--compare", "--root", "--real", "--fake", "--name"):  # fmt: skip
+        assert option in bench.output and option in sweep.output
+    assert "--blur" not in bench.output and "--blur" in sweep.output and "--jpeg" in sweep.output
+    assert "univfd, genimage, dalle2, folder" in bench.output and "Example: aigdetect" in bench.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "univfd", "--real", "r", "--fake", "f"], "suite univfd takes --root DIR"),
+        (["bench", "folder", "--root", "r"], "the folder suite takes --real DIR and --fake DIR"),
+        (["bench", "imagenet", "--root", "r"], "unknown suite 'imagenet'; choose one of univfd, genimage, dalle2, folder"),
+    ],
+)
+def test_suite_and_folder_options_are_checked_before_anything_loads(args, message) -> None:
+    result = runner.invoke(app, [*args, *CPU])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.output

@@ -67,7 +67,7 @@ def test_bad_option_values_exit_2_without_traceback():
         "error: unknown model 'vit-huge'; choose one of vitb16, vitb32, vitl14 or pass a config JSON path"
     ]
     result = runner.invoke(app, ["info", "--top-k", "5"])
-    assert result.exit_code == 2 and "top_k must be between 1 and" in result.stderr
+    assert result.exit_code == 2 and "--top-k must be between 1 and" in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -75,7 +75,7 @@ def test_internal_errors_exit_1_with_one_line(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("aigdetect.cli.info.parameter_summary", broken)
+    monkeypatch.setattr("aigdetect.models.factory.parameter_summary", broken)
     monkeypatch.delenv("AIGDETECT_DEBUG", raising=False)
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 1
@@ -91,3 +91,27 @@ def test_completion_suggests_subcommands():
     env = {**os.environ, "_AIGDETECT_COMPLETE": "complete_bash", "COMP_WORDS": "aigdetect mod", "COMP_CWORD": "1"}
     completed = subprocess.run([sys.executable, "-m", "aigdetect"], env=env, capture_output=True, text=True)
     assert completed.stdout.split() == ["models"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["scna"], "error: No such command 'scna'. Did you mean 'scan'? (see 'aigdetect -h')"),
+        (["info", "--nope"], "error: No such option: --nope"),
+        (["scan", "--batch-size", "x", "p"], "error: Invalid value for '--batch-size'"),
+        (["scan", "--batch-size", "0", "p"], "error: --batch-size must be between 1 and 65536, got 0"),
+        (["info", "extra"], "error: Got unexpected extra argument(s) (extra) (see 'aigdetect info -h')"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, message):
+    result = runner.invoke(app, args)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(message), result.output
+
+
+def test_a_real_process_gets_the_same_one_line_usage_error_and_help_without_arguments():
+    wrong = subprocess.run([sys.executable, "-m", "aigdetect", "info", "--top-k"], capture_output=True, text=True)
+    lines = wrong.stderr.splitlines()
+    assert wrong.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: Option '--top-k' requires an argument.")
+    bare = subprocess.run([sys.executable, "-m", "aigdetect"], capture_output=True, text=True)
+    assert bare.returncode == 0 and bare.stdout.startswith("Usage: aigdetect") and "scan" in bare.stdout

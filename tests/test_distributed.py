@@ -14,14 +14,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from aigdetect.config import MoLEConfig
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine import distributed
 from aigdetect.engine.distributed import DistContext
+from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.engine.train import train
 from aigdetect.engine.train_config import TrainConfig
 from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint
+from aigdetect.models.config import MoLEConfig
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 
@@ -134,7 +135,7 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     write_synthetic_dataset(data, "wang2020", per_class=12, size=40, seed=3, val_per_class=5)
     common = dict(
         model=str(TINY), backbone_weights="none", steps=6, batch_size=8, lr=3e-3, eval_every=3, patience=0,
-        workers=0, seed=11, device="cpu",
+        seed=11, runtime=RuntimeConfig(device="cpu", workers=0),
     )
     # Augmentation stays on: each image's random draws depend on (seed, epoch, index) only, so
     # both runs see identical pixels. The load-balancing loss keeps its default weight: its

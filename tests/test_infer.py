@@ -10,12 +10,8 @@ from PIL import Image
 
 from aigdetect import score_images
 from aigdetect.data.transforms import crop_grid, eval_tensor
-from aigdetect.engine.infer import (
-    default_workers,
-    resolve_device,
-    score_files,
-    threads_beside_workers,
-)
+from aigdetect.engine.infer import resolve_device, score_files, threads_beside_workers
+from aigdetect.engine.runtime import default_workers
 from aigdetect.errors import InputError
 
 
@@ -48,7 +44,8 @@ def test_crop_scores_are_the_scores_of_the_grid_crops(tmp_path):
 
 
 def test_cpu_threads_leave_room_for_workers_beside_small_models(monkeypatch):
-    monkeypatch.setattr("aigdetect.engine.infer.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 4)
+    monkeypatch.setattr("aigdetect.engine.infer.available_cores", lambda: 4)
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     cpu, small, clip_sized = torch.device("cpu"), 65_000, 88_000_000
@@ -62,9 +59,9 @@ def test_cpu_threads_leave_room_for_workers_beside_small_models(monkeypatch):
         with threads_beside_workers(cpu, 2, clip_sized):
             assert torch.get_num_threads() == 4
         assert torch.get_num_threads() == 4
-        assert default_workers(torch.device("cpu")) == 2 and default_workers(torch.device("cuda")) == 4
-        monkeypatch.setattr("aigdetect.engine.infer.os.cpu_count", lambda: 32)
-        assert default_workers(torch.device("cpu")) == 16 and default_workers(torch.device("cuda")) == 16
+        assert default_workers("cpu") == 2 and default_workers("cuda") == 4
+        monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 32)
+        assert default_workers("cpu") == 16 and default_workers("cuda") == 16
     finally:
         torch.set_num_threads(before)
 
@@ -74,8 +71,13 @@ def test_device_resolution_falls_back_and_refuses_missing_cuda(monkeypatch):
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(InputError, match="no CUDA device is available"):
         resolve_device("cuda")
-    with pytest.raises(InputError, match="unknown device 'tpu'"):
+    with pytest.raises(InputError, match="unknown `device` 'tpu'"):
         resolve_device("tpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(InputError, match="no Apple MPS device"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == resolve_device("mps") == torch.device("mps")
 
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")

@@ -17,13 +17,13 @@ from aigdetect.evaluation.bench import (
     subset_metrics,
     summarize,
 )
-from aigdetect.evaluation.metrics import (
+from aigdetect.evaluation.suites import SUITES
+from aigdetect.metrics import (
     accuracy,
     average_precision,
     calibrate_threshold,
     oracle_threshold,
 )
-from aigdetect.evaluation.suites import SUITES
 
 
 def univfd_calculate_acc(y_true: np.ndarray, y_pred: np.ndarray, thres: float) -> tuple[float, float, float]:

@@ -19,21 +19,16 @@ from aigdetect import score_images
 from aigdetect.cli import app
 from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import center_crop, gaussian_blur, jpeg
+from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
-from aigdetect.evaluation.bench import BenchConfig
+from aigdetect.evaluation.bench_config import PAPER_BLUR, PAPER_JPEG, BenchConfig, Level, SweepConfig
 from aigdetect.evaluation.report import (
     RESULTS_CSV,
     RESULTS_JSON,
     RESULTS_MD,
     ROBUSTNESS_PNG,
 )
-from aigdetect.evaluation.robustness import (
-    PAPER_BLUR,
-    PAPER_JPEG,
-    Level,
-    SweepConfig,
-    run_robustness,
-)
+from aigdetect.evaluation.robustness import run_robustness
 from aigdetect.evaluation.suites import discover_pair
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -107,7 +102,7 @@ def test_perturbation_runs_on_the_full_image_before_the_crop(tmp_path: Path) -> 
         discover_pair(tmp_path / "real", tmp_path / "fake", "pair"),
         origin="tiny",
         device=detector.device,
-        config=BenchConfig(batch_size=2),
+        config=BenchConfig(runtime=RuntimeConfig(batch_size=2)),
         sweep=SweepConfig(blur=(3.0,), jpeg=(40,)),
     )
     arrays = [decode_image(p).array for p in real + fake]

@@ -16,7 +16,7 @@ from aigdetect import MoLEConfig, save_detector
 from aigdetect.cli import app
 from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import eval_tensor
-from aigdetect.routing_maps import expert_colours
+from aigdetect.evaluation.routes import expert_colours
 
 runner = CliRunner()
 PATCHES = 16  # tiny backbone: 32 px crop, 8 px patches -> 4 x 4

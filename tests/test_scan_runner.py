@@ -17,6 +17,7 @@ from conftest import make_tiny_detector, write_image
 from PIL import Image
 
 from aigdetect import score_images
+from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
 from aigdetect.scan import ScanConfig, detector_id, display_path, raw_path, run_scan
 from aigdetect.scan.writers import journal_path
@@ -109,7 +110,7 @@ def relative_rows(rows: list[dict], root: Path) -> dict[str, dict]:
 
 def scan_to_rows(detector, root: Path, **options) -> tuple[list[dict], object]:
     stream = io.StringIO()
-    summary = run_scan(detector, ScanConfig(paths=(str(root),), output_format="jsonl", workers=0, **options), stream=stream)
+    summary = run_scan(detector, ScanConfig(paths=(str(root),), output_format="jsonl", **options, runtime=RuntimeConfig(workers=0)), stream=stream)
     return [json.loads(line) for line in stream.getvalue().splitlines()], summary
 
 
@@ -221,7 +222,7 @@ def test_a_crashing_decoder_worker_costs_one_row(tmp_path):
 
     detector = make_tiny_detector()
     stream = io.StringIO()
-    config = ScanConfig(paths=(str(tmp_path),), output_format="jsonl", workers=2, batch_size=2)
+    config = ScanConfig(paths=(str(tmp_path),), output_format="jsonl", runtime=RuntimeConfig(batch_size=2, workers=2))
     summary = run_scan(detector, config, stream=stream, perturb=crash_on_magic)
     rows = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [Path(r["path"]).name for r in rows] == sorted(p.name for p in tmp_path.iterdir())
@@ -239,7 +240,7 @@ def test_interrupted_scan_resumes_to_the_same_result(tree, tmp_path, fmt):
     root, expected = tree
     detector = make_tiny_detector()
     whole = str(tmp_path / f"whole.{fmt}")
-    run_scan(detector, ScanConfig(paths=(str(root),), out=whole, workers=0, batch_size=2))
+    run_scan(detector, ScanConfig(paths=(str(root),), out=whole, runtime=RuntimeConfig(batch_size=2, workers=0)))
     out = str(tmp_path / f"part.{fmt}")
 
     def interrupt(update) -> None:
@@ -247,9 +248,9 @@ def test_interrupted_scan_resumes_to_the_same_result(tree, tmp_path, fmt):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0, batch_size=2), progress=interrupt)
+        run_scan(detector, ScanConfig(paths=(str(root),), out=out, runtime=RuntimeConfig(batch_size=2, workers=0)), progress=interrupt)
     assert os.path.exists(journal_path(out) if fmt == "json" else out)
-    summary = run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0, batch_size=2, resume=True))
+    summary = run_scan(detector, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(batch_size=2, workers=0)))
     assert summary.resumed >= 6 and summary.resumed + summary.scored == len(expected)
     if fmt != "json":
         assert Path(out).read_bytes() == Path(whole).read_bytes()
@@ -264,17 +265,17 @@ def test_resume_rescans_changed_files_and_drops_rows_of_removed_ones(tree, tmp_p
     root, expected = tree
     detector = make_tiny_detector()
     out = str(tmp_path / "r.csv")
-    run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0))
+    run_scan(detector, ScanConfig(paths=(str(root),), out=out, runtime=RuntimeConfig(workers=0)))
     write_image(root / "photos/a.png", size=(60, 50), seed=11)
     os.remove(root / "photos/b.jpg")
-    summary = run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0, resume=True))
+    summary = run_scan(detector, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(workers=0)))
     assert (summary.scored, summary.resumed) == (1, len(expected) - 2)
     with open(out, newline="", encoding="utf-8") as handle:
         rows = relative_rows(list(csv.DictReader(handle)), root)
     assert len(rows) == len(expected) - 1 and "photos/b.jpg" not in rows
     assert (rows["photos/a.png"]["width"], rows["photos/a.png"]["height"]) == ("60", "50")
     other = make_tiny_detector(seed=3)
-    summary = run_scan(other, ScanConfig(paths=(str(root),), out=out, workers=0, resume=True))
+    summary = run_scan(other, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(workers=0)))
     assert (summary.scored, summary.resumed) == (len(expected) - 1, 0)
 
 
@@ -282,11 +283,11 @@ def test_resume_refuses_another_threshold_or_other_columns(tree, tmp_path):
     root, _ = tree
     detector = make_tiny_detector()
     out = str(tmp_path / "r.jsonl")
-    run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0, threshold=0.3))
+    run_scan(detector, ScanConfig(paths=(str(root),), out=out, threshold=0.3, runtime=RuntimeConfig(workers=0)))
     with pytest.raises(ConfigError, match="threshold 0.3"):
-        run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0, resume=True))
-    with pytest.raises(ConfigError, match="another --crops"):
-        run_scan(detector, ScanConfig(paths=(str(root),), out=out, workers=0, threshold=0.3, crops=2, resume=True))
+        run_scan(detector, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(workers=0)))
+    with pytest.raises(ConfigError, match="another `crops`"):
+        run_scan(detector, ScanConfig(paths=(str(root),), out=out, threshold=0.3, crops=2, resume=True, runtime=RuntimeConfig(workers=0)))
 
 
 @pytest.mark.parametrize(
@@ -294,12 +295,12 @@ def test_resume_refuses_another_threshold_or_other_columns(tree, tmp_path):
     [
         ({"threshold": 1.5}, "within \\[0, 1\\]"),
         ({"threshold": float("nan")}, "within \\[0, 1\\]"),
-        ({"crops": -1}, "--crops"),
+        ({"crops": -1}, "`crops`"),
         ({"shard": (2, 2)}, "0 <= K < N"),
-        ({"resume": True}, "pass --out"),
-        ({"out": "x.txt"}, "pass --format"),
-        ({"output_format": "xml"}, "--format must be one of"),
-        ({"max_pixels": 0}, "--max-pixels"),
+        ({"resume": True}, "pass `out`"),
+        ({"out": "x.txt"}, "pass `output_format`"),
+        ({"output_format": "xml"}, "`output_format` must be one of"),
+        ({"max_pixels": 0}, "`max_pixels`"),
     ],
 )
 def test_scan_config_validates_itself(options, message):

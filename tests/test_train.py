@@ -19,18 +19,19 @@ from typer.testing import CliRunner
 
 from aigdetect import load_detector, score_images
 from aigdetect.cli import app
-from aigdetect.config import MoLEConfig
+from aigdetect.data.config import AugmentConfig
 from aigdetect.data.synthetic import write_synthetic_dataset
-from aigdetect.data.transforms import AugmentConfig
+from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.engine.train import train
 from aigdetect.engine.train_config import TrainConfig, state_path_for
 from aigdetect.errors import ConfigError
-from aigdetect.evaluation.metrics import (
+from aigdetect.metrics import (
     accuracy,
     average_precision,
     calibrate_threshold,
 )
 from aigdetect.models.checkpoint import read_checkpoint
+from aigdetect.models.config import MoLEConfig
 from aigdetect.models.factory import create_detector
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
@@ -50,10 +51,11 @@ def small_data(tmp_path_factory) -> Path:
 def _config(tmp_path: Path, root: Path | None, **overrides) -> TrainConfig:
     values = dict(
         out=str(tmp_path / "m.safetensors"), data=str(root) if root else None, model=str(TINY), backbone_weights="none", steps=8,
-        batch_size=8, lr=3e-3, eval_every=4, patience=0, workers=0, seed=0, device="cpu", log_every=2,
+        batch_size=8, lr=3e-3, eval_every=4, patience=0, seed=0, log_every=2,
     )
+    runtime = {"device": overrides.pop("device", "cpu"), "workers": overrides.pop("workers", 0)}
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig(**values, runtime=RuntimeConfig(**runtime))
 
 
 def _adapters(path: Path) -> dict[str, torch.Tensor]:
@@ -64,20 +66,20 @@ def _adapters(path: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"data": None}, "either --data"),
-        ({"real": "r"}, "--real and --fake go together"),
-        ({"real": "r", "fake": "f"}, "either --data"),
+        ({"data": None}, "either `data`"),
+        ({"real": "r"}, "`real` and `fake` go together"),
+        ({"real": "r", "fake": "f"}, "either `data`"),
         ({"epochs": 2}, "exclusive"),
         ({"val": "v", "val_fraction": 0.2}, "exclusive"),
         ({"val_fraction": 1.0}, "between 0 and 1"),
         ({"train_size": 1}, "at least 2"),
-        ({"batch_size": 0}, "batch-size"),
-        ({"lr": 0.0}, "--lr"),
-        ({"weight_decay": -1.0}, "weight-decay"),
+        ({"batch_size": 0}, "`batch_size`"),
+        ({"lr": 0.0}, "`lr`"),
+        ({"weight_decay": -1.0}, "`weight_decay`"),
         ({"schedule": "step"}, "schedule"),
         ({"patience": -1}, "patience"),
-        ({"out": ""}, "--out"),
-        ({"resume": "m.safetensors", "out": "m.safetensors"}, "not the --out detector"),
+        ({"out": ""}, "`out`"),
+        ({"resume": "m.safetensors", "out": "m.safetensors"}, "not the `out` detector"),
     ],
 )
 def test_config_refuses_bad_settings(tmp_path, overrides, message):

@@ -44,7 +44,10 @@ def test_shipped_head_equals_the_released_weights():
 
 @pytest.mark.slow
 def test_builtin_loads_onto_a_vitl14_backbone():
-    detector = load_detector(DEFAULT_DETECTOR, backbone_weights="none")
+    with pytest.raises(ConfigError, match="trained on pretrained vitl14 features"):
+        load_detector(DEFAULT_DETECTOR, backbone_weights="none")
+    detector = load_detector(DEFAULT_DETECTOR, backbone_weights="none", allow_random_backbone=True)
+    assert detector.name == f"{DEFAULT_DETECTOR}+random-backbone"
     assert detector.image_size == 224 and detector.visual.output_dim == 768
     assert len(detector.visual.transformer.resblocks) == 24 and not detector.bypasses
     assert detector.parameter_counts()["trainable_params"] == 769

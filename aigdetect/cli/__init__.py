@@ -1,7 +1,8 @@
 """The ``aigdetect`` command line: parses options, calls the library, renders results.
 
-This package is the only place that prints or exits. Each command lives in its own module and
-registers itself on the app, so commands stay small and independent.
+This package is the only place that prints or exits. Each command lives in its own module, and no
+module here imports torch, open_clip or matplotlib at import time: ``-h``, ``--version`` and shell
+completion stay instant, and a command loads the library only when it runs.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import typer
 
 from ..version import __version__
 from . import bench, info, routes, scan, train
+from .common import OneLineGroup
 
 app = typer.Typer(
     name="aigdetect",
+    cls=OneLineGroup,
     help="Tell AI-generated images from real photographs (CLIP + mixture of low-rank experts).",
     context_settings={"help_option_names": ["-h", "--help"]},
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 

@@ -1,30 +1,66 @@
-"""What every command shares: error-to-exit-code mapping, common options, detector loading."""
+"""What every command shares: one-line errors with exit codes, and the signals a long run must survive.
+
+Exit codes: 0 success, 2 for usage and input errors (anything the user can fix: a bad option, a
+missing file, an unwritable output), 1 for internal failures, 130 after Ctrl-C and 143 after
+SIGTERM (rows written so far are kept), and 141 when the reader of stdout went away.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
-from ..config import MoLEConfig
-from ..errors import AigdetectError, ConfigError
-from ..models.detector import Detector
-from ..models.factory import load_detector
-from ..models.zoo import BACKBONES, DEFAULT_DETECTOR, DETECTORS, builtin_path
+from ..errors import AigdetectError
+from .options import render
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEBUG_ENV = "AIGDETECT_DEBUG"
+EXIT_SIGPIPE = 141
+EXIT_SIGTERM = 143
+COMPLETE_VAR = "_AIGDETECT_COMPLETE"
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler, so a terminated run unwinds (flushing its rows) like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def one_line(message: str) -> str:
+    return " ".join(str(message).split())
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error to stderr and return the Exit to raise."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    """Print a one-line error to stderr (settings shown as flags) and return the Exit to raise."""
+    typer.echo(f"error: {render(one_line(message))}", err=True)
     return typer.Exit(code)
+
+
+def _os_error(exc: OSError) -> typer.Exit:
+    if exc.errno == errno.EPIPE:
+        _silence_stdout()
+        return typer.Exit(EXIT_SIGPIPE)
+    where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+    return fail(f"{where}{exc.strerror or exc}")
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout is gone: point stdout at /dev/null so the interpreter's final flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def cli_errors(func: F) -> F:
@@ -38,9 +74,14 @@ def cli_errors(func: F) -> F:
             raise
         except AigdetectError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except Terminated:
+            typer.echo("terminated", err=True)
+            raise typer.Exit(EXIT_SIGTERM) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except OSError as exc:
+            raise _os_error(exc) from None
         except Exception as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -52,114 +93,41 @@ def cli_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-ModelOption = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        help=f"Backbone ({', '.join(BACKBONES.names())}) or the path of an open_clip model-config JSON.",
-    ),
-]
-BackboneWeightsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--backbone-weights",
-        help="Backbone weights file (OpenAI .pt, open_clip state dict, safetensors), or 'none' for random weights. "
-        "Default: the open_clip / Hugging Face cache, then a download.",
-    ),
-]
-CheckpointOption = Annotated[
-    Path | None,
-    typer.Option("--checkpoint", help=f"Detector checkpoint (.safetensors). Default: the built-in {DEFAULT_DETECTOR}."),
-]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cuda or cpu.")]
-BatchSizeOption = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per batch (default: 128 on CUDA, 16 on CPU).")]
-WorkersOption = Annotated[int | None, typer.Option("--workers", min=0, help="Decoding worker processes (default: one per core, up to 16).")]
-CacheDirOption = Annotated[
-    Path | None, typer.Option("--cache-dir", help="Where open_clip and Hugging Face keep downloaded weights.")
-]
+class OneLineGroup(TyperGroup):
+    """The root command: usage errors (an unknown option, a bad value, a mistyped command) are one
+    line and exit 2, like every other error, instead of click's boxed usage text."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+        try:
+            if not words and COMPLETE_VAR not in os.environ:
+                with self.make_context(kwargs.get("prog_name") or "aigdetect", ["--help"], resilient_parsing=True) as ctx:
+                    typer.echo(self.get_help(ctx))
+                code = 0
+            else:
+                code = super().main(words, *rest, standalone_mode=False, **kwargs)
+        except typer.TyperException as exc:
+            context = getattr(exc, "ctx", None)
+            hint = f" (see '{context.command_path} -h')" if context is not None else ""
+            typer.echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
+            code = getattr(exc, "exit_code", 2)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _silence_stdout()
+            code = EXIT_SIGPIPE
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
-def detector_options(
-    checkpoint: Path | None,
-    model: str | None,
-    backbone_weights: str | None,
-    cache_dir: Path | None,
-) -> Detector:
-    """Load the detector named by ``--checkpoint`` / ``--model`` (a built-in name or backbone)."""
-    cache = str(cache_dir) if cache_dir else None
-    if checkpoint is not None:
-        detector = load_detector(checkpoint, backbone_weights=backbone_weights, cache_dir=cache)
-        if model and model not in (detector.source.name, detector.name):
-            raise ConfigError(
-                f"--model {model} conflicts with the checkpoint's backbone ({detector.source.label()}); drop --model"
-            )
-        return detector
-    name = model or DEFAULT_DETECTOR
-    if builtin_path(name) is None:
-        matches = [d.name for d in DETECTORS.list() if d.backbone == name]
-        if not matches:
-            builtins = ", ".join(d.name for d in DETECTORS.list())
-            raise ConfigError(
-                f"no built-in detector for {name!r} (built-ins: {builtins}); pass --checkpoint FILE from 'aigdetect train'"
-            )
-        name = matches[0]
-    return load_detector(name, backbone_weights=backbone_weights, cache_dir=cache)
-
-
-def parse_int_list(text: str, option: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
-
-
-def parse_float_list(text: str, option: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
-
-
-BlocksOption = Annotated[int, typer.Option("--blocks", min=0, help="Adapt the last N transformer blocks (0: linear probe).")]
-SharedRankOption = Annotated[int, typer.Option("--shared-rank", help="Rank of the shared LoRA expert.")]
-SharedAlphaOption = Annotated[float | None, typer.Option("--shared-alpha", help="Alpha of the shared expert (default: its rank).")]
-ExpertRanksOption = Annotated[str, typer.Option("--expert-ranks", help="Comma-separated ranks of the routed experts.")]
-ExpertAlphasOption = Annotated[
-    str | None, typer.Option("--expert-alphas", help="Comma-separated alphas of the routed experts (default: their ranks).")
-]
-TopKOption = Annotated[int, typer.Option("--top-k", min=1, help="Routed experts per token.")]
-RouterOption = Annotated[str, typer.Option("--router", help="linear (the paper's) or proto (prototypes + contrastive loss).")]
-LbWeightOption = Annotated[
-    float | None, typer.Option("--lb-weight", help="Load-balancing weight lambda (default 0.01 linear, 0 proto).")
-]
-RclWeightOption = Annotated[float, typer.Option("--rcl-weight", help="Routing contrastive loss weight (proto router).")]
-RclTemperatureOption = Annotated[float, typer.Option("--rcl-temperature", help="Temperature of the prototype gate and RCL.")]
-ClsExpertOption = Annotated[bool, typer.Option("--cls-expert/--no-cls-expert", help="Give the CLS token its own LoRA expert.")]
-
-
-def mole_config(
-    blocks: int,
-    shared_rank: int,
-    shared_alpha: float | None,
-    expert_ranks: str,
-    expert_alphas: str | None,
-    top_k: int,
-    router: str,
-    lb_weight: float | None,
-    rcl_weight: float,
-    rcl_temperature: float,
-    cls_expert: bool,
-) -> MoLEConfig:
-    return MoLEConfig(
-        blocks=blocks,
-        shared_rank=shared_rank,
-        shared_alpha=float(shared_alpha if shared_alpha is not None else shared_rank),
-        expert_ranks=parse_int_list(expert_ranks, "--expert-ranks"),
-        expert_alphas=parse_float_list(expert_alphas, "--expert-alphas") if expert_alphas else None,
-        top_k=top_k,
-        router=router,  # type: ignore[arg-type]
-        lb_weight=lb_weight,
-        rcl_weight=rcl_weight,
-        rcl_temperature=rcl_temperature,
-        cls_expert=cls_expert,
-    )
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from typer._completion_shared import get_completion_script
 
+from .common import COMPLETE_VAR
+
 PROG_NAME = "aigdetect"
-COMPLETE_VAR = "_AIGDETECT_COMPLETE"
 SHELLS = {"bash": "aigdetect.bash", "zsh": "_aigdetect", "fish": "aigdetect.fish"}
 
 

@@ -6,26 +6,27 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ..models.factory import parameter_summary
+from ..engine.train_config import TrainConfig
+from ..models.config import MoLEConfig
 from ..models.zoo import DETECTORS
-from .common import (
+from .common import cli_errors
+from .options import (
     BlocksOption,
     ClsExpertOption,
     ExpertAlphasOption,
     ExpertRanksOption,
     LbWeightOption,
-    ModelOption,
     RclTemperatureOption,
     RclWeightOption,
     RouterOption,
     SharedAlphaOption,
     SharedRankOption,
     TopKOption,
-    cli_errors,
+    default,
+    default_list,
     mole_config,
+    option,
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
@@ -33,24 +34,29 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 @cli_errors
 def info(
-    model: ModelOption = "vitb32",
-    blocks: BlocksOption = 3,
-    shared_rank: SharedRankOption = 8,
-    shared_alpha: SharedAlphaOption = None,
-    expert_ranks: ExpertRanksOption = "4,8,16",
-    expert_alphas: ExpertAlphasOption = None,
-    top_k: TopKOption = 1,
-    router: RouterOption = "linear",
-    lb_weight: LbWeightOption = None,
-    rcl_weight: RclWeightOption = 1.0,
-    rcl_temperature: RclTemperatureOption = 0.07,
-    cls_expert: ClsExpertOption = False,
+    model: Annotated[str, option(TrainConfig, "model")] = default(TrainConfig, "model"),
+    blocks: BlocksOption = default(MoLEConfig, "blocks"),
+    shared_rank: SharedRankOption = default(MoLEConfig, "shared_rank"),
+    shared_alpha: SharedAlphaOption = default(MoLEConfig, "shared_alpha"),
+    expert_ranks: ExpertRanksOption = default_list(MoLEConfig, "expert_ranks"),
+    expert_alphas: ExpertAlphasOption = default(MoLEConfig, "expert_alphas"),
+    top_k: TopKOption = default(MoLEConfig, "top_k"),
+    router: RouterOption = default(MoLEConfig, "router"),
+    lb_weight: LbWeightOption = default(MoLEConfig, "lb_weight"),
+    rcl_weight: RclWeightOption = default(MoLEConfig, "rcl_weight"),
+    rcl_temperature: RclTemperatureOption = default(MoLEConfig, "rcl_temperature"),
+    cls_expert: ClsExpertOption = default(MoLEConfig, "cls_expert"),
     as_json: JsonOption = False,
 ) -> None:
     """Count the parameters a MoLE detector trains (needs no weights; compare with Table 4).
 
     Example: aigdetect info --model vitb32 --blocks 3 --json
     """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..models.factory import parameter_summary
+
     config = mole_config(
         blocks, shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router, lb_weight, rcl_weight,
         rcl_temperature, cls_expert,
@@ -73,6 +79,9 @@ def models(as_json: JsonOption = False) -> None:
 
     Example: aigdetect models
     """
+    from rich.console import Console
+    from rich.table import Table
+
     entries = DETECTORS.list()
     if as_json:
         typer.echo(json.dumps([e.__dict__ for e in entries]))

@@ -7,48 +7,43 @@ from typing import Annotated
 
 import typer
 
-from ..data.files import list_images
-from ..engine.infer import resolve_device
-from ..errors import InputError
-from ..routing_maps import ROUTES_JSON, ImageRoutes, map_routes, require_routing
-from .common import BackboneWeightsOption, CacheDirOption, DeviceOption, cli_errors, detector_options, fail
-
-
-def _expand(images: list[Path]) -> list[Path]:
-    """Folders stand for the images inside them (recursively, sorted); files are kept as given."""
-    paths: list[Path] = []
-    for image in images:
-        paths.extend(list_images(image) if image.is_dir() else [image])
-    return paths
-
-
-def _report(result: ImageRoutes) -> None:
-    if not result.ok:
-        typer.echo(f"warning: {' '.join(str(result.error).split())}", err=True)
+from ..engine.runtime import RuntimeConfig
+from .common import cli_errors, fail
+from .options import BackboneWeightsOption, CacheDirOption, DeviceOption, default, detector_choice
 
 
 @cli_errors
 def routes(
     images: Annotated[list[Path], typer.Argument(help="Image files, or folders of images, to map.", show_default=False)],
     checkpoint: Annotated[
-        Path, typer.Option("--checkpoint", help="Detector checkpoint (.safetensors) with adapted MoLE blocks.")
+        Path, typer.Option("--checkpoint", dir_okay=False, help="Detector checkpoint (.safetensors) with adapted MoLE blocks.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for <image-stem>.png maps and routes.json.")],
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Folder for <image-stem>.png maps and routes.json.")],
     backbone_weights: BackboneWeightsOption = None,
-    device: DeviceOption = "auto",
+    device: DeviceOption = default(RuntimeConfig, "device"),
     cache_dir: CacheDirOption = None,
 ) -> None:
     """Draw each image's per-patch expert routing, one panel per adapted block, and write routes.json.
 
     Example: aigdetect routes photo.jpg samples/ --checkpoint run/detector.safetensors --out maps/
     """
-    paths = _expand(images)
+    from ..engine.infer import resolve_device
+    from ..errors import InputError
+    from ..evaluation.routes import ROUTES_JSON, expand_images, map_routes, require_routing
+    from ..models.factory import load_chosen
+
+    paths = expand_images(images)
     if not paths:
         raise InputError("no images to map: the folders given contain no image files")
-    detector = detector_options(checkpoint, None, backbone_weights, cache_dir)
+    detector = load_chosen(detector_choice(checkpoint, None, backbone_weights, cache_dir, False))
     require_routing(detector)
     detector.to(resolve_device(device))
-    document = map_routes(detector, paths, out, on_image=_report)
+
+    def report(result) -> None:
+        if not result.ok:
+            typer.echo(f"warning: {' '.join(str(result.error).split())}", err=True)
+
+    document = map_routes(detector, paths, out, on_image=report)
     mapped = sum(1 for entry in document["images"] if "error" not in entry)
     typer.echo(f"mapped {mapped} of {len(paths)} images into {out} ({ROUTES_JSON})", err=True)
     for block, shares in document["utilisation"].items():

@@ -4,101 +4,35 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.text import Text
 
-from ..data.images import DEFAULT_MAX_PIXELS
-from ..errors import ConfigError
-from ..models.detector import Detector
-from ..models.zoo import DEFAULT_DETECTOR
-from ..scan import (
-    FORMATS,
-    ScanConfig,
-    ScanProgress,
-    ScanSummary,
-    Tally,
-    infer_format,
-    merge_parts,
-    parse_shard,
-    part_path,
-    require_paths,
-    run_scan,
-)
-from .common import (
+from ..engine.runtime import RuntimeConfig
+from ..scan.config import ScanConfig
+from .common import cli_errors
+from .options import (
+    AllowRandomBackboneOption,
     BackboneWeightsOption,
     BatchSizeOption,
     CacheDirOption,
     CheckpointOption,
+    DetectorModelOption,
     DeviceOption,
     WorkersOption,
-    cli_errors,
-    detector_options,
+    default,
+    detector_choice,
+    option,
 )
 
-MERGE_TIMEOUT = timedelta(hours=24)
+if TYPE_CHECKING:
+    from ..scan.rows import Tally
+    from ..scan.runner import ScanSummary
 
 PathsArgument = Annotated[
     list[str] | None, typer.Argument(metavar="PATH...", help="Image files and folders to scan.", show_default=False)
 ]
-ScanModelOption = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help=f"Built-in detector name, or a backbone (vitl14, vitb32, vitb16) whose built-in head to use "
-        f"(default: {DEFAULT_DETECTOR}). With --checkpoint, only checked against the checkpoint.",
-    ),
-]
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text("-- img/s" if task.speed is None else f"{task.speed:.1f} img/s", style="progress.data.speed")
-
-
-def _torchrun_rank() -> tuple[int, int, int] | None:
-    """(RANK, WORLD_SIZE, LOCAL_RANK) when started by torchrun with more than one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or "RANK" not in os.environ:
-        return None
-    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-@dataclass(frozen=True)
-class _Placement:
-    """Where this process writes and what it scans, after --shard and torchrun are taken into account."""
-
-    out: str | None
-    output_format: str | None
-    shard: tuple[int, int] | None
-    device: str
-
-
-def _place(out: Path | None, output_format: str | None, shard: str | None, device: str) -> _Placement:
-    """Under torchrun each rank takes shard RANK/WORLD_SIZE; any shard with --out OUT writes OUT.partK."""
-    spec = parse_shard(shard) if shard is not None else None
-    target = str(out) if out is not None else None
-    distributed = _torchrun_rank()
-    if distributed is not None:
-        rank, world, local_rank = distributed
-        if spec is not None:
-            raise ConfigError("under torchrun each rank takes its shard from RANK/WORLD_SIZE; drop --shard")
-        if target is None:
-            raise ConfigError("under torchrun every rank writes OUT.partRANK; pass --out OUT")
-        spec = (rank, world)
-        if device == "auto" and torch.cuda.is_available():
-            device = f"cuda:{local_rank % torch.cuda.device_count()}"
-    if spec is not None and target is not None:
-        output_format = infer_format(target, output_format)
-        target = part_path(target, spec[0])
-    return _Placement(target, output_format, spec, device)
 
 
 def _tally_text(tally: Tally) -> str:
@@ -122,14 +56,19 @@ def _finish(tally: Tally, strict: bool) -> None:
         raise typer.Exit(1)
 
 
-def _scan_with_progress(detector: Detector, config: ScanConfig) -> ScanSummary:
-    """Run the scan under a progress bar on stderr (shown only on a terminal); rows without --out go to stdout."""
+def _scan_with_progress(detector, config: ScanConfig) -> ScanSummary:
+    """Run the scan under a progress bar on stderr (shown only on a terminal); rows without `out` go to stdout."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..scan.runner import ScanProgress, run_scan
+
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        _RateColumn(),
+        TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         console=console,
         transient=True,
@@ -137,66 +76,53 @@ def _scan_with_progress(detector: Detector, config: ScanConfig) -> ScanSummary:
         redirect_stderr=False,
         disable=not console.is_terminal,
     )
-    task = bar.add_task("scanning", total=None)
+    task = bar.add_task("scanning", total=None, rate="-- img/s")
 
     def show(update: ScanProgress) -> None:
-        bar.update(task, completed=update.done, total=update.total, description=f"scanning ({update.errors} errors)")
+        speed = bar.tasks[task].speed
+        bar.update(
+            task, completed=update.done, total=update.total, description=f"scanning ({update.errors} errors)",
+            rate="-- img/s" if speed is None else f"{speed:.1f} img/s",
+        )
 
     with bar:
         return run_scan(detector, config, stream=None if config.out else sys.stdout, progress=show)
 
 
-def _merge_under_torchrun(out: str, output_format: str) -> Tally | None:
-    """Wait for every rank, then let rank 0 join the parts; None on other ranks or without a group."""
-    import torch.distributed as dist
+def _merge(merge: Path, output_format: str | None, strict: bool) -> None:
+    from ..scan.config import infer_format
+    from ..scan.shard import merge_parts
 
-    distributed = _torchrun_rank()
-    if distributed is None or not dist.is_available() or "MASTER_ADDR" not in os.environ:
-        return None
-    rank, world, _ = distributed
-    if not dist.is_initialized():
-        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=MERGE_TIMEOUT)
-    try:
-        dist.barrier()
-        return merge_parts(out, output_format).tally if rank == 0 else None
-    finally:
-        dist.destroy_process_group()
+    result = merge_parts(str(merge), infer_format(merge, output_format))
+    typer.echo(f"merged {len(result.parts)} parts into {result.out}: {_tally_text(result.tally)}", err=True)
+    _finish(result.tally, strict)
 
 
 @cli_errors
 def scan(
     paths: PathsArgument = None,
-    model: ScanModelOption = None,
+    model: DetectorModelOption = None,
     checkpoint: CheckpointOption = None,
     backbone_weights: BackboneWeightsOption = None,
     cache_dir: CacheDirOption = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: rows to stdout).")] = None,
-    output_format: Annotated[
-        str | None, typer.Option("--format", help=f"{'|'.join(FORMATS)} (default: from the --out suffix, else csv).")
-    ] = None,
-    threshold: Annotated[
-        float | None, typer.Option("--threshold", help="Verdict threshold on the score (default: the detector's calibrated one).")
-    ] = None,
-    crops: Annotated[int, typer.Option("--crops", help="Also score K crops spread over the image; adds crop_mean, crop_max.")] = 0,
-    device: DeviceOption = "auto",
-    batch_size: BatchSizeOption = None,
-    workers: WorkersOption = None,
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into sub-folders.")] = True,
-    follow_symlinks: Annotated[
-        bool, typer.Option("--follow-symlinks", help="Score symlinked files and enter symlinked folders (loops are detected).")
-    ] = False,
-    max_pixels: Annotated[
-        int, typer.Option("--max-pixels", help="Refuse images with more pixels than this, from the header alone.")
-    ] = DEFAULT_MAX_PIXELS,
-    resume: Annotated[bool, typer.Option("--resume", help="Keep the rows already in --out and scan only the rest.")] = False,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard", help="K/N: scan only shard K (0..N-1) of N, chosen by a hash of each path; --out OUT writes OUT.partK."
-        ),
-    ] = None,
+    allow_random_backbone: AllowRandomBackboneOption = False,
+    out: Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)] = default(ScanConfig, "out"),
+    output_format: Annotated[str | None, option(ScanConfig, "output_format")] = default(ScanConfig, "output_format"),
+    threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
+    crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
+    device: DeviceOption = default(RuntimeConfig, "device"),
+    batch_size: BatchSizeOption = default(RuntimeConfig, "batch_size"),
+    workers: WorkersOption = default(RuntimeConfig, "workers"),
+    recursive: Annotated[bool, option(ScanConfig, "recursive", "--recursive/--no-recursive")] = default(
+        ScanConfig, "recursive"
+    ),
+    follow_symlinks: Annotated[bool, option(ScanConfig, "follow_symlinks")] = default(ScanConfig, "follow_symlinks"),
+    max_pixels: Annotated[int, option(ScanConfig, "max_pixels")] = default(ScanConfig, "max_pixels"),
+    resume: Annotated[bool, option(ScanConfig, "resume")] = default(ScanConfig, "resume"),
+    shard: Annotated[str | None, option(ScanConfig, "shard")] = default(ScanConfig, "shard"),
     merge: Annotated[
-        Path | None, typer.Option("--merge", help="Join OUT.part0..OUT.partN-1 (from --shard or torchrun) into OUT, then exit.")
+        Path | None,
+        typer.Option("--merge", help="Join OUT.part0..OUT.partN-1 (from --shard or torchrun) into OUT, then exit."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any file could not be scored.")] = False,
 ) -> None:
@@ -204,36 +130,39 @@ def scan(
 
     Example: aigdetect scan ./photos --out verdicts.csv --checkpoint mole.safetensors
     """
+    from ..errors import ConfigError
+
     if merge is not None:
         if paths:
-            raise ConfigError("--merge joins finished parts and takes no PATH")
-        result = merge_parts(str(merge), infer_format(merge, output_format))
-        typer.echo(f"merged {len(result.parts)} parts into {result.out}: {_tally_text(result.tally)}", err=True)
-        _finish(result.tally, strict)
+            raise ConfigError("`merge` joins finished parts and takes no PATH")
+        _merge(merge, output_format, strict)
         return
-    place = _place(out, output_format, shard, device)
+    from ..scan.placement import merge_under_torchrun, place, torchrun_rank
+
+    place_at = place(str(out) if out is not None else None, output_format, shard, device)
     config = ScanConfig(
         paths=tuple(paths or ()),
-        out=place.out,
-        output_format=place.output_format,
+        out=place_at.out,
+        output_format=place_at.output_format,
         threshold=threshold,
         crops=crops,
         recursive=recursive,
         follow_symlinks=follow_symlinks,
-        device=place.device,
-        batch_size=batch_size,
-        workers=workers,
+        runtime=RuntimeConfig(device=place_at.device, batch_size=batch_size, workers=workers),
         max_pixels=max_pixels,
-        shard=place.shard,
+        shard=place_at.shard,
         resume=resume,
     )
+    from ..models.factory import load_chosen
+    from ..scan.walk import require_paths
+
     require_paths(config.paths)
-    detector = detector_options(checkpoint, model, backbone_weights, cache_dir)
+    detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
     summary = _scan_with_progress(detector, config)
     typer.echo(_summary_text(summary), err=True)
     tally = summary.tally
-    if _torchrun_rank() is not None and out is not None:
-        merged = _merge_under_torchrun(str(out), config.output_format)
+    if torchrun_rank() is not None and out is not None:
+        merged = merge_under_torchrun(str(out), config.output_format)
         if merged is not None:
             typer.echo(f"merged the parts into {out}: {_tally_text(merged)}", err=True)
             tally = merged

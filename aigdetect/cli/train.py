@@ -5,29 +5,23 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from ..data.transforms import AugmentConfig
-from ..engine import distributed
-from ..engine.train import TrainResult
-from ..engine.train import train as run_training
-from ..engine.train_config import DEFAULT_EPOCHS, SCHEDULES, TrainConfig
+from ..data.config import AugmentConfig
+from ..engine.runtime import RuntimeConfig
+from ..engine.train_config import TrainConfig
 from ..errors import ConfigError
-from .common import (
-    BackboneWeightsOption,
+from ..models.config import MoLEConfig
+from .common import cli_errors
+from .options import (
     BlocksOption,
-    CacheDirOption,
     ClsExpertOption,
     DeviceOption,
     ExpertAlphasOption,
     ExpertRanksOption,
     LbWeightOption,
-    ModelOption,
     RclTemperatureOption,
     RclWeightOption,
     RouterOption,
@@ -35,87 +29,33 @@ from .common import (
     SharedRankOption,
     TopKOption,
     WorkersOption,
-    cli_errors,
+    default,
+    default_list,
     mole_config,
+    option,
     parse_float_list,
     parse_int_list,
+    render,
 )
 
-OutOption = Annotated[
-    Path, typer.Option("--out", dir_okay=False, help="Where to write the trained detector (.safetensors).")
-]
-DataOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data",
-        file_okay=False,
-        help="Dataset root: DIR/\\[train|val]/<category>/{0_real,1_fake}, DIR/{0_real,1_fake} "
-        "or DIR/{train,val}/{ai,nature}.",
-    ),
-]
-RealOption = Annotated[
-    Path | None, typer.Option("--real", file_okay=False, help="Folder of real images (with --fake, instead of --data).")
-]
-FakeOption = Annotated[Path | None, typer.Option("--fake", file_okay=False, help="Folder of AI-generated images.")]
-ValOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--val",
-        file_okay=False,
-        help="Validation dataset root (default: the layout's val split, else a held-out fraction).",
-    ),
-]
-ValFractionOption = Annotated[
-    float | None,
-    typer.Option(
-        "--val-fraction",
-        help="Hold out this fraction of the training images for validation (default 0.1 without a val split).",
-    ),
-]
-TrainSizeOption = Annotated[
-    int | None, typer.Option("--train-size", help="Train on a balanced, seeded subset of N images.")
-]
-StepsOption = Annotated[int | None, typer.Option("--steps", help="Optimizer steps to run.")]
-EpochsOption = Annotated[
-    int | None,
-    typer.Option("--epochs", help=f"Passes over the training set (default {DEFAULT_EPOCHS} unless --steps)."),
-]
-TrainBatchOption = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Global batch size, split over torchrun processes.")
-]
-LrOption = Annotated[float, typer.Option("--lr", help="AdamW learning rate (the paper's 6e-4).")]
-WeightDecayOption = Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")]
-ScheduleOption = Annotated[str, typer.Option("--schedule", help=f"Learning-rate schedule: {' or '.join(SCHEDULES)}.")]
-EvalEveryOption = Annotated[
-    int, typer.Option("--eval-every", min=0, help="Validate (and save the state) every N steps; 0: each epoch.")
-]
-PatienceOption = Annotated[
-    int, typer.Option("--patience", min=0, help="Stop after N validations without a better AP; 0: never.")
-]
-LogEveryOption = Annotated[int, typer.Option("--log-every", min=1, help="Write a step record to --log every N steps.")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed of initialisation, shuffling, splits and augmentation.")]
-LogOption = Annotated[
-    Path | None, typer.Option("--log", dir_okay=False, help="Append step and validation records to this JSONL file.")
-]
-ResumeOption = Annotated[
-    Path | None,
-    typer.Option("--resume", dir_okay=False, help="Continue the run saved in this .state.safetensors file."),
-]
-BlurProbOption = Annotated[float, typer.Option("--blur-prob", help="Probability of Gaussian blur per training image.")]
-BlurSigmaOption = Annotated[str, typer.Option("--blur-sigma", help="Blur sigma range LOW,HIGH (uniform).")]
-JpegProbOption = Annotated[
-    float, typer.Option("--jpeg-prob", help="Probability of JPEG re-encoding per training image.")
-]
-JpegQualityOption = Annotated[
-    str, typer.Option("--jpeg-quality", help="JPEG quality range LOW,HIGH (uniform integers).")
-]
-FlipOption = Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.")]
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..engine.train import TrainResult
 
 
-def _pair(text: str, option: str, parse: Any) -> tuple:
-    values = parse(text, option)
+def _train_option(name: str, *declarations: str, **kwargs) -> object:
+    return option(TrainConfig, name, *declarations, **kwargs)
+
+
+def _augment_option(name: str, *declarations: str) -> object:
+    return option(AugmentConfig, name, *declarations)
+
+
+def _pair(text: str, setting: str, parse: Any) -> tuple:
+    values = parse(text, setting)
     if len(values) != 2:
-        raise ConfigError(f"{option} takes two comma-separated values LOW,HIGH, got {text!r}")
+        raise ConfigError(f"`{setting}` takes two comma-separated values LOW,HIGH, got {text!r}")
     return tuple(values)
 
 
@@ -123,6 +63,9 @@ class _Renderer:
     """Turns the library's training events into stderr output: layout, a progress bar, validations."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
         self.console = Console(stderr=True, soft_wrap=True)
         self.progress = Progress(
             TextColumn("[bold]train"),
@@ -140,7 +83,7 @@ class _Renderer:
         kind = event["event"]
         if kind == "data":
             for line in event["description"]:
-                self.console.print(line, highlight=False, markup=False)
+                self.console.print(render(line), highlight=False, markup=False)
         elif kind == "start":
             resumed = f", resuming at step {event['start_step']}" if event["start_step"] else ""
             self.console.print(
@@ -169,6 +112,8 @@ class _Renderer:
 
 
 def _summary_table(result: TrainResult) -> Table:
+    from rich.table import Table
+
     table = Table(title="aigdetect train", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -187,49 +132,47 @@ def _summary_table(result: TrainResult) -> Table:
 
 
 @cli_errors
-
-
 def train(
-    out: OutOption,
-    data: DataOption = None,
-    real: RealOption = None,
-    fake: FakeOption = None,
-    val: ValOption = None,
-    val_fraction: ValFractionOption = None,
-    train_size: TrainSizeOption = None,
-    steps: StepsOption = None,
-    epochs: EpochsOption = None,
-    batch_size: TrainBatchOption = 64,
-    lr: LrOption = 6e-4,
-    weight_decay: WeightDecayOption = 0.01,
-    schedule: ScheduleOption = "constant",
-    eval_every: EvalEveryOption = 0,
-    patience: PatienceOption = 5,
-    log_every: LogEveryOption = 10,
-    device: DeviceOption = "auto",
-    seed: SeedOption = 0,
-    workers: WorkersOption = None,
-    log: LogOption = None,
-    resume: ResumeOption = None,
-    model: ModelOption = "vitb32",
-    backbone_weights: BackboneWeightsOption = None,
-    cache_dir: CacheDirOption = None,
-    blocks: BlocksOption = 3,
-    shared_rank: SharedRankOption = 8,
-    shared_alpha: SharedAlphaOption = None,
-    expert_ranks: ExpertRanksOption = "4,8,16",
-    expert_alphas: ExpertAlphasOption = None,
-    top_k: TopKOption = 1,
-    router: RouterOption = "linear",
-    lb_weight: LbWeightOption = None,
-    rcl_weight: RclWeightOption = 1.0,
-    rcl_temperature: RclTemperatureOption = 0.07,
-    cls_expert: ClsExpertOption = False,
-    blur_prob: BlurProbOption = 0.1,
-    blur_sigma: BlurSigmaOption = "0,3",
-    jpeg_prob: JpegProbOption = 0.1,
-    jpeg_quality: JpegQualityOption = "30,100",
-    flip: FlipOption = True,
+    out: Annotated[Path, _train_option("out", dir_okay=False)],
+    data: Annotated[Path | None, _train_option("data", file_okay=False)] = default(TrainConfig, "data"),
+    real: Annotated[Path | None, _train_option("real", file_okay=False)] = default(TrainConfig, "real"),
+    fake: Annotated[Path | None, _train_option("fake", file_okay=False)] = default(TrainConfig, "fake"),
+    val: Annotated[Path | None, _train_option("val", file_okay=False)] = default(TrainConfig, "val"),
+    val_fraction: Annotated[float | None, _train_option("val_fraction")] = default(TrainConfig, "val_fraction"),
+    train_size: Annotated[int | None, _train_option("train_size")] = default(TrainConfig, "train_size"),
+    steps: Annotated[int | None, _train_option("steps")] = default(TrainConfig, "steps"),
+    epochs: Annotated[int | None, _train_option("epochs")] = default(TrainConfig, "epochs"),
+    batch_size: Annotated[int, _train_option("batch_size")] = default(TrainConfig, "batch_size"),
+    lr: Annotated[float, _train_option("lr")] = default(TrainConfig, "lr"),
+    weight_decay: Annotated[float, _train_option("weight_decay")] = default(TrainConfig, "weight_decay"),
+    schedule: Annotated[str, _train_option("schedule")] = default(TrainConfig, "schedule"),
+    eval_every: Annotated[int, _train_option("eval_every")] = default(TrainConfig, "eval_every"),
+    patience: Annotated[int, _train_option("patience")] = default(TrainConfig, "patience"),
+    log_every: Annotated[int, _train_option("log_every")] = default(TrainConfig, "log_every"),
+    device: DeviceOption = default(RuntimeConfig, "device"),
+    seed: Annotated[int, _train_option("seed")] = default(TrainConfig, "seed"),
+    workers: WorkersOption = default(RuntimeConfig, "workers"),
+    log: Annotated[Path | None, _train_option("log", dir_okay=False)] = default(TrainConfig, "log"),
+    resume: Annotated[Path | None, _train_option("resume", dir_okay=False)] = default(TrainConfig, "resume"),
+    model: Annotated[str, _train_option("model")] = default(TrainConfig, "model"),
+    backbone_weights: Annotated[str | None, _train_option("backbone_weights")] = default(TrainConfig, "backbone_weights"),
+    cache_dir: Annotated[Path | None, _train_option("cache_dir", file_okay=False)] = default(TrainConfig, "cache_dir"),
+    blocks: BlocksOption = default(MoLEConfig, "blocks"),
+    shared_rank: SharedRankOption = default(MoLEConfig, "shared_rank"),
+    shared_alpha: SharedAlphaOption = default(MoLEConfig, "shared_alpha"),
+    expert_ranks: ExpertRanksOption = default_list(MoLEConfig, "expert_ranks"),
+    expert_alphas: ExpertAlphasOption = default(MoLEConfig, "expert_alphas"),
+    top_k: TopKOption = default(MoLEConfig, "top_k"),
+    router: RouterOption = default(MoLEConfig, "router"),
+    lb_weight: LbWeightOption = default(MoLEConfig, "lb_weight"),
+    rcl_weight: RclWeightOption = default(MoLEConfig, "rcl_weight"),
+    rcl_temperature: RclTemperatureOption = default(MoLEConfig, "rcl_temperature"),
+    cls_expert: ClsExpertOption = default(MoLEConfig, "cls_expert"),
+    blur_prob: Annotated[float, _augment_option("blur_prob")] = default(AugmentConfig, "blur_prob"),
+    blur_sigma: Annotated[str, _augment_option("blur_sigma")] = default_list(AugmentConfig, "blur_sigma"),
+    jpeg_prob: Annotated[float, _augment_option("jpeg_prob")] = default(AugmentConfig, "jpeg_prob"),
+    jpeg_quality: Annotated[str, _augment_option("jpeg_quality")] = default_list(AugmentConfig, "jpeg_quality"),
+    flip: Annotated[bool, _augment_option("flip", "--flip/--no-flip")] = default(AugmentConfig, "flip"),
 ) -> None:
     """Train a MoLE detector on labelled real/fake folders (AdamW, lr 6e-4, blur/JPEG p=0.1).
 
@@ -252,9 +195,9 @@ def train(
         ),
         augment=AugmentConfig(
             blur_prob=blur_prob,
-            blur_sigma=_pair(blur_sigma, "--blur-sigma", parse_float_list),
+            blur_sigma=_pair(blur_sigma, "blur_sigma", parse_float_list),
             jpeg_prob=jpeg_prob,
-            jpeg_quality=_pair(jpeg_quality, "--jpeg-quality", parse_int_list),
+            jpeg_quality=_pair(jpeg_quality, "jpeg_quality", parse_int_list),
             flip=flip,
         ),
         steps=steps,
@@ -267,17 +210,21 @@ def train(
         patience=patience,
         log_every=log_every,
         seed=seed,
-        device=device,
-        workers=workers,
+        runtime=RuntimeConfig(device=device, workers=workers),
         log=str(log) if log else None,
         resume=str(resume) if resume else None,
     )
+    from rich.console import Console
+
+    from ..engine.distributed import is_main_process
+    from ..engine.train import train as train_detector
+
     renderer = _Renderer()
     try:
-        result = run_training(config, renderer, command=shlex.join(["aigdetect", *sys.argv[1:]]))
+        result = train_detector(config, renderer, command=shlex.join(["aigdetect", *sys.argv[1:]]))
     finally:
         renderer.progress.stop()
-    if distributed.is_main_process():
+    if is_main_process():
         Console().print(_summary_table(result))
         for path in result.skipped_examples:
             renderer.console.print(f"skipped: {path}", highlight=False, markup=False)

@@ -27,9 +27,9 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ImageDecodeError, InputFileError
 from ..fileio import open_input
 from . import jpeg_crop
+from .config import DEFAULT_MAX_PIXELS
 from .transforms import center_crop
 
-DEFAULT_MAX_PIXELS = 100_000_000
 DECODERS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "PPM")
 """The only Pillow decoders an input reaches (MPO is read by the JPEG plugin). None of them runs an
 external program: formats such as EPS, which Pillow hands to Ghostscript, are never tried."""

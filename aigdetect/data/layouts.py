@@ -24,14 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, LayoutError
+from .config import GENIMAGE_FOLDERS, WANG_FOLDERS
 from .files import list_images
 
 REAL, FAKE = 0, 1
 CLASS_NAMES = ("real", "fake")
-WANG_FOLDERS = ("0_real", "1_fake")
-"""Class folders of the CNNDetection / UnivFD releases, indexed by label."""
-GENIMAGE_FOLDERS = ("nature", "ai")
-"""Class folders of the GenImage release, indexed by label."""
 WANG_CLASSES = {name: label for label, name in enumerate(WANG_FOLDERS)}
 GENIMAGE_CLASSES = {name: label for label, name in enumerate(GENIMAGE_FOLDERS)}
 SPLITS = ("train", "val")
@@ -218,12 +215,12 @@ def detect_layout(root: str | os.PathLike[str]) -> DatasetLayout:
     if not matches:
         patterns = "; ".join(rule.pattern for rule in _LAYOUTS)
         raise LayoutError(
-            f"{root} fits no known dataset layout (expected one of: {patterns}; or pass --real and --fake)"
+            f"{root} fits no known dataset layout (expected one of: {patterns}; or pass `real` and `fake`)"
         )
     if len(matches) > 1:
         raise LayoutError(
             f"{root} fits more than one layout ({', '.join(r.kind for r in matches)}); "
-            "point --data at a folder that fits one"
+            "point `data` at a folder that fits one"
         )
     rule = matches[0]
     ignored: list[str] = []
@@ -236,7 +233,7 @@ def detect_layout(root: str | os.PathLike[str]) -> DatasetLayout:
 def folders_layout(real: str | os.PathLike[str], fake: str | os.PathLike[str]) -> DatasetLayout:
     """The explicit ``--real DIR --fake DIR`` layout: every image under each folder, recursively."""
     samples = _class_samples(Path(real), REAL, "") + _class_samples(Path(fake), FAKE, "")
-    return DatasetLayout("folders", "--real DIR --fake DIR", f"{real} + {fake}", {"train": samples})
+    return DatasetLayout("folders", "`real` DIR `fake` DIR", f"{real} + {fake}", {"train": samples})
 
 
 def _check_not_empty(layout: DatasetLayout) -> None:
@@ -272,7 +269,7 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[li
             raise LayoutError(
                 f"too few images to hold out a validation set ({len(samples)} in all): "
                 f"the {side} side would lack a class; "
-                "pass --val DIR or add images"
+                "pass `val` DIR or add images"
             )
     return train, val
 
@@ -289,7 +286,7 @@ def balanced_subset(samples: list[Sample], size: int, seed: int) -> list[Sample]
         pool = [s for s in samples if s.label == label]
         if want > len(pool):
             raise ConfigError(
-                f"--train-size {size} needs {want} {CLASS_NAMES[label]} training images but there are only {len(pool)}"
+                f"`train_size` {size} needs {want} {CLASS_NAMES[label]} training images but there are only {len(pool)}"
             )
         picked = sorted(rng.choice(len(pool), size=want, replace=False))
         chosen.extend(pool[i] for i in picked)
@@ -363,7 +360,7 @@ def prepare_training_data(
         val_layout = detect_layout(val)
         split = "val" if "val" in val_layout.splits else "train"
         held = list(val_layout.splits[split])
-        source = f"--val {val}" + (" (its val split)" if split == "val" else "")
+        source = f"`val` {val}" + (" (its val split)" if split == "val" else "")
     elif val_fraction is not None or "val" not in layout.splits:
         fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
         train, held = split_holdout(train, fraction, seed)

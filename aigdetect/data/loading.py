@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DECODE_REASONS, ImageDecodeError
-from .images import DEFAULT_MAX_PIXELS, decode_center, decode_image
+from .config import DEFAULT_MAX_PIXELS, AugmentConfig
+from .images import decode_center, decode_image
 from .layouts import Sample
-from .transforms import AugmentConfig, to_chw, train_view
+from .transforms import to_chw, train_view
 
 
 def reason_code(reason: str) -> int:

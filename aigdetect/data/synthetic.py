@@ -25,7 +25,7 @@ from PIL import Image
 from scipy.signal import convolve2d
 
 from ..errors import ConfigError
-from .layouts import GENIMAGE_FOLDERS, WANG_FOLDERS
+from .config import GENIMAGE_FOLDERS, WANG_FOLDERS
 
 CONTENT_KINDS = ("photo", "texture")
 SYNTHETIC_LAYOUTS = ("wang2020", "plain", "genimage", "folders")

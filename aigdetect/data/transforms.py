@@ -7,7 +7,6 @@ cheapest order and bit-identical to torchvision's CenterCrop -> ToTensor -> Norm
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,7 +14,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ..errors import ConfigError
+from .config import AugmentConfig
 
 _MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1)
@@ -101,28 +100,6 @@ def png_roundtrip(array: np.ndarray) -> np.ndarray:
     buffer.seek(0)
     with Image.open(buffer) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training augmentation of CNNDetection / CLIPMoLE: blur and JPEG at p=0.1, random crop, flip."""
-
-    blur_prob: float = 0.1
-    blur_sigma: tuple[float, float] = (0.0, 3.0)
-    jpeg_prob: float = 0.1
-    jpeg_quality: tuple[int, int] = (30, 100)
-    flip: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("blur_prob", "jpeg_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be within [0, 1], got {getattr(self, name)}")
-        low, high = self.blur_sigma
-        if not 0.0 <= low <= high:
-            raise ConfigError(f"blur_sigma must satisfy 0 <= low <= high, got {self.blur_sigma}")
-        qlow, qhigh = self.jpeg_quality
-        if not 1 <= qlow <= qhigh <= 100:
-            raise ConfigError(f"jpeg_quality must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
 
 
 def random_crop(array: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -53,6 +53,21 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def local_device(device: str, local_rank: int) -> str:
+    """This rank's device under torchrun: its own GPU (cuda:LOCAL_RANK) when CUDA is used.
+
+    Raises:
+        ConfigError: the rank has no GPU of its own (more processes per node than GPUs).
+    """
+    if device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return device
+    if local_rank >= torch.cuda.device_count():
+        raise ConfigError(
+            f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible); start fewer processes per node"
+        )
+    return f"cuda:{local_rank}"
+
+
 def setup(device: str = "auto") -> DistContext:
     """Join the torchrun process group when launched by torchrun (NCCL on CUDA, gloo on the CPU).
 
@@ -65,11 +80,7 @@ def setup(device: str = "auto") -> DistContext:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if resolved.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(
-                f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible); lower --nproc-per-node"
-            )
-        resolved = torch.device("cuda", local_rank)
+        resolved = torch.device(local_device(device, local_rank))
         torch.cuda.set_device(resolved)
     owns_group = not dist.is_initialized()
     if owns_group:
@@ -98,7 +109,7 @@ def epoch_batches(
     ``batch_size`` images. ``batch_size`` is the global batch and must divide by the world size.
     """
     if batch_size % ctx.world_size:
-        raise ConfigError(f"--batch-size {batch_size} (the global batch) must divide by the {ctx.world_size} processes")
+        raise ConfigError(f"`batch_size` {batch_size} (the global batch) must divide by the {ctx.world_size} processes")
     order = np.random.default_rng([seed, epoch]).permutation(count) if shuffle else np.arange(count)
     padding = (-count) % ctx.world_size
     if padding:

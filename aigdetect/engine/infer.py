@@ -9,44 +9,37 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import DEFAULT_MAX_PIXELS, decode_center, decode_image, to_rgb_array
+from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.images import decode_center, decode_image, to_rgb_array
 from ..data.transforms import center_crop, crop_grid, eval_tensor, normalize_pixels
 from ..errors import ImageDecodeError, InputError
 from ..models.detector import Detector
 from .pool import Crashed, OrderedPool
+from .records import ImageRecord
+from .runtime import DEVICE_PATTERN, available_cores, default_batch_size
 
 Perturbation = Callable[[np.ndarray], np.ndarray]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present and the CPU otherwise; an explicit ``cuda`` must exist."""
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an explicit accelerator must exist."""
+    mps = torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but no CUDA device is available; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise InputError(f"unknown device {name!r}; use auto, cuda or cpu")
+        raise InputError("`device` cuda was asked for, but no CUDA device is available; use cpu or auto")
+    if name == "mps" and not mps:
+        raise InputError("`device` mps was asked for, but this torch reports no Apple MPS device; use cpu or auto")
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise InputError(f"unknown `device` {name!r}; use auto, cuda, cuda:N, mps or cpu")
     return torch.device(name)
-
-
-def default_batch_size(device: torch.device) -> int:
-    return 128 if device.type == "cuda" else 32
-
-
-def default_workers(device: torch.device | None = None) -> int:
-    """Decode workers: one per core on GPU machines; on the CPU, half the cores (at least two, so
-    decoding overlaps with the forward pass even on small machines) and the rest compute."""
-    cores = os.cpu_count() or 1
-    if device is not None and device.type == "cpu":
-        return min(max(2, cores // 2), 16)
-    return min(cores, 16)
 
 
 SMALL_MODEL_PARAMETERS = 5_000_000
@@ -67,7 +60,7 @@ def threads_beside_workers(device: torch.device, workers: int, parameters: int) 
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - workers)))
+    torch.set_num_threads(max(1, min(before, available_cores() - workers)))
     try:
         yield
     finally:
@@ -80,25 +73,6 @@ def autocast_for(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return nullcontext()
-
-
-@dataclass
-class ImageRecord:
-    """The outcome for one file: a score (and crop scores) or an error, plus file facts."""
-
-    index: int
-    path: str
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    score: float | None = None
-    crop_scores: list[float] = field(default_factory=list)
-    error_reason: str | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass(frozen=True)
@@ -178,7 +152,7 @@ def score_files(
         perturb: applied to the decoded full image before cropping (robustness sweeps).
         max_pixels: decompression-bomb cap per image.
     """
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device.type)
     decoder = _Decoder(detector.image_size, crops, perturb, max_pixels)
     pool = OrderedPool(decoder, workers=workers, window=batch_size * (PREFETCH_FACTOR * workers + 1))
     detector.to(device).eval()

@@ -71,6 +71,7 @@ def _serve(fn: Callable[[Any], Any], conn: Connection, parent: int, foreign: lis
     are closed first, so that when the parent closes a pipe, its worker sees the end of it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     for fd in foreign:
         with suppress(OSError):

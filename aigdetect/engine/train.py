@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,17 +33,18 @@ from torch.optim.lr_scheduler import LambdaLR
 from ..data.layouts import TrainingData, prepare_training_data
 from ..data.loading import Batch, LabeledImages, batch_loader
 from ..data.transforms import normalize_pixels
-from ..errors import DECODE_REASONS, CheckpointError, ConfigError, InputError
-from ..evaluation.metrics import Accuracy, accuracy, average_precision, calibrate_threshold
+from ..errors import DECODE_REASONS, InputError
 from ..fileio import json_safe
-from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint
-from ..models.detector import ADAPTER_PREFIX, HEAD_PREFIX, Detector
+from ..metrics import Accuracy, accuracy, average_precision, calibrate_threshold
+from ..models.detector import Detector
 from ..models.factory import create_detector, save_detector
 from ..models.telemetry import routing_summary
 from . import distributed
 from .distributed import DistContext
-from .infer import autocast_for, default_workers, threads_beside_workers
-from .train_config import STATE_SUFFIX, STATE_VERSION, TrainConfig
+from .infer import autocast_for, threads_beside_workers
+from .runtime import default_workers
+from .train_config import TrainConfig
+from .train_state import Progress, TrainingParts, refuse_unfinished_state, restore_state, write_state
 
 Event = dict[str, Any]
 EventHandler = Callable[[Event], None]
@@ -102,19 +102,6 @@ class _Validation:
     acc: Accuracy
 
 
-@dataclass
-class _Progress:
-    """The loop's position and early-stopping record; all of it goes into the state file."""
-
-    step: int = 0
-    best_ap: float | None = None
-    best_step: int = 0
-    stale: int = 0
-    finished: bool = False
-    stopped_early: bool = False
-    best: dict[str, torch.Tensor] | None = None
-
-
 def _accuracy_dict(acc: Accuracy) -> dict[str, float]:
     return {"real": acc.real, "fake": acc.fake, "overall": acc.overall, "balanced": acc.balanced}
 
@@ -145,7 +132,7 @@ class _Trainer:
         self.on_event = on_event
         self.command = command
         self.device = ctx.device
-        self.progress = _Progress()
+        self.progress = Progress()
         self.log_file = None
 
     def emit(self, event: str, **payload: Any) -> None:
@@ -162,11 +149,11 @@ class _Trainer:
         config = self.config
         if config.resume is not None and not Path(config.resume).is_file():
             raise InputError(
-                f"--resume {config.resume}: no such training state "
-                f"(it is written beside --out as {config.state_path.name})"
+                f"`resume` {config.resume}: no such training state "
+                f"(it is written beside `out` as {config.state_path.name})"
             )
         if config.resume is None:
-            self._refuse_unfinished_state()
+            refuse_unfinished_state(config.state_path)
         self.data = prepare_training_data(
             data=config.data, real=config.real, fake=config.fake, val=config.val,
             val_fraction=config.val_fraction, train_size=config.train_size, seed=config.seed,
@@ -194,19 +181,6 @@ class _Trainer:
             if self.log_file is not None:
                 self.log_file.close()
 
-    def _refuse_unfinished_state(self) -> None:
-        state = self.config.state_path
-        if not state.exists():
-            return
-        try:
-            finished = bool(read_checkpoint(state)[1].get("train_state", {}).get("finished", False))
-        except CheckpointError:
-            finished = False
-        if not finished:
-            raise InputError(
-                f"{state} holds an unfinished run; pass --resume {state} to continue it, or delete it to start over"
-            )
-
     def _build(self) -> None:
         config, ctx = self.config, self.ctx
         self.detector: Detector = create_detector(
@@ -228,8 +202,8 @@ class _Trainer:
         self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels)
         self.failed_train = torch.zeros(len(self.data.train), dtype=torch.uint8)
         self.failed_val = torch.zeros(len(self.data.val), dtype=torch.uint8)
-        cores = default_workers(self.device) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
-        self.workers = config.workers if config.workers is not None else max(1, cores)
+        cores = default_workers(self.device.type) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+        self.workers = config.runtime.workers if config.runtime.workers is not None else max(1, cores)
         self.pin = self.device.type == "cuda"
 
     def _loop(self) -> None:
@@ -434,110 +408,18 @@ class _Trainer:
         })
 
     def _save_state(self) -> None:
-        """Write ``<out>.state.safetensors`` (rank 0; atomic): the current weights plus everything else
-        the loop needs to continue exactly where it is."""
-        if not self.ctx.is_main:
-            return
-        progress = self.progress
-        tensors: dict[str, torch.Tensor] = {
-            f"{TRAIN_STATE_PREFIX}failed_train": self.failed_train,
-            f"{TRAIN_STATE_PREFIX}failed_val": self.failed_val,
-            f"{TRAIN_STATE_PREFIX}rng.torch": torch.get_rng_state(),
-        }
-        if torch.cuda.is_available():
-            for i, state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"{TRAIN_STATE_PREFIX}rng.cuda.{i}"] = state
-        optimizer = self.optimizer.state_dict()
-        for index, slots in optimizer["state"].items():
-            for name, value in slots.items():
-                tensors[f"{TRAIN_STATE_PREFIX}optim.{index}.{name}"] = torch.as_tensor(value)
-        for key, value in (progress.best or {}).items():
-            tensors[f"{TRAIN_STATE_PREFIX}best.{key}"] = value
-        numpy_state = np.random.get_state()
-        python_state = random.getstate()
-        meta = {
-            "version": STATE_VERSION,
-            "config": self.config.to_dict(),
-            "step": progress.step,
-            "total_steps": self.total_steps,
-            "steps_per_epoch": self.steps_per_epoch,
-            "best_ap": progress.best_ap,
-            "best_step": progress.best_step,
-            "stale": progress.stale,
-            "finished": progress.finished,
-            "stopped_early": progress.stopped_early,
-            "data_fingerprint": self.data.fingerprint(),
-            "optimizer_groups": optimizer["param_groups"],
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
-            "rng_python": [python_state[0], list(python_state[1]), python_state[2]],
-        }
-        save_detector(
-            self.detector, self.config.state_path, extra_tensors=tensors, extra_metadata={"train_state": meta}
-        )
+        """Write ``<out>.state.safetensors`` (rank 0; atomic) so that the run can continue exactly here."""
+        if self.ctx.is_main:
+            write_state(self.config.state_path, self._parts(), self.progress, self.config, self.data.fingerprint())
 
     def _restore(self, path: Path) -> None:
-        """Load a state file written by ``_save_state`` after checking it belongs to this run."""
-        tensors, meta = read_checkpoint(path)
-        state = meta.get("train_state")
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path} is a detector checkpoint without training state; resume from the "
-                                  f"{STATE_SUFFIX} file written beside --out")
-        if int(state.get("version", 0)) != STATE_VERSION:
-            raise CheckpointError(f"{path}: training state version {state.get('version')} is not {STATE_VERSION}")
-        try:
-            saved = TrainConfig.from_dict(state["config"])
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"{path}: training state has no usable config ({exc})") from None
-        changed = self.config.differences(saved)
-        if changed:
-            raise ConfigError(f"--resume: the run in {path} used other settings ({'; '.join(changed)}); "
-                              "rerun with its settings (only --device, --workers and --log may change)")
-        if state["data_fingerprint"] != self.data.fingerprint():
-            raise InputError(f"--resume: the training or validation files changed since {path} was written")
-        if state["steps_per_epoch"] != self.steps_per_epoch:
-            raise ConfigError(
-                f"--resume: {path} ran {state['steps_per_epoch']} steps per epoch, this run would take "
-                f"{self.steps_per_epoch}; use the same number of processes and --batch-size"
-            )
-        self.detector.load_adapter_state_dict(
-            {k: v for k, v in tensors.items() if k.startswith((ADAPTER_PREFIX, HEAD_PREFIX))}, str(path)
-        )
-        self._restore_optimizer(tensors, state, path)
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler.is_enabled() and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        self.failed_train.copy_(tensors[f"{TRAIN_STATE_PREFIX}failed_train"])
-        self.failed_val.copy_(tensors[f"{TRAIN_STATE_PREFIX}failed_val"])
-        torch.set_rng_state(tensors[f"{TRAIN_STATE_PREFIX}rng.torch"])
-        cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith(f"{TRAIN_STATE_PREFIX}rng.cuda.")]
-        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
-        numpy_state = state["rng_numpy"]
-        np.random.set_state((numpy_state[0], np.array(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
-        python_state = state["rng_python"]
-        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
-        best_prefix = f"{TRAIN_STATE_PREFIX}best."
-        best = {k[len(best_prefix):]: v for k, v in tensors.items() if k.startswith(best_prefix)}
-        self.progress = _Progress(
-            step=int(state["step"]), best_ap=state["best_ap"], best_step=int(state["best_step"]),
-            stale=int(state["stale"]), finished=bool(state["finished"]), stopped_early=bool(state["stopped_early"]),
-            best=best or None,
-        )
+        self.progress = restore_state(path, self._parts(), self.config, self.data.fingerprint())
 
-    def _restore_optimizer(self, tensors: dict[str, torch.Tensor], state: dict[str, Any], path: Path) -> None:
-        prefix = f"{TRAIN_STATE_PREFIX}optim."
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith(prefix):
-                index, name = key[len(prefix):].split(".", 1)
-                slots.setdefault(int(index), {})[name] = value
-        groups = [dict(group, betas=tuple(group["betas"])) for group in state["optimizer_groups"]]
-        try:
-            self.optimizer.load_state_dict({"state": slots, "param_groups": groups})
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: optimizer state does not fit this detector ({exc})") from None
+    def _parts(self) -> TrainingParts:
+        return TrainingParts(
+            self.detector, self.optimizer, self.scheduler, self.scaler, self.failed_train, self.failed_val,
+            self.total_steps, self.steps_per_epoch,
+        )
 
 
 def train(config: TrainConfig, on_event: EventHandler | None = None, *, command: str | None = None) -> TrainResult:
@@ -557,7 +439,7 @@ def train(config: TrainConfig, on_event: EventHandler | None = None, *, command:
         ConfigError: invalid or (on resume) changed settings.
         CheckpointError: the resume file is damaged or does not belong to this detector.
     """
-    ctx = distributed.setup(config.device)
+    ctx = distributed.setup(config.runtime.device)
     try:
         return _Trainer(config, ctx, on_event or (lambda event: None), command).run()
     finally:

@@ -11,18 +11,19 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import MoLEConfig, check_known_keys
-from ..data.images import DEFAULT_MAX_PIXELS
-from ..data.transforms import AugmentConfig
+from ..data.config import DEFAULT_MAX_PIXELS, AugmentConfig
 from ..errors import ConfigError
+from ..models.config import MoLEConfig
 from ..models.zoo import BACKBONES, RANDOM_WEIGHTS
+from ..settings import check_known_keys, require_finite
+from .runtime import RuntimeConfig
 
 SCHEDULES = ("constant", "cosine")
 DEFAULT_EPOCHS = 10
-STATE_VERSION = 1
+STATE_VERSION = 2
 STATE_SUFFIX = ".state.safetensors"
 # Settings a resumed run may change; every other one must match the run being resumed.
-RUNTIME_FIELDS = frozenset({"device", "workers", "log", "resume"})
+RUNTIME_FIELDS = frozenset({"runtime", "log", "resume"})
 _PATH_FIELDS = ("out", "data", "real", "fake", "val", "log", "resume", "cache_dir")
 
 def state_path_for(out: str | os.PathLike[str]) -> Path:
@@ -32,71 +33,69 @@ def state_path_for(out: str | os.PathLike[str]) -> Path:
     return out.with_name(stem + STATE_SUFFIX)
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run; validated on creation.
+    """Everything that defines a training run; validated on creation. Field help is what ``train -h`` shows.
 
-    Attributes:
-        out: where the best detector is written (``.safetensors``).
-        data: dataset root in one of the layouts of ``data.layouts``; or give ``real`` and ``fake``.
-        real: folder of real images (with ``fake``, instead of ``data``).
-        fake: folder of AI-generated images.
-        val: validation dataset root; default: the layout's val split, else a held-out fraction.
-        val_fraction: hold out this fraction of the training images for validation.
-        train_size: train on a balanced, seeded subset of this many images.
-        model: backbone name or open_clip config JSON.
-        backbone_weights: weights file, ``none`` for random weights, or None for the cache/download.
-        cache_dir: open_clip / Hugging Face cache.
-        mole: the adapter configuration.
-        augment: training augmentation.
-        steps: optimizer steps to run (exclusive with ``epochs``).
-        epochs: passes over the training set (default 10 when neither is given).
-        batch_size: global batch size, split evenly over distributed ranks.
-        lr: AdamW learning rate.
-        weight_decay: AdamW decoupled weight decay.
-        schedule: ``constant`` or ``cosine`` learning rate.
-        eval_every: validate every N steps; 0 validates at the end of each epoch.
-        patience: stop after this many validations without a better AP; 0 never stops early.
-        log_every: write a step record every N steps.
-        seed: seeds the backbone/adapter init, shuffling, hold-out, sub-sampling and augmentation.
-        device: ``auto``, ``cuda`` or ``cpu``.
-        workers: decoding worker processes per rank (default: the cores, shared among ranks).
-        log: JSONL file that receives step and validation records (appended to).
-        resume: training-state file to continue from.
-        max_pixels: decompression-bomb cap per image.
+    ``runtime`` (device, decode workers), ``log`` and ``resume`` may change when a run is resumed;
+    every other setting must match the run being resumed.
     """
 
-    out: str
-    data: str | None = None
-    real: str | None = None
-    fake: str | None = None
-    val: str | None = None
-    val_fraction: float | None = None
-    train_size: int | None = None
-    model: str = "vitb32"
-    backbone_weights: str | None = None
-    cache_dir: str | None = None
+    out: str = field(metadata=_help("Where to write the trained detector (.safetensors)."))
+    data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Dataset root: DIR/[train|val]/<category>/{0_real,1_fake}, DIR/{0_real,1_fake} or DIR/{train,val}/{ai,nature}."
+        ),
+    )
+    real: str | None = field(default=None, metadata=_help("Folder of real images (with `fake`, instead of `data`)."))
+    fake: str | None = field(default=None, metadata=_help("Folder of AI-generated images."))
+    val: str | None = field(
+        default=None, metadata=_help("Validation dataset root (default: the layout's val split, else a held-out fraction).")
+    )
+    val_fraction: float | None = field(
+        default=None,
+        metadata=_help("Hold out this fraction of the training images for validation (default 0.1 without a val split)."),
+    )
+    train_size: int | None = field(default=None, metadata=_help("Train on a balanced, seeded subset of N images."))
+    model: str = field(
+        default="vitb32",
+        metadata=_help(f"Backbone ({', '.join(BACKBONES.names())}) or the path of an open_clip model-config JSON."),
+    )
+    backbone_weights: str | None = field(
+        default=None,
+        metadata=_help(
+            f"Backbone weights file (OpenAI .pt, open_clip state dict, safetensors), or '{RANDOM_WEIGHTS}' for random "
+            "weights. Default: the open_clip / Hugging Face cache, then a download."
+        ),
+    )
+    cache_dir: str | None = field(default=None, metadata=_help("Where open_clip and Hugging Face keep downloaded weights."))
     mole: MoLEConfig = field(default_factory=MoLEConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    steps: int | None = None
-    epochs: int | None = None
-    batch_size: int = 64
-    lr: float = 6e-4
-    weight_decay: float = 0.01
-    schedule: str = "constant"
-    eval_every: int = 0
-    patience: int = 5
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    workers: int | None = None
-    log: str | None = None
-    resume: str | None = None
+    steps: int | None = field(default=None, metadata=_help("Optimizer steps to run."))
+    epochs: int | None = field(
+        default=None, metadata=_help(f"Passes over the training set (default {DEFAULT_EPOCHS} unless `steps`).")
+    )
+    batch_size: int = field(default=64, metadata=_help("Global batch size, split over torchrun processes."))
+    lr: float = field(default=6e-4, metadata=_help("AdamW learning rate (the paper's 6e-4)."))
+    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay."))
+    schedule: str = field(default="constant", metadata=_help(f"Learning-rate schedule: {' or '.join(SCHEDULES)}."))
+    eval_every: int = field(default=0, metadata=_help("Validate (and save the state) every N steps; 0: each epoch."))
+    patience: int = field(default=5, metadata=_help("Stop after N validations without a better AP; 0: never."))
+    log_every: int = field(default=10, metadata=_help("Write a step record to `log` every N steps."))
+    seed: int = field(default=0, metadata=_help("Seed of initialisation, shuffling, splits and augmentation."))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    log: str | None = field(default=None, metadata=_help("Append step and validation records to this JSONL file."))
+    resume: str | None = field(default=None, metadata=_help("Continue the run saved in this .state.safetensors file."))
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if not self.out:
-            raise ConfigError("--out is required: the file the trained detector is written to")
+            raise ConfigError("`out` is required: the file the trained detector is written to")
         for name in _PATH_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -111,33 +110,36 @@ class TrainConfig:
 
     def _validate(self) -> None:
         if (self.real is None) != (self.fake is None):
-            raise ConfigError("--real and --fake go together")
+            raise ConfigError("`real` and `fake` go together")
         if (self.data is None) == (self.real is None):
-            raise ConfigError("give either --data DIR or both --real DIR and --fake DIR")
+            raise ConfigError("give either `data` DIR or both `real` DIR and `fake` DIR")
         if self.val is not None and self.val_fraction is not None:
-            raise ConfigError("--val and --val-fraction are exclusive: validation comes from one of them")
-        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
+            raise ConfigError("`val` and `val_fraction` are exclusive: validation comes from one of them")
+        if self.val_fraction is not None:
+            require_finite("val_fraction", self.val_fraction)
+            if not 0.0 < self.val_fraction < 1.0:
+                raise ConfigError(f"`val_fraction` must be between 0 and 1, got {self.val_fraction}")
         if self.train_size is not None and self.train_size < 2:
-            raise ConfigError(f"--train-size must be at least 2 (one image per class), got {self.train_size}")
+            raise ConfigError(f"`train_size` must be at least 2 (one image per class), got {self.train_size}")
         if self.steps is not None and self.epochs is not None:
-            raise ConfigError("--steps and --epochs are exclusive")
+            raise ConfigError("`steps` and `epochs` are exclusive")
         for name in ("steps", "epochs", "batch_size", "log_every", "max_pixels"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {value}")
-        for name in ("eval_every", "patience", "workers"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {value}")
+                raise ConfigError(f"`{name}` must be >= 1, got {value}")
+        for name in ("eval_every", "patience", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay"):
+            require_finite(name, getattr(self, name))
         if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+            raise ConfigError(f"`lr` must be > 0, got {self.lr}")
         if self.weight_decay < 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(f"`weight_decay` must be >= 0, got {self.weight_decay}")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise ConfigError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.resume is not None and os.path.abspath(self.resume) == os.path.abspath(self.out):
-            raise ConfigError(f"--resume takes the training state ({state_path_for(self.out)}), not the --out detector")
+            raise ConfigError(f"`resume` takes the training state ({state_path_for(self.out)}), not the `out` detector")
 
     @property
     def state_path(self) -> Path:
@@ -148,6 +150,7 @@ class TrainConfig:
         data["mole"] = self.mole.to_dict()
         augment = asdict(self.augment)
         data["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in augment.items()}
+        data["runtime"] = asdict(self.runtime)
         return data
 
     @classmethod
@@ -159,6 +162,7 @@ class TrainConfig:
         augment["blur_sigma"] = tuple(augment["blur_sigma"])
         augment["jpeg_quality"] = tuple(augment["jpeg_quality"])
         values["augment"] = AugmentConfig(**augment)
+        values["runtime"] = RuntimeConfig(**values["runtime"])
         return cls(**values)
 
     def differences(self, other: TrainConfig) -> list[str]:

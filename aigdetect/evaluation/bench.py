@@ -11,62 +11,20 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
-from typing import Literal
 
 import numpy as np
 import torch
 
-from ..data.images import DEFAULT_MAX_PIXELS
-from ..data.transforms import jpeg, png_roundtrip
 from ..engine.infer import Perturbation, score_files
-from ..errors import ConfigError
+from ..metrics import accuracy, average_precision, oracle_threshold
 from ..models.detector import Detector
-from .metrics import accuracy, average_precision, oracle_threshold
+from .bench_config import BenchConfig
 from .suites import Discovery, SubsetFiles, Suite
 
 THRESHOLD_KINDS = ("calibrated", "0.5", "oracle")
 ACCURACY_FIELDS = ("acc", "real_acc", "fake_acc", "balanced_acc")
 METRIC_KEYS = ("ap", *(f"{name}_{kind}" for kind in THRESHOLD_KINDS for name in ACCURACY_FIELDS))
 ALL = "all"
-
-
-@dataclass(frozen=True)
-class Reencode:
-    """``--reencode jpeg:Q|png``: one encoding applied to every image before scoring, so that a
-    detector cannot tell reals from fakes by their file format (JPEG reals, PNG fakes)."""
-
-    format: Literal["jpeg", "png"]
-    quality: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.format not in ("jpeg", "png"):
-            raise ConfigError(f"--reencode takes jpeg:Q or png, got {self.format!r}")
-        if self.format == "jpeg" and (self.quality is None or not 1 <= self.quality <= 100):
-            raise ConfigError(f"--reencode jpeg needs a quality from 1 to 100 (jpeg:90), got {self.quality}")
-        if self.format == "png" and self.quality is not None:
-            raise ConfigError("--reencode png takes no quality (PNG is lossless)")
-
-    @classmethod
-    def parse(cls, text: str) -> Reencode:
-        kind, _, quality = text.strip().lower().partition(":")
-        if kind == "jpg":
-            kind = "jpeg"
-        if kind not in ("jpeg", "png"):
-            raise ConfigError(f"--reencode takes jpeg:Q or png, got {text!r}")
-        if not quality:
-            return cls(kind, None)  # type: ignore[arg-type]
-        try:
-            return cls(kind, int(quality))  # type: ignore[arg-type]
-        except ValueError:
-            raise ConfigError(f"--reencode {text!r}: the JPEG quality must be an integer") from None
-
-    @property
-    def label(self) -> str:
-        return f"jpeg:{self.quality}" if self.format == "jpeg" else "png"
-
-    def transform(self) -> Perturbation:
-        return partial(jpeg, quality=self.quality) if self.format == "jpeg" else png_roundtrip
 
 
 @dataclass(frozen=True)
@@ -84,26 +42,6 @@ class Pipeline:
 def pipeline(*steps: Perturbation | None) -> Perturbation | None:
     kept = tuple(s for s in steps if s is not None)
     return Pipeline(kept) if kept else None
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What to score and how: sampling, re-encoding and the runtime knobs of ``score_files``."""
-
-    max_per_class: int | None = None
-    seed: int = 0
-    reencode: Reencode | None = None
-    batch_size: int | None = None
-    workers: int = 0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-    def __post_init__(self) -> None:
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise ConfigError(f"--max-per-class must be at least 1, got {self.max_per_class}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.workers < 0:
-            raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -266,8 +204,8 @@ def score_pass(
         detector,
         [path for _, _, path in items],
         device=device,
-        batch_size=config.batch_size,
-        workers=config.workers,
+        batch_size=config.runtime.batch_size_for(device.type),
+        workers=config.runtime.workers_for(device.type),
         perturb=perturb,
         max_pixels=config.max_pixels,
     ):

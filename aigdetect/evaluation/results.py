@@ -19,12 +19,12 @@ from ..fileio import finite, json_safe
 from ..version import __version__
 from .bench import (
     METRIC_KEYS,
-    BenchConfig,
     BenchResult,
     DetectorInfo,
     PassResult,
     Prediction,
 )
+from .bench_config import BenchConfig
 from .robustness import RobustnessResult
 from .suites import Discovery, Suite
 
@@ -147,13 +147,13 @@ def load_results(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise InputError(f"--compare {path}: cannot read it ({exc.strerror or exc})") from None
+        raise InputError(f"`compare` {path}: cannot read it ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"--compare {path}: not a JSON file ({exc})") from None
+        raise InputError(f"`compare` {path}: not a JSON file ({exc})") from None
     if not isinstance(data, dict) or data.get("kind") != kind or data.get("schema") != SCHEMA_VERSION:
         found = data.get("kind") if isinstance(data, dict) else type(data).__name__
         raise InputError(
-            f"--compare {path}: expected the results.json of an 'aigdetect {kind}' run (schema {SCHEMA_VERSION}), found {found!r}"
+            f"`compare` {path}: expected the results.json of an 'aigdetect {kind}' run (schema {SCHEMA_VERSION}), found {found!r}"
         )
     return data
 
@@ -166,7 +166,7 @@ def compare_results(data: dict[str, Any], other: dict[str, Any], path: str) -> d
     """
     if other["kind"] != data["kind"] or other["suite"]["name"] != data["suite"]["name"]:
         raise InputError(
-            f"--compare {path} is a {other['kind']} report of suite {other['suite']['name']!r}; "
+            f"`compare` {path} is a {other['kind']} report of suite {other['suite']['name']!r}; "
             f"this run is {data['kind']} {data['suite']['name']!r}"
         )
     compared: dict[str, Any] = {"path": str(path), "detector": other["detector"], "command": other.get("command")}

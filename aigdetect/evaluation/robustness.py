@@ -8,67 +8,13 @@ validate.py does, using the same per-channel scipy filter and Pillow JPEG round 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Literal
 
 import torch
 
-from ..data.transforms import gaussian_blur, jpeg
-from ..engine.infer import Perturbation
-from ..errors import ConfigError
 from ..models.detector import Detector
 from .bench import BenchConfig, DetectorInfo, PassResult, ProgressFn, pass_notes, pipeline, sample_files, score_pass
+from .bench_config import Level, SweepConfig
 from .suites import Discovery, Suite
-
-PAPER_BLUR = (1.0, 2.0, 3.0, 4.0)
-PAPER_JPEG = (90, 80, 70, 60, 50, 40, 30)
-
-
-@dataclass(frozen=True)
-class Level:
-    """One point of a sweep: ``clean`` (no perturbation), a blur sigma or a JPEG quality."""
-
-    kind: Literal["clean", "blur", "jpeg"]
-    value: float | None = None
-
-    @property
-    def label(self) -> str:
-        if self.kind == "clean":
-            return "clean"
-        return f"blur σ={self.value:g}" if self.kind == "blur" else f"jpeg q={self.value:g}"
-
-    def transform(self) -> Perturbation | None:
-        if self.kind == "blur":
-            return partial(gaussian_blur, sigma=float(self.value))
-        if self.kind == "jpeg":
-            return partial(jpeg, quality=int(self.value))
-        return None
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """The levels to score: the paper's by default; a clean pass is the reference point of both curves."""
-
-    blur: tuple[float, ...] = PAPER_BLUR
-    jpeg: tuple[int, ...] = PAPER_JPEG
-    clean: bool = True
-
-    def __post_init__(self) -> None:
-        if any(not sigma > 0 for sigma in self.blur):
-            raise ConfigError(f"--blur sigmas must be positive, got {list(self.blur)}")
-        if any(not 1 <= quality <= 100 for quality in self.jpeg):
-            raise ConfigError(f"--jpeg qualities must be within 1..100, got {list(self.jpeg)}")
-        if len(set(self.blur)) != len(self.blur) or len(set(self.jpeg)) != len(self.jpeg):
-            raise ConfigError("--blur and --jpeg levels must not repeat")
-        if not self.blur and not self.jpeg:
-            raise ConfigError("give at least one --blur or --jpeg level")
-
-    def levels(self) -> list[Level]:
-        return (
-            ([Level("clean")] if self.clean else [])
-            + [Level("blur", float(s)) for s in self.blur]
-            + [Level("jpeg", float(q)) for q in self.jpeg]
-        )
 
 
 @dataclass

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..data.config import GENIMAGE_FOLDERS, WANG_FOLDERS
 from ..data.files import list_images
-from ..data.layouts import GENIMAGE_FOLDERS, WANG_FOLDERS
 from ..errors import ConfigError, InputError, LayoutError
 from ..registry import Registry
 
@@ -170,7 +170,7 @@ SUITES: Registry[Suite] = Registry(
 def folder_suite(name: str) -> Suite:
     """The one-subset suite of ``bench folder --name NAME``."""
     if not name.strip():
-        raise ConfigError("--name must not be empty")
+        raise ConfigError("`name` must not be empty")
     key = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()).strip("_") or "folder"
     subset = Subset(key, name.strip(), None, (key,), "wang2020")
     return Suite("folder", "Folder pair", (subset,), (), "any --real and --fake folders")
@@ -306,7 +306,7 @@ def discover(suite: Suite, root: str | os.PathLike[str]) -> Discovery:
     """
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"--root {root} is not a directory")
+        raise InputError(f"`root` {root} is not a directory")
     found = Discovery(suite, str(root))
     folders = _folders(root, SEARCH_DEPTH, suite.subsets)
     for subset in suite.subsets:
@@ -317,7 +317,7 @@ def discover(suite: Suite, root: str | os.PathLike[str]) -> Discovery:
         usable = [o for o in outcomes if isinstance(o, SubsetFiles)]
         if len(usable) > 1:
             places = ", ".join(o.location for o in usable)
-            raise LayoutError(f"{subset.title} was found in several places under {root} ({places}); point --root at one tree")
+            raise LayoutError(f"{subset.title} was found in several places under {root} ({places}); point `root` at one tree")
         if usable:
             found.found.append(usable[0])
         elif outcomes:
@@ -349,18 +349,18 @@ def discover_pair(real: str | os.PathLike[str], fake: str | os.PathLike[str], na
         InputError: a folder is missing, holds no images, or lies inside the other.
     """
     suite = folder_suite(name)
-    folders = {"--real": Path(real), "--fake": Path(fake)}
+    folders = {"real": Path(real), "fake": Path(fake)}
     images: dict[str, list[Path]] = {}
     for option, folder in folders.items():
         if not folder.is_dir():
             raise InputError(f"{option} {folder} is not a directory")
-    real_dir, fake_dir = (folders[o].resolve() for o in ("--real", "--fake"))
+    real_dir, fake_dir = (folders[o].resolve() for o in ("real", "fake"))
     if real_dir == fake_dir or real_dir in fake_dir.parents or fake_dir in real_dir.parents:
-        raise InputError(f"--real {real} and --fake {fake} overlap; each image must have one label")
+        raise InputError(f"`real` {real} and `fake` {fake} overlap; each image must have one label")
     for option, folder in folders.items():
         images[option] = list_images(folder)
         if not images[option]:
             raise InputError(f"{option} {folder} holds no image files")
-    found = SubsetFiles(suite.subsets[0], images["--real"], images["--fake"], f"{folders['--real']} + {folders['--fake']}")
-    return Discovery(suite, f"{folders['--real']} | {folders['--fake']}", [found])
+    found = SubsetFiles(suite.subsets[0], images["real"], images["fake"], f"{folders['real']} + {folders['fake']}")
+    return Discovery(suite, f"{folders['real']} | {folders['fake']}", [found])
 

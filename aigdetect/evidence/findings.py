@@ -32,7 +32,7 @@ MAX_DETAIL = 300
 MAX_GENERATOR = 80
 
 
-class EvidenceError(AigdetectError, ValueError):
+class EvidenceError(AigdetectError):
     """A finding or fusion input is not valid (a bad value in a results file, or bands out of order)."""
 
 

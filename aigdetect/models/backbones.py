@@ -196,7 +196,7 @@ def resolve_weights(spec: BackboneSpec, cache_dir: str | None = None) -> str:
         return found
     cfg = get_pretrained_cfg(spec.pretrained_model, spec.pretrained_tag)
     where = f"no weights for {spec.name} ({spec.pretrained_model}, {spec.pretrained_tag}): looked in {' and '.join(looked)}"
-    hint = "pass a local file with --backbone-weights PATH"
+    hint = "pass a local file with `backbone_weights` PATH"
     offline = _offline_reason(cfg)
     if offline:
         raise WeightsError(f"{where}; cannot download: {offline}; {hint}")
@@ -233,7 +233,7 @@ def load_backbone(
     if weights is None:
         if not source.downloadable:
             raise WeightsError(
-                "a model given as a config JSON has no downloadable weights; pass --backbone-weights FILE "
+                "a model given as a config JSON has no downloadable weights; pass `backbone_weights` FILE "
                 "(or 'none' for random weights)"
             )
         weights = resolve_weights(BACKBONES.get(source.name), cache_dir)

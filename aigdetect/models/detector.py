@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import MoLEConfig
 from ..errors import CheckpointError
 from .backbones import BackboneSource
+from .config import MoLEConfig
 from .mole import RoutingRecord, inject_mole
 from .state_keys import key_problems
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import torch
 
-from ..config import MoLEConfig
-from ..errors import AigdetectError, CheckpointError
+from ..errors import AigdetectError, CheckpointError, ConfigError
 from ..version import __version__
 from .backbones import BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
 from .checkpoint import BACKBONE_PREFIX, DETECTOR_PREFIXES, TRAIN_STATE_PREFIX, read_checkpoint, write_checkpoint
+from .choice import DetectorChoice
+from .config import MoLEConfig
 from .detector import Detector
-from .zoo import RANDOM_WEIGHTS, builtin_path
+from .zoo import DEFAULT_DETECTOR, DETECTORS, RANDOM_WEIGHTS, builtin_path
 
 
 def create_detector(
@@ -112,25 +113,76 @@ def detector_from_checkpoint(
 
 
 def load_detector(
-    checkpoint_or_name: str | os.PathLike[str] = "univfd-vitl14",
+    checkpoint_or_name: str | os.PathLike[str] = DEFAULT_DETECTOR,
     *,
     backbone_weights: str | os.PathLike[str] | None = None,
     cache_dir: str | None = None,
     device: str | torch.device = "cpu",
+    allow_random_backbone: bool = False,
 ) -> Detector:
-    """Load a built-in detector by name (see ``list_detectors``) or a checkpoint file.
+    """Load a built-in detector by name (see ``zoo.DETECTORS``) or a checkpoint file.
 
     Args:
         checkpoint_or_name: a built-in detector's name or a ``.safetensors`` checkpoint.
         backbone_weights: overrides where the backbone's weights come from (a file, or ``"none"``).
         cache_dir: open_clip / Hugging Face cache for registry backbones.
         device: where the detector is placed.
+        allow_random_backbone: accept ``"none"`` for a detector whose head was trained on pretrained
+            features; its name then says ``+random-backbone``, so its scores are never mistaken for
+            the real detector's.
 
     Raises:
-        CheckpointError: the file is missing, corrupt, truncated, or does not match its config.
+        CheckpointError: the file is missing, corrupt, truncated, a training state, or does not
+            match its config.
         WeightsError: the backbone's weights cannot be found or do not fit.
+        ConfigError: random weights for a pretrained detector without ``allow_random_backbone``.
     """
     path = builtin_path(str(checkpoint_or_name)) or checkpoint_or_name
     tensors, meta = read_checkpoint(path)
+    if "train_state" in meta:
+        out = meta["train_state"].get("config", {}).get("out") if isinstance(meta["train_state"], dict) else None
+        target = f"; the detector is {out}" if isinstance(out, str) else ""
+        raise CheckpointError(f"{path} is a training state (to continue training with `resume`), not a detector{target}")
+    random = backbone_weights is not None and str(backbone_weights) == RANDOM_WEIGHTS
+    pretrained = isinstance(meta.get("backbone"), dict) and bool(meta["backbone"].get("name"))
+    if random and pretrained and not allow_random_backbone:
+        raise ConfigError(
+            f"{path} was trained on pretrained {meta['backbone']['name']} features: random backbone weights would give "
+            "meaningless scores under its name; pass real `backbone_weights`, or `allow_random_backbone` to measure cost"
+        )
     detector = detector_from_checkpoint(tensors, meta, str(path), backbone_weights=backbone_weights, cache_dir=cache_dir)
+    if random and pretrained:
+        detector.name = f"{detector.name}+random-backbone"
     return detector.to(device)
+
+
+def load_chosen(choice: DetectorChoice, device: str | torch.device = "cpu") -> Detector:
+    """Load the detector a command's options name: a checkpoint, a built-in, or a backbone's built-in.
+
+    Raises:
+        ConfigError: ``model`` names no built-in detector or backbone, or contradicts the checkpoint.
+        CheckpointError, WeightsError: as ``load_detector``.
+    """
+    options = {
+        "backbone_weights": choice.backbone_weights,
+        "cache_dir": choice.cache_dir,
+        "device": device,
+        "allow_random_backbone": choice.allow_random_backbone,
+    }
+    if choice.checkpoint is not None:
+        detector = load_detector(choice.checkpoint, **options)
+        if choice.model and choice.model not in (detector.source.name, detector.name):
+            raise ConfigError(
+                f"`model` {choice.model} conflicts with the checkpoint's backbone ({detector.source.label()}); drop `model`"
+            )
+        return detector
+    name = choice.model or DEFAULT_DETECTOR
+    if DETECTORS.find(name) is None:
+        matches = [d.name for d in DETECTORS.list() if d.backbone == name]
+        if not matches:
+            raise ConfigError(
+                f"no built-in detector for {name!r} (built-ins: {', '.join(DETECTORS.names())}); "
+                "pass a `checkpoint` from 'aigdetect train'"
+            )
+        name = matches[0]
+    return load_detector(name, **options)

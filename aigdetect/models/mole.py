@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import MoLEConfig
 from ..errors import ConfigError
+from .config import MoLEConfig
 from .lora import LoRAExpert
 from .routers import (
     LinearRouter,

@@ -1,39 +1,49 @@
 """``aigdetect scan``: score every file under some folders and write one verdict row per file.
 
-The pieces are small and separate: ``walk`` finds entries, ``shard`` splits and joins work,
-``writers`` write and re-read rows, ``runner`` joins them.
+The pieces are small and separate: ``walk`` finds entries, ``placement`` and ``shard`` split and
+join work, ``rows`` and ``writers`` build, write and re-read rows, ``runner`` joins them. Names are
+imported on first use (PEP 562), so reading ``scan.config`` for ``-h`` does not load torch.
 """
 
 from __future__ import annotations
 
-from .config import FORMATS, ScanConfig, infer_format, parse_shard
-from .identity import detector_id
-from .paths import display_path, raw_path
-from .rows import BASE_COLUMNS, CROP_COLUMNS, Tally, scan_columns
-from .runner import ScanProgress, ScanSummary, run_scan
-from .shard import MergeResult, merge_parts, part_path, shard_of
-from .walk import FoundFile, require_paths, walk_paths
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "BASE_COLUMNS",
-    "CROP_COLUMNS",
-    "FORMATS",
-    "FoundFile",
-    "MergeResult",
-    "ScanConfig",
-    "ScanProgress",
-    "ScanSummary",
-    "Tally",
-    "detector_id",
-    "display_path",
-    "infer_format",
-    "merge_parts",
-    "parse_shard",
-    "part_path",
-    "raw_path",
-    "require_paths",
-    "run_scan",
-    "scan_columns",
-    "shard_of",
-    "walk_paths",
-]
+_LAZY = {
+    "FORMATS": ".config",
+    "ScanConfig": ".config",
+    "infer_format": ".config",
+    "parse_shard": ".config",
+    "detector_id": ".identity",
+    "display_path": ".paths",
+    "raw_path": ".paths",
+    "BASE_COLUMNS": ".rows",
+    "CROP_COLUMNS": ".rows",
+    "Tally": ".rows",
+    "scan_columns": ".rows",
+    "ScanProgress": ".runner",
+    "ScanSummary": ".runner",
+    "run_scan": ".runner",
+    "MergeResult": ".shard",
+    "merge_parts": ".shard",
+    "part_path": ".shard",
+    "shard_of": ".shard",
+    "FoundFile": ".walk",
+    "require_paths": ".walk",
+    "walk_paths": ".walk",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.infer import ImageRecord
+from ..engine.records import ImageRecord
 from .paths import display_path
 from .walk import FoundFile
 

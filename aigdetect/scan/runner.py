@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..engine.infer import Perturbation, default_batch_size, default_workers, resolve_device, score_files
+from ..engine.infer import Perturbation, resolve_device, score_files
 from ..errors import ConfigError, InputError
 from ..models.detector import Detector
 from .config import ScanConfig
@@ -93,7 +93,7 @@ def _resumable(config: ScanConfig, files: Sequence[FoundFile], context: RowConte
         if threshold != context.threshold:
             raise ConfigError(
                 f"{config.out} was written at threshold {threshold}, this scan uses {context.threshold}; "
-                f"resume with --threshold {threshold} or write to a new --out"
+                f"resume with `threshold` {threshold} or write to a new `out`"
             )
         kept.append(item)
         seen.add(key)
@@ -148,7 +148,7 @@ def run_scan(
         InputError: a PATH does not exist, or the output to resume is damaged.
         ConfigError: the output to resume was written with other columns or another threshold.
     """
-    device = resolve_device(config.device)
+    device = resolve_device(config.runtime.device)
     files = select_shard(
         walk_paths(config.paths, recursive=config.recursive, follow_symlinks=config.follow_symlinks), config.shard
     )
@@ -159,8 +159,8 @@ def run_scan(
     todo = [f for f in files if found_key(f, context.detector) not in kept_keys]
     options = dict(
         device=device,
-        batch_size=config.batch_size or default_batch_size(device),
-        workers=default_workers(device) if config.workers is None else config.workers,
+        batch_size=config.runtime.batch_size_for(device.type),
+        workers=config.runtime.workers_for(device.type),
         crops=config.crops,
         max_pixels=config.max_pixels,
         perturb=perturb,

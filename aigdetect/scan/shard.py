@@ -85,15 +85,15 @@ def merge_parts(out: str, output_format: str) -> MergeResult:
     rows: dict[bytes, tuple[Recorded, str]] = {}
     for part in parts:
         if output_format == "json" and os.path.exists(journal_path(part)):
-            raise InputError(f"{part} is unfinished ({journal_path(part)} exists); finish that shard with --resume")
+            raise InputError(f"{part} is unfinished ({journal_path(part)} exists); finish that shard with `resume`")
         previous = read_recorded(part, output_format, columns)
         if previous.partial:
-            raise InputError(f"{part} ends with a half-written row (interrupted?); finish that shard with --resume")
+            raise InputError(f"{part} ends with a half-written row (interrupted?); finish that shard with `resume`")
         columns = previous.columns
         for item in previous.rows:
             key = raw_path(str(item.row["path"]))
             if key in rows:
-                raise InputError(f"{item.row['path']} is in both {rows[key][1]} and {part}; were all parts made with one --shard N?")
+                raise InputError(f"{item.row['path']} is in both {rows[key][1]} and {part}; were all parts made with one `shard` N?")
             rows[key] = (item, part)
     if columns is None:
         raise InputError(f"the parts of {out} hold no rows and no header")

@@ -168,7 +168,7 @@ def read_lines(path: str) -> tuple[list[str], bool]:
 def _columns_differ(path: str, found: Iterable[str], columns: Sequence[str]) -> ConfigError:
     return ConfigError(
         f"{path} has the columns {','.join(found)} but this scan writes {','.join(columns)} "
-        "(another --crops?); write to a new --out"
+        "(another `crops`?); write to a new `out`"
     )
 
 

@@ -17,18 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import to_hex, to_rgb
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-from .data.images import DEFAULT_MAX_PIXELS, decode_image
-from .data.transforms import center_crop, eval_tensor
-from .errors import ConfigError, ImageDecodeError, InputError
-from .fileio import atomic_write
-from .models.detector import Detector
-from .models.telemetry import gate_entropy
+from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.files import list_images
+from ..data.images import decode_image
+from ..data.transforms import center_crop, eval_tensor
+from ..errors import ConfigError, ImageDecodeError, InputError
+from ..fileio import atomic_write
+from ..models.detector import Detector
+from ..models.telemetry import gate_entropy
 
 ROUTES_JSON = "routes.json"
 OVERLAY_ALPHA = 0.45
@@ -43,6 +40,9 @@ LEGEND_COLUMNS = 6
 
 def expert_colours(num_experts: int) -> list[str]:
     """Distinct, fixed colours for experts 0..N-1 (tab10, then tab20, then evenly spaced hues)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
     if num_experts <= 10:
         palette = colormaps["tab10"].colors
     elif num_experts <= 20:
@@ -114,7 +114,7 @@ def require_routing(detector: Detector) -> None:
     if not detector.bypasses:
         raise InputError(
             f"detector {detector.name} has no adapted blocks (a linear probe routes nothing); "
-            "routing maps need a checkpoint trained with --blocks 1 or more"
+            "routing maps need a checkpoint trained with `blocks` 1 or more"
         )
 
 
@@ -162,6 +162,8 @@ def route_image(detector: Detector, array: np.ndarray) -> list[BlockRoutes]:
 
 def _overlay(grid: np.ndarray, colours: Sequence[str]) -> np.ndarray:
     """RGBA image of the grid: a translucent tint per patch with an opaque centre cell."""
+    from matplotlib.colors import to_rgb
+
     palette = np.array([to_rgb(c) for c in colours])
     rgba = np.concatenate([palette[grid], np.full((*grid.shape, 1), OVERLAY_ALPHA)], axis=-1)
     rgba = rgba.repeat(SUBCELLS, axis=0).repeat(SUBCELLS, axis=1)
@@ -194,6 +196,10 @@ def render_routes(
     Returns:
         Each block's panel as (left, top, width, height) in PNG pixels, so a reader can locate patches.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     rows, cols = blocks[0].grid.shape
     panel = max(256, 20 * max(rows, cols))
     legend_rows = -(-len(colours) // LEGEND_COLUMNS)
@@ -221,6 +227,14 @@ def render_routes(
     )
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI, facecolor="white"))
     return boxes
+
+
+def expand_images(images: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Folders stand for the images inside them (recursively, sorted); files are kept as given."""
+    paths: list[Path] = []
+    for image in map(Path, images):
+        paths.extend(list_images(image) if image.is_dir() else [image])
+    return paths
 
 
 def _unique_png_names(paths: Sequence[Path]) -> list[str]:

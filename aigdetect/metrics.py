@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from ..errors import InputError
+from .errors import InputError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""Options built from the config dataclasses: their help text and defaults are read, never restated.
+
+Library messages and field help name a setting in backticks (`batch_size`); on the command line
+that setting is a flag, so ``render`` turns the name into the flag the user types (``--batch-size``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..engine.runtime import RuntimeConfig
+from ..errors import ConfigError
+from ..models.choice import DetectorChoice
+from ..models.config import MoLEConfig
+from ..settings import field_default, field_help
+
+_FLAGS = {"output_format": "--format"}
+_SETTING = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: ``batch_size`` -> ``--batch-size``."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def render(text: str) -> str:
+    """Show every `setting` named in a library message or field help as its flag."""
+    return _SETTING.sub(lambda match: flag(match.group(1)), text)
+
+
+def option(cls: type, name: str, *declarations: str, **kwargs: Any) -> Any:
+    """A ``typer.Option`` for one field of a config dataclass, with that field's help."""
+    return typer.Option(*(declarations or (flag(name),)), help=render(field_help(cls, name)), **kwargs)
+
+
+def default(cls: type, name: str) -> Any:
+    """The field's default, as the CLI parameter's default."""
+    return field_default(cls, name)
+
+
+def default_list(cls: type, name: str) -> str:
+    """A tuple default written the way the option takes it: comma-separated."""
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in field_default(cls, name))
+
+
+CheckpointOption = Annotated[Path | None, option(DetectorChoice, "checkpoint", dir_okay=False)]
+DetectorModelOption = Annotated[str | None, option(DetectorChoice, "model")]
+BackboneWeightsOption = Annotated[str | None, option(DetectorChoice, "backbone_weights")]
+CacheDirOption = Annotated[Path | None, option(DetectorChoice, "cache_dir", file_okay=False)]
+AllowRandomBackboneOption = Annotated[bool, option(DetectorChoice, "allow_random_backbone")]
+DeviceOption = Annotated[str, option(RuntimeConfig, "device")]
+BatchSizeOption = Annotated[int | None, option(RuntimeConfig, "batch_size")]
+WorkersOption = Annotated[int | None, option(RuntimeConfig, "workers")]
+
+
+def detector_choice(
+    checkpoint: Path | None,
+    model: str | None,
+    backbone_weights: str | None,
+    cache_dir: Path | None,
+    allow_random_backbone: bool,
+) -> DetectorChoice:
+    return DetectorChoice(
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        model=model,
+        backbone_weights=backbone_weights,
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+        allow_random_backbone=allow_random_backbone,
+    )
+
+
+def parse_int_list(text: str, setting: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"`{setting}` takes comma-separated integers, got {text!r}") from None
+
+
+def parse_float_list(text: str, setting: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"`{setting}` takes comma-separated numbers, got {text!r}") from None
+
+
+BlocksOption = Annotated[int, option(MoLEConfig, "blocks")]
+SharedRankOption = Annotated[int, option(MoLEConfig, "shared_rank")]
+SharedAlphaOption = Annotated[float | None, option(MoLEConfig, "shared_alpha")]
+ExpertRanksOption = Annotated[str, option(MoLEConfig, "expert_ranks")]
+ExpertAlphasOption = Annotated[str | None, option(MoLEConfig, "expert_alphas")]
+TopKOption = Annotated[int, option(MoLEConfig, "top_k")]
+RouterOption = Annotated[str, option(MoLEConfig, "router")]
+LbWeightOption = Annotated[float | None, option(MoLEConfig, "lb_weight")]
+RclWeightOption = Annotated[float, option(MoLEConfig, "rcl_weight")]
+RclTemperatureOption = Annotated[float, option(MoLEConfig, "rcl_temperature")]
+ClsExpertOption = Annotated[bool, option(MoLEConfig, "cls_expert", "--cls-expert/--no-cls-expert")]
+
+
+def mole_config(
+    blocks: int,
+    shared_rank: int,
+    shared_alpha: float | None,
+    expert_ranks: str,
+    expert_alphas: str | None,
+    top_k: int,
+    router: str,
+    lb_weight: float | None,
+    rcl_weight: float,
+    rcl_temperature: float,
+    cls_expert: bool,
+) -> MoLEConfig:
+    """The MoLE options, parsed into the config that validates them."""
+    return MoLEConfig(
+        blocks=blocks,
+        shared_rank=shared_rank,
+        shared_alpha=shared_alpha,
+        expert_ranks=parse_int_list(expert_ranks, "expert_ranks"),
+        expert_alphas=parse_float_list(expert_alphas, "expert_alphas") if expert_alphas else None,
+        top_k=top_k,
+        router=router,  # type: ignore[arg-type]
+        lb_weight=lb_weight,
+        rcl_weight=rcl_weight,
+        rcl_temperature=rcl_temperature,
+        cls_expert=cls_expert,
+    )

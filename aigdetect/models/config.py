@@ -1,0 +1,103 @@
+"""Configuration of the MoLE bypass, validated on creation so bad values fail before any model is built."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..settings import check_known_keys, require_finite
+
+RouterKind = Literal["linear", "proto"]
+ROUTERS: tuple[str, ...] = ("linear", "proto")
+
+
+@dataclass(frozen=True)
+class MoLEConfig:
+    """Mixture of low-rank experts, as in CLIPMoLE §3.2, plus the optional ProMoE-style router.
+
+    Each field's help text (its metadata) is what ``aigdetect train -h`` and ``info -h`` show.
+    """
+
+    blocks: int = field(default=3, metadata={"help": "Adapt the last N transformer blocks (0: a linear probe, UnivFD)."})
+    shared_rank: int = field(default=8, metadata={"help": "Rank of the shared LoRA expert that every token passes through."})
+    shared_alpha: float | None = field(
+        default=None, metadata={"help": "LoRA alpha of the shared expert (scaling alpha/rank); default: its rank."}
+    )
+    expert_ranks: tuple[int, ...] = field(default=(4, 8, 16), metadata={"help": "Ranks of the routed experts."})
+    expert_alphas: tuple[float, ...] | None = field(
+        default=None, metadata={"help": "Alphas of the routed experts; default: their ranks (scaling 1)."}
+    )
+    top_k: int = field(default=1, metadata={"help": "Routed experts per token."})
+    router: RouterKind = field(
+        default="linear", metadata={"help": "linear (softmax over W_g x, the paper's) or proto (ProMoE prototypes)."}
+    )
+    lb_weight: float | None = field(
+        default=None, metadata={"help": "Load-balancing loss weight lambda; default 0.01 for linear, 0 for proto."}
+    )
+    rcl_weight: float = field(default=1.0, metadata={"help": "Routing contrastive loss weight (proto router)."})
+    rcl_temperature: float = field(
+        default=0.07, metadata={"help": "Temperature of the prototype gate and the routing contrastive loss."}
+    )
+    cls_expert: bool = field(default=False, metadata={"help": "Send the CLS token to its own LoRA expert."})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expert_ranks", tuple(int(r) for r in self.expert_ranks))
+        if self.shared_alpha is None:
+            object.__setattr__(self, "shared_alpha", float(self.shared_rank))
+        if self.expert_alphas is None:
+            object.__setattr__(self, "expert_alphas", tuple(float(r) for r in self.expert_ranks))
+        else:
+            object.__setattr__(self, "expert_alphas", tuple(float(a) for a in self.expert_alphas))
+        if self.lb_weight is None:
+            object.__setattr__(self, "lb_weight", 0.01 if self.router == "linear" else 0.0)
+        for name in ("shared_alpha", "lb_weight", "rcl_weight", "rcl_temperature"):
+            require_finite(name, getattr(self, name))
+        for alpha in self.expert_alphas:
+            require_finite("expert_alphas", alpha)
+        if self.blocks < 0:
+            raise ConfigError(f"`blocks` must be >= 0, got {self.blocks}")
+        if self.shared_rank <= 0:
+            raise ConfigError(f"`shared_rank` must be > 0, got {self.shared_rank}")
+        if not self.expert_ranks or any(r <= 0 for r in self.expert_ranks):
+            raise ConfigError(f"`expert_ranks` must be a non-empty list of positive ranks, got {list(self.expert_ranks)}")
+        if len(self.expert_alphas) != len(self.expert_ranks):
+            raise ConfigError(
+                f"`expert_alphas` has {len(self.expert_alphas)} values but there are {len(self.expert_ranks)} experts"
+            )
+        if self.shared_alpha <= 0 or any(a <= 0 for a in self.expert_alphas):
+            raise ConfigError("LoRA alpha values (`shared_alpha`, `expert_alphas`) must be > 0")
+        if not 1 <= self.top_k <= len(self.expert_ranks):
+            raise ConfigError(
+                f"`top_k` must be between 1 and the number of experts ({len(self.expert_ranks)}), got {self.top_k}"
+            )
+        if self.router not in ROUTERS:
+            raise ConfigError(f"`router` must be one of {', '.join(ROUTERS)}, got {self.router!r}")
+        if self.lb_weight < 0 or self.rcl_weight < 0:
+            raise ConfigError("loss weights (`lb_weight`, `rcl_weight`) must be >= 0")
+        if self.rcl_temperature <= 0:
+            raise ConfigError(f"`rcl_temperature` must be > 0, got {self.rcl_temperature}")
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.expert_ranks)
+
+    def validate_depth(self, depth: int) -> None:
+        """Refuse a bypass on more blocks than the backbone has."""
+        if self.blocks > depth:
+            raise ConfigError(f"`blocks`={self.blocks} exceeds the backbone's depth of {depth} transformer blocks")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["expert_ranks"] = list(self.expert_ranks)
+        data["expert_alphas"] = list(self.expert_alphas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MoLEConfig:
+        check_known_keys(cls, data, "MoLE config")
+        values = dict(data)
+        for key in ("expert_ranks", "expert_alphas"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)

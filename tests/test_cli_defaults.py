@@ -1,0 +1,69 @@
+"""Every option's default and help come from the config dataclasses, so ``-h`` never disagrees with the code."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+import typer
+
+from aigdetect.cli import app
+from aigdetect.cli.options import default_list, render
+from aigdetect.data.config import AugmentConfig
+from aigdetect.engine.runtime import RuntimeConfig
+from aigdetect.engine.train_config import TrainConfig
+from aigdetect.evaluation.bench_config import BenchConfig, SweepConfig
+from aigdetect.models.choice import DetectorChoice
+from aigdetect.models.config import MoLEConfig
+from aigdetect.scan.config import ScanConfig
+from aigdetect.settings import field_default, field_help
+
+CONFIGS = {
+    "scan": (ScanConfig, RuntimeConfig, DetectorChoice),
+    "train": (TrainConfig, RuntimeConfig, MoLEConfig, AugmentConfig),
+    "info": (TrainConfig, MoLEConfig),
+    "bench": (BenchConfig, RuntimeConfig, DetectorChoice),
+    "robustness": (BenchConfig, SweepConfig, RuntimeConfig, DetectorChoice),
+    "routes": (RuntimeConfig, DetectorChoice),
+}
+
+
+def _expected(config: type, name: str) -> object:
+    value = field_default(config, name)
+    return default_list(config, name) if isinstance(value, tuple) else value
+
+
+def _bound_options(command: str) -> list[tuple[object, type]]:
+    click_command = typer.main.get_command(app).commands[command]
+    bound = []
+    for param in click_command.params:
+        for config in CONFIGS[command]:
+            if not param.required and param.name in {f.name for f in fields(config)} and field_help(config, param.name):
+                bound.append((param, config))
+                break
+    return bound
+
+
+@pytest.mark.parametrize("command", sorted(CONFIGS))
+def test_option_defaults_and_help_are_the_dataclasses(command):
+    bound = _bound_options(command)
+    assert len(bound) >= 3
+    for param, config in bound:
+        assert param.default == _expected(config, param.name), (command, param.name)
+        assert param.help == render(field_help(config, param.name)), (command, param.name)
+
+
+def test_the_documented_device_defaults_are_the_ones_used():
+    help_text = render(field_help(RuntimeConfig, "batch_size"))
+    assert "128 on CUDA, 32 otherwise" in help_text
+    assert RuntimeConfig().batch_size_for("cuda") == 128 and RuntimeConfig().batch_size_for("cpu") == 32
+
+
+def test_shared_alpha_defaults_to_the_rank_in_the_library_and_the_cli():
+    assert MoLEConfig(shared_rank=4).shared_alpha == 4.0
+    assert "default: its rank" in field_help(MoLEConfig, "shared_alpha")
+
+
+def test_settings_named_in_messages_are_shown_as_flags():
+    assert render("`batch_size` must be >= 1; `output_format` csv") == "--batch-size must be >= 1; --format csv"
+    assert render("run 'aigdetect train' first") == "run 'aigdetect train' first"
