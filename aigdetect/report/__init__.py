@@ -1,0 +1,55 @@
+"""Self-contained HTML reports: one page per scan (``write_scan_report``) and per bench or robustness run.
+
+The names are imported on first use (PEP 562): reading a results file needs neither the model
+stack nor the bench tables.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .bench_page import REPORT_HTML, write_bench_html, write_robustness_html
+    from .scan_page import DEFAULT_THUMBNAILS, ReportStats, write_scan_report
+    from .scan_results import Finding, ReadLimits, ScanResults, ScanRow, read_scan_results
+
+_LAZY = {
+    "REPORT_HTML": ".bench_page",
+    "write_bench_html": ".bench_page",
+    "write_robustness_html": ".bench_page",
+    "DEFAULT_THUMBNAILS": ".scan_page",
+    "ReportStats": ".scan_page",
+    "write_scan_report": ".scan_page",
+    "Finding": ".scan_results",
+    "ReadLimits": ".scan_results",
+    "ScanResults": ".scan_results",
+    "ScanRow": ".scan_results",
+    "read_scan_results": ".scan_results",
+}
+
+__all__ = [
+    "DEFAULT_THUMBNAILS",
+    "REPORT_HTML",
+    "Finding",
+    "ReadLimits",
+    "ReportStats",
+    "ScanResults",
+    "ScanRow",
+    "read_scan_results",
+    "write_bench_html",
+    "write_robustness_html",
+    "write_scan_report",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
