@@ -159,10 +159,12 @@ def test_bench_univfd_end_to_end(univfd_root: Path, tiny_checkpoint: Path, tmp_p
     args = ["bench", "univfd", "--root", str(univfd_root), "--checkpoint", str(tiny_checkpoint), "--out", str(out), *CPU]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    for name in (RESULTS_JSON, RESULTS_CSV, RESULTS_MD, PREDICTIONS_CSV):
+    for name in (RESULTS_JSON, RESULTS_CSV, RESULTS_MD, PREDICTIONS_CSV, "report.html"):
         assert (out / name).is_file()
+    assert "report.html" in result.stderr.splitlines()[-1]
     data = json.loads((out / RESULTS_JSON).read_text())
     assert data["detector"]["origin"] == str(tiny_checkpoint) and data["threshold"] == 0.5
+    assert "<title>" in (out / "report.html").read_text() and str(data["clean"]["subsets"][0]["title"]) in (out / "report.html").read_text()
     assert data["command"].startswith("aigdetect bench univfd --root ")
     subsets = data["clean"]["subsets"]
     assert [s["key"] for s in subsets] == ["progan", "deepfake", "guided", "ldm_200", "dalle"]

@@ -11,13 +11,15 @@ from conftest import make_tiny_detector, write_image
 from PIL import Image
 from report_support import launch_browser, open_offline
 
+from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import InputError
-from aigdetect.evaluation.bench import BenchConfig, Reencode, run_bench
+from aigdetect.evaluation.bench import run_bench
+from aigdetect.evaluation.bench_config import BenchConfig, Reencode, SweepConfig
 from aigdetect.evaluation.report import RESULTS_JSON, ROBUSTNESS_PNG, write_bench_report, write_robustness_report
 from aigdetect.evaluation.results import bench_dict, compare_results, robustness_dict
-from aigdetect.evaluation.robustness import SweepConfig, run_robustness
-from aigdetect.evaluation.suites import discover, get_suite
-from aigdetect.report import REPORT_HTML, write_robustness_html
+from aigdetect.evaluation.robustness import run_robustness
+from aigdetect.evaluation.suites import SUITES, discover
+from aigdetect.report import REPORT_HTML, write_bench_html, write_robustness_html
 
 CELLS = "trs => trs.map(tr => Array.from(tr.cells, td => td.textContent))"
 
@@ -49,12 +51,12 @@ def univfd(tmp_path_factory: pytest.TempPathFactory):
         for i in range(count):
             write_image(root / folder / f"{i}.png", size=(40, 36), seed=seed * 10 + i)
     (root / "diffusion_datasets/dalle/1_fake/broken <b onclick=alert(1)>x.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    return discover(get_suite("univfd"), root)
+    return discover(SUITES.get("univfd"), root)
 
 
 def _bench(univfd, out: Path, seed: int):
     detector = make_tiny_detector(seed=seed)
-    config = BenchConfig(batch_size=8, reencode=Reencode("jpeg", 90))
+    config = BenchConfig(runtime=RuntimeConfig(batch_size=8), reencode=Reencode("jpeg", 90))
     result = run_bench(detector, univfd, origin="tiny", device=detector.device, config=config)
     return result, bench_dict(result, "aigdetect bench univfd --root <root> --reencode jpeg:90")
 
@@ -65,8 +67,8 @@ def bench_page(univfd, tmp_path_factory: pytest.TempPathFactory):
     _, other = _bench(univfd, out, seed=1)
     result, data = _bench(univfd, out, seed=0)
     data["compare"] = compare_results(data, other, "other/results.json")
-    written = write_bench_report(result, data, out)
-    assert written[-1] == out / REPORT_HTML
+    write_bench_report(result, data, out)
+    assert write_bench_html(data, out) == out / REPORT_HTML
     return json.loads((out / RESULTS_JSON).read_text()), other, out / REPORT_HTML
 
 
@@ -130,11 +132,11 @@ def test_bench_page_shows_the_paper_tables_with_the_numbers_of_results_json(brow
 def robustness_page(univfd, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("robustness")
     detector = make_tiny_detector()
-    result = run_robustness(detector, univfd, origin="tiny", device=detector.device, config=BenchConfig(batch_size=8),
+    result = run_robustness(detector, univfd, origin="tiny", device=detector.device, config=BenchConfig(runtime=RuntimeConfig(batch_size=8)),
                             sweep=SweepConfig(blur=(1.0, 3.0), jpeg=(50,)))  # fmt: skip
     data = robustness_dict(result, "aigdetect robustness univfd --blur 1,3 --jpeg 50")
-    written = write_robustness_report(result, data, out)
-    assert written[-1] == out / REPORT_HTML
+    write_robustness_report(result, data, out)
+    assert write_robustness_html(data, out, out / ROBUSTNESS_PNG) == out / REPORT_HTML
     return data, out
 
 

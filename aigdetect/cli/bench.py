@@ -47,7 +47,9 @@ FakeOption = Annotated[
 NameOption = Annotated[str, typer.Option("--name", help="Folder suite: the subset's name in the tables.")]
 OutOption = Annotated[
     Path | None,
-    typer.Option("--out", file_okay=False, help="Write results.json, results.csv, results.md and predictions.csv here."),
+    typer.Option(
+        "--out", file_okay=False, help="Write results.json, results.csv, results.md, predictions.csv and report.html here."
+    ),
 ]
 MaxPerClassOption = Annotated[int | None, option(BenchConfig, "max_per_class")]
 SeedOption = Annotated[int, option(BenchConfig, "seed")]
@@ -113,6 +115,17 @@ def _summarise(err: Any, data: dict[str, Any], written: list[Path]) -> None:
         err.print(f"wrote {', '.join(p.name for p in written)} to {written[0].parent}")
 
 
+def _html_page(request: BenchRequest, data: dict[str, Any]) -> Path:
+    """report.html beside the other report files: the tables, the plot and the per-subset figures."""
+    from ..evaluation.report import ROBUSTNESS_PNG
+    from ..report import write_bench_html, write_robustness_html
+
+    out = Path(request.out)
+    if request.sweep is None:
+        return write_bench_html(data, out)
+    return write_robustness_html(data, out, out / ROBUSTNESS_PNG)
+
+
 def _run(request: BenchRequest) -> None:
     """Score with a progress bar on stderr, then print the tables and a summary."""
     from rich.console import Console
@@ -131,6 +144,8 @@ def _run(request: BenchRequest) -> None:
             progress.update(tasks[event.stage], completed=event.done)
 
         outcome = run_request(request, report)
+    if request.out is not None:
+        outcome.written.append(_html_page(request, outcome.data))
     console = Console()
     for table in outcome.tables:
         _print_table(console, table)

@@ -1,5 +1,5 @@
 """The report files of a bench or robustness run: results.json, results.csv, results.md,
-predictions.csv, robustness.png and report.html (``aigdetect.report``).
+predictions.csv and robustness.png.
 
 Each file is written atomically, so readers never see half a report. JSON and CSV keep raw
 fractions in [0, 1] (undefined values are null / empty); results.md shows the percentage tables.
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write
-from ..report.bench_page import write_bench_html, write_robustness_html
 from .bench import ALL, METRIC_KEYS, BenchResult
 from .results import finite
 from .robustness import RobustnessResult
@@ -96,7 +95,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_bench_report(result: BenchResult, data: dict[str, Any], out: str | os.PathLike[str]) -> list[Path]:
-    """Write results.json, results.csv, results.md, predictions.csv and report.html; return their paths."""
+    """Write results.json, results.csv, results.md and predictions.csv; return their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     passes = [("clean", data["clean"])] + ([("reencoded", data["reencoded"])] if data["reencoded"] else [])
@@ -120,11 +119,11 @@ def write_bench_report(result: BenchResult, data: dict[str, Any], out: str | os.
     }
     for name, text in files.items():
         _write_text(out / name, text)
-    return [*(out / name for name in files), write_bench_html(data, out)]
+    return [out / name for name in files]
 
 
 def write_robustness_report(result: RobustnessResult, data: dict[str, Any], out: str | os.PathLike[str]) -> list[Path]:
-    """Write results.json, results.csv, results.md, predictions.csv, robustness.png and report.html."""
+    """Write results.json, results.csv, results.md, predictions.csv and robustness.png."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [row for lvl in data["levels"] for row in _metric_rows(lvl, [lvl["perturbation"], lvl["level"]])]
@@ -142,8 +141,7 @@ def write_robustness_report(result: RobustnessResult, data: dict[str, Any], out:
     for name, text in files.items():
         _write_text(out / name, text)
     _write_bytes(out / ROBUSTNESS_PNG, robustness_png(data))
-    page = write_robustness_html(data, out, out / ROBUSTNESS_PNG)
-    return [*(out / name for name in [*files, ROBUSTNESS_PNG]), page]
+    return [out / name for name in [*files, ROBUSTNESS_PNG]]
 
 
 def robustness_png(data: dict[str, Any]) -> bytes:
