@@ -92,7 +92,7 @@ def test_non_clip_file_and_missing_file(tmp_path, tiny_config):
 
 
 def test_config_model_needs_explicit_weights(tiny_config):
-    with pytest.raises(WeightsError, match="--backbone-weights FILE"):
+    with pytest.raises(WeightsError, match="`backbone_weights` FILE"):
         load_backbone(resolve_backbone(tiny_config))
 
 
@@ -111,6 +111,6 @@ def test_offline_without_cache_fails_fast_with_guidance(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as info:
         resolve_weights(BACKBONES.get("vitb32"), cache_dir=str(tmp_path))
     message = str(info.value)
-    assert "vitb32" in message and str(tmp_path) in message and "--backbone-weights PATH" in message
+    assert "vitb32" in message and str(tmp_path) in message and "`backbone_weights` PATH" in message
     assert "\n" not in message
     assert time.monotonic() - start < 30

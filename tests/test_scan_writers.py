@@ -96,7 +96,7 @@ def test_resume_reader_refuses_other_columns_and_damage(tmp_path):
     writer = open_writer("csv", COLUMNS, out=out, stream=None)
     writer.write([_row("a.png"), _row("b.png")])
     writer.close()
-    with pytest.raises(ConfigError, match="another --crops"):
+    with pytest.raises(ConfigError, match="another `crops`"):
         read_recorded(out, "csv", scan_columns(4))
     lines = Path(out).read_text(encoding="utf-8").splitlines()
     lines[1] = "only,three,fields"

@@ -184,9 +184,9 @@ def test_folder_pair(tmp_path: Path) -> None:
     assert found.suite.subsets[0].key == "My_set" and found.suite.subsets[0].title == "My set"
     assert found.found[0].real == real and found.found[0].fake == fake
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="--fake .* holds no image files"):
+    with pytest.raises(InputError, match="`fake` .* holds no image files"):
         discover_pair(tmp_path / "real", tmp_path / "empty", "x")
-    with pytest.raises(InputError, match="--real .* is not a directory"):
+    with pytest.raises(InputError, match="`real` .* is not a directory"):
         discover_pair(tmp_path / "nope", tmp_path / "fake", "x")
     with pytest.raises(InputError, match="overlap"):
         discover_pair(tmp_path, tmp_path / "fake", "x")

@@ -353,14 +353,14 @@ def discover_pair(real: str | os.PathLike[str], fake: str | os.PathLike[str], na
     images: dict[str, list[Path]] = {}
     for option, folder in folders.items():
         if not folder.is_dir():
-            raise InputError(f"{option} {folder} is not a directory")
+            raise InputError(f"`{option}` {folder} is not a directory")
     real_dir, fake_dir = (folders[o].resolve() for o in ("real", "fake"))
     if real_dir == fake_dir or real_dir in fake_dir.parents or fake_dir in real_dir.parents:
         raise InputError(f"`real` {real} and `fake` {fake} overlap; each image must have one label")
     for option, folder in folders.items():
         images[option] = list_images(folder)
         if not images[option]:
-            raise InputError(f"{option} {folder} holds no image files")
+            raise InputError(f"`{option}` {folder} holds no image files")
     found = SubsetFiles(suite.subsets[0], images["real"], images["fake"], f"{folders['real']} + {folders['fake']}")
     return Discovery(suite, f"{folders['real']} | {folders['fake']}", [found])
 
