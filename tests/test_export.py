@@ -132,7 +132,7 @@ def test_the_sidecar_alone_reproduces_pixels_scores_and_verdicts(exported, tmp_p
     # half up (2.5 -> 2) and from flooring (3.5 -> 4); and sides shorter than 32, which are padded
     sizes = [(37, 39), (39, 37), (20, 27), (32, 32), (64, 33), (31, 70)]
     paths = [write_image(tmp_path / f"{i}.png", size, seed=i) for i, size in enumerate(sizes)]
-    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    arrays = [np.array(Image.open(p).convert("RGB")) for p in paths]
     pixels = np.stack([_sidecar_preprocess(a, sidecar["preprocessing"]) for a in arrays])
     ours = torch.stack([eval_tensor(a, detector.image_size) for a in arrays]).numpy()
     np.testing.assert_array_equal(pixels, ours)
