@@ -80,8 +80,15 @@ class Detector(nn.Module):
             bypass.train(mode)
         return self
 
-    def forward(self, pixels: torch.Tensor) -> DetectorOutput:
-        """Score normalised pixels of shape (B, 3, S, S) where S is the backbone's image size."""
+    def forward(self, pixels: torch.Tensor, *, losses: bool = True) -> DetectorOutput:
+        """Score normalised pixels of shape (B, 3, S, S) where S is the backbone's image size.
+
+        With ``losses=False`` the bypasses compute neither auxiliary losses nor routing records
+        (both come back zero and empty): the logits are the same, and the graph holds no
+        data-dependent branch, so it exports to ONNX.
+        """
+        for bypass in self.bypasses.values():
+            bypass.record = losses
         features = self.visual(pixels)
         logits = self.head(features.to(self.head.weight.dtype)).squeeze(-1)
         zero = logits.new_zeros((), dtype=torch.float32)

@@ -67,6 +67,8 @@ class MoLEBypass(nn.Module):
             "_column_scaling", torch.tensor([e.scaling for e in self.experts])[segment], persistent=False
         )
         self.last: RoutingRecord | None = None
+        # Inference and export need only the output; the losses also hold a data-dependent branch.
+        self.record = True
 
     def routed(self, tokens: torch.Tensor, routing: Routing) -> torch.Tensor:
         """Sum of the chosen experts' outputs, each weighted by its gate value; tokens are (T, d)."""
@@ -85,13 +87,18 @@ class MoLEBypass(nn.Module):
         routed = self.routed(flat, routing).reshape(routed_part.shape)
         if self.cls_expert is not None:
             routed = torch.cat([self.cls_expert(x[:, :1]), routed], dim=1)
+        self.last = self._record(flat, routing, batch) if self.record else None
+        return delta + routed
+
+    def _record(self, flat: torch.Tensor, routing: Routing, batch: int) -> RoutingRecord:
+        """The auxiliary losses and routing telemetry of one forward pass over routed tokens ``flat``."""
         top1 = routing.indices[:, 0]
         lb = load_balancing_loss(routing.probs, top1)
         if isinstance(self.router, PrototypeRouter):
             rcl = routing_contrastive_loss(flat, self.router.prototypes, top1, self.config.rcl_temperature)
         else:
             rcl = lb.new_zeros(())
-        self.last = RoutingRecord(
+        return RoutingRecord(
             assignments=top1.detach().reshape(batch, -1),
             probs=routing.probs.detach().reshape(batch, -1, self.config.num_experts),
             lb_loss=lb,
@@ -99,7 +106,6 @@ class MoLEBypass(nn.Module):
             cls_routed=self.cls_expert is None,
             gate_probs=routing.probs,
         )
-        return delta + routed
 
 
 class MoLEMLP(nn.Module):
