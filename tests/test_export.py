@@ -18,9 +18,9 @@ from PIL import Image
 
 from aigdetect import MoLEConfig, score_images
 from aigdetect.data.transforms import eval_tensor
-from aigdetect.engine.export import default_bands, export_onnx, sidecar_path_for
+from aigdetect.engine.export import export_onnx, sidecar_path_for
 from aigdetect.errors import ConfigError
-from aigdetect.scan.identity import detector_id
+from aigdetect.models.identity import detector_id
 from aigdetect.version import __version__
 
 onnx = pytest.importorskip("onnx")
@@ -165,12 +165,12 @@ def test_sidecar_records_identity_versions_and_default_bands(exported):
     assert sidecar["bands"]["high"] == pytest.approx(high, rel=1e-12)
 
 
-def test_default_bands_edges_and_errors():
-    assert default_bands(0.5) == pytest.approx((1 / (1 + math.e**2), 1 / (1 + math.e**-2)))
-    assert default_bands(0.0) == (0.0, 0.0) and default_bands(1.0) == (1.0, 1.0)
+def test_thresholds_outside_zero_to_one_are_refused(tmp_path):
+    detector = make_tiny_detector(CONFIGS["linear-probe"])
     for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(ConfigError):
-            default_bands(bad)
+        with pytest.raises(ConfigError, match="threshold"):
+            export_onnx(detector, tmp_path / "bad.onnx", threshold=bad)
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_explicit_bands_are_recorded_and_checked(tmp_path):

@@ -229,7 +229,7 @@ def cpu_has_bf16() -> bool:
 
 
 def _fingerprint(detector: Detector) -> str:
-    from ..scan.identity import detector_id
+    from ..models.identity import detector_id
 
     return detector_id(detector).rsplit("@", 1)[1]
 

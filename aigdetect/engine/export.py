@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..evidence.fusion import DEFAULT_BAND_MARGIN, default_bands, validate_bands
 from ..fileio import atomic_write
 from ..version import __version__
 from .engine_cache import file_sha256
@@ -29,44 +30,10 @@ if TYPE_CHECKING:
 DEFAULT_OPSET = 18
 """The lowest opset torch's exporter writes natively; ONNX Runtime >= 1.14 and OpenVINO >= 2023.0 run it."""
 MIN_OPSET = 18
-BAND_MARGIN_LOGITS = 2.0
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
 SIDECAR_FORMAT = "aigdetect-onnx-sidecar/1"
 ONNX_HINT = "pip install 'aigdetect[onnx]'"
-
-
-def default_bands(threshold: float, margin: float = BAND_MARGIN_LOGITS) -> tuple[float, float]:
-    """The uncertain band around a threshold: ``margin`` logits either side, as probabilities.
-
-    ``(sigmoid(logit(t) - margin), sigmoid(logit(t) + margin))``; a threshold of exactly 0 or 1
-    has no logit, and its band collapses onto it.
-
-    Raises:
-        ConfigError: the threshold is outside [0, 1] or the margin is negative.
-    """
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold must be within [0, 1], got {threshold}")
-    if margin < 0:
-        raise ConfigError(f"band margin must be >= 0 logits, got {margin}")
-    if threshold in (0.0, 1.0):
-        return float(threshold), float(threshold)
-    logit = math.log(threshold / (1.0 - threshold))
-    return 1.0 / (1.0 + math.exp(margin - logit)), 1.0 / (1.0 + math.exp(-margin - logit))
-
-
-def resolve_bands(threshold: float, bands: tuple[float, float] | None = None) -> tuple[float, float]:
-    """The given bands, checked to enclose the threshold, or ``default_bands(threshold)``.
-
-    Raises:
-        ConfigError: the threshold is outside [0, 1] or the bands do not enclose it.
-    """
-    if bands is None:
-        return default_bands(threshold)
-    low, high = float(bands[0]), float(bands[1])
-    if not 0.0 <= low <= threshold <= high <= 1.0:
-        raise ConfigError(f"bands must satisfy 0 <= low <= threshold <= high <= 1, got ({low}, {high}) around {threshold}")
-    return low, high
 
 
 @dataclass(frozen=True)
@@ -194,7 +161,7 @@ def build_sidecar(
     """The sidecar's content: model, preprocessing, threshold, bands, detector id and versions."""
     import torch
 
-    from ..scan.identity import detector_id
+    from ..models.identity import detector_id
 
     size = detector.image_size
     return {
@@ -216,7 +183,7 @@ def build_sidecar(
         "bands": {
             "low": bands[0],
             "high": bands[1],
-            "default": f"sigmoid(logit(threshold) -/+ {BAND_MARGIN_LOGITS:g})",
+            "default": f"sigmoid(logit(threshold) -/+ {DEFAULT_BAND_MARGIN:g})",
         },
     }
 
@@ -247,7 +214,9 @@ def export_onnx(
     _check_opset(opset)
     out_path = Path(out_path)
     threshold = float(detector.threshold if threshold is None else threshold)
-    bands = resolve_bands(threshold, bands)
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise ConfigError(f"`threshold` must be within [0, 1], got {threshold}")
+    bands = validate_bands(threshold, default_bands(threshold) if bands is None else bands)
     atomic_write(out_path, lambda tmp: write_onnx_graph(detector, tmp, opset=opset))
     sha256 = file_sha256(out_path)
     content = build_sidecar(detector, model_file=out_path.name, sha256=sha256, opset=opset, threshold=threshold, bands=bands)

@@ -15,7 +15,7 @@ _LAZY = {
     "ScanConfig": ".config",
     "infer_format": ".config",
     "parse_shard": ".config",
-    "detector_id": ".identity",
+    "detector_id": "..models.identity",
     "display_path": ".paths",
     "raw_path": ".paths",
     "BASE_COLUMNS": ".rows",

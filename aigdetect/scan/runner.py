@@ -14,8 +14,8 @@ from typing import Any, TextIO
 from ..engine.infer import Perturbation, resolve_device, score_files
 from ..errors import ConfigError, InputError
 from ..models.detector import Detector
+from ..models.identity import detector_id
 from .config import ScanConfig
-from .identity import detector_id
 from .rows import Row, RowContext, Tally, error_row, found_key, record_row, recorded_key, scan_columns
 from .shard import select_shard
 from .walk import FoundFile, walk_paths

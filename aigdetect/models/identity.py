@@ -1,4 +1,5 @@
-"""A short id that changes whenever a detector would give different scores, for ``--resume``."""
+"""A short id that changes whenever a detector would give different scores: scan rows carry it, and a
+resumed scan keeps only rows with the same id."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import json
 
 import torch
 
-from ..models.detector import Detector
-from .rows import one_line
+from .detector import Detector
 
 _SAMPLES_PER_TENSOR = 4096
 
@@ -29,4 +29,5 @@ def detector_id(detector: Detector) -> str:
         flat = tensor.reshape(-1)
         step = max(1, flat.numel() // _SAMPLES_PER_TENSOR)
         digest.update(_tensor_bytes(key, flat[::step][:_SAMPLES_PER_TENSOR]))
-    return f"{one_line(detector.name)}@{digest.hexdigest()[:12]}"
+    name = " ".join(detector.name.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{name}@{digest.hexdigest()[:12]}"
