@@ -13,18 +13,20 @@ from aigdetect.data.config import AugmentConfig
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.engine.train_config import TrainConfig
 from aigdetect.evaluation.bench_config import BenchConfig, SweepConfig
+from aigdetect.evidence.config import EvidenceConfig
 from aigdetect.models.choice import DetectorChoice
 from aigdetect.models.config import MoLEConfig
 from aigdetect.scan.config import ScanConfig
 from aigdetect.settings import field_default, field_help
 
 CONFIGS = {
-    "scan": (ScanConfig, RuntimeConfig, DetectorChoice),
+    "scan": (ScanConfig, RuntimeConfig, DetectorChoice, EvidenceConfig),
     "train": (TrainConfig, RuntimeConfig, MoLEConfig, AugmentConfig),
     "info": (TrainConfig, MoLEConfig),
     "bench": (BenchConfig, RuntimeConfig, DetectorChoice),
     "robustness": (BenchConfig, SweepConfig, RuntimeConfig, DetectorChoice),
     "routes": (RuntimeConfig, DetectorChoice),
+    "inspect": (ScanConfig, EvidenceConfig, RuntimeConfig, DetectorChoice),
 }
 
 

@@ -194,7 +194,7 @@ def test_config_defaults_and_pickling(tmp_path):
 
     config = EvidenceConfig()
     assert (config.max_xmp_bytes, config.max_text_chunk_bytes, config.max_json_depth) == (1 << 20, 2 << 20, 64)
-    assert config.trust_pem is None and config.watermarks is True
+    assert config.trust_pem is None and config.watermarks is False
     trusted = EvidenceConfig(c2pa_trust=str(write(tmp_path / "root.pem", chain()[0])))
     assert trusted.trust_pem == chain()[0].decode()
     assert pickle.loads(pickle.dumps(trusted)) == trusted  # decode workers get it whole

@@ -318,7 +318,7 @@ def test_collect_evidence_adds_watermarks_when_given_the_pixels(tmp_path):
     from test_evidence_watermark import ROWS, embed
 
     path = write(tmp_path / "marked.png", png_with_text(embed(photo(0), ROWS["bits"]), {"Software": "ComfyUI"}))
-    findings = collect_evidence(path, EvidenceConfig(), rgb=decode_image(path).array)
+    findings = collect_evidence(path, EvidenceConfig(watermarks=True), rgb=decode_image(path).array)
     assert [(f.source, f.generator) for f in findings] == [("png-text", "ComfyUI"), ("watermark", ROWS["bits"].generator)]
     assert [f.source for f in collect_evidence(path, EvidenceConfig(watermarks=False), rgb=decode_image(path).array)] == [
         "png-text"

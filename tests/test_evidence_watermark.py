@@ -13,6 +13,8 @@ from aigdetect.evidence import EvidenceConfig, default_bands, fuse, read_waterma
 from aigdetect.evidence.signatures import of_kind
 from aigdetect.evidence.watermark import MIN_BIT_AGREEMENT, block_scores, decode_bits
 
+WATERMARKS = EvidenceConfig(watermarks=True)
+
 imwatermark = pytest.importorskip("imwatermark")
 ROWS = {row.encoding: row for row in of_kind("watermark")}
 
@@ -34,7 +36,7 @@ def embed(rgb: np.ndarray, row, *, legacy: bool = False) -> np.ndarray:
 @pytest.mark.parametrize("row", of_kind("watermark"), ids=lambda row: row.generator)
 def test_a_marked_png_names_its_generator(tmp_path, index, row):
     path = write(tmp_path / "marked.png", encode(embed(photo(index), row), "PNG"))
-    findings = read_watermark_evidence(decode_image(path).array, EvidenceConfig())
+    findings = read_watermark_evidence(decode_image(path).array, WATERMARKS)
     assert [(f.source, f.claim, f.strength, f.generator) for f in findings] == [("watermark", "ai", "strong", row.generator)]
     agreed, total = (int(x) for x in findings[0].detail.split(": ")[1].split(" ")[0].split("/"))
     assert total == len(row.bits()) and agreed / total >= MIN_BIT_AGREEMENT
@@ -44,7 +46,7 @@ def test_a_marked_png_names_its_generator(tmp_path, index, row):
 
 def test_the_legacy_channel_order_is_found_and_said(tmp_path):
     path = write(tmp_path / "old.png", encode(embed(photo(0), ROWS["bits"], legacy=True), "PNG"))
-    (finding,) = read_watermark_evidence(decode_image(path).array, EvidenceConfig())
+    (finding,) = read_watermark_evidence(decode_image(path).array, WATERMARKS)
     assert finding.generator == ROWS["bits"].generator and "RGB channel order of older diffusers" in finding.detail
 
 
@@ -52,14 +54,14 @@ def test_jpeg_keeps_the_mark_only_without_chroma_subsampling(tmp_path):
     marked = embed(photo(1), ROWS["bits"])
     full = write(tmp_path / "444.jpg", encode(marked, "JPEG", quality=90, subsampling=0))
     halved = write(tmp_path / "420.jpg", encode(marked, "JPEG", quality=95, subsampling=2))
-    assert [f.generator for f in read_watermark_evidence(decode_image(full).array, EvidenceConfig())] == [ROWS["bits"].generator]
-    assert read_watermark_evidence(decode_image(halved).array, EvidenceConfig()) == []  # erased: and no finding says otherwise
+    assert [f.generator for f in read_watermark_evidence(decode_image(full).array, WATERMARKS)] == [ROWS["bits"].generator]
+    assert read_watermark_evidence(decode_image(halved).array, WATERMARKS) == []  # erased: and no finding says otherwise
 
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_unmarked_photos_give_no_finding(tmp_path, index):
     rgb = decode_image(write(tmp_path / "plain.png", encode(photo(index), "PNG"))).array
-    assert read_watermark_evidence(rgb, EvidenceConfig()) == []
+    assert read_watermark_evidence(rgb, WATERMARKS) == []
     for row in ROWS.values():  # and they are far from the threshold, near the 50 % of chance
         expected = np.array(row.bits(), dtype=bool)
         for order in ("RGB", "BGR"):
@@ -69,9 +71,9 @@ def test_unmarked_photos_give_no_finding(tmp_path, index):
 def test_off_small_or_unavailable_gives_nothing(monkeypatch):
     marked = embed(photo(0), ROWS["bits"])
     assert read_watermark_evidence(marked, EvidenceConfig(watermarks=False)) == []
-    assert read_watermark_evidence(marked[:200, :300], EvidenceConfig()) == []  # below 256x256 pixels
+    assert read_watermark_evidence(marked[:200, :300], WATERMARKS) == []  # below 256x256 pixels
     monkeypatch.setattr(watermark, "WATERMARKS_AVAILABLE", False)
-    assert read_watermark_evidence(marked, EvidenceConfig()) == []
+    assert read_watermark_evidence(marked, WATERMARKS) == []
 
 
 @pytest.mark.parametrize("shape", [(427, 640), (301, 517), (256, 260)])

@@ -11,6 +11,7 @@ from PIL import Image
 from aigdetect import score_images
 from aigdetect.data.transforms import crop_grid, eval_tensor
 from aigdetect.engine.infer import resolve_device, score_files, threads_beside_workers
+from aigdetect.engine.reading import ReadOptions
 from aigdetect.engine.runtime import default_workers
 from aigdetect.errors import InputError
 
@@ -34,7 +35,7 @@ def test_records_keep_order_errors_and_match_detector_scores(tmp_path):
 def test_crop_scores_are_the_scores_of_the_grid_crops(tmp_path):
     detector = make_tiny_detector()
     path = write_image(tmp_path / "big.png", (90, 70), seed=3)
-    record = next(iter(score_files(detector, [path], device=torch.device("cpu"), crops=4)))[0]
+    record = next(iter(score_files(detector, [path], device=torch.device("cpu"), reading=ReadOptions(32, crops=4))))[0]
     array = np.asarray(Image.open(path).convert("RGB"))
     with torch.no_grad():
         views = torch.stack([eval_tensor(array, 32)] + [eval_tensor(c, 32) for c in crop_grid(array, 32, 4)])

@@ -32,8 +32,9 @@ from aigdetect.report import ReadLimits, read_scan_results, write_scan_report
 from aigdetect.report.histogram import score_histogram
 from aigdetect.report.html import script_json
 from aigdetect.report.scan_page import summarise
-from aigdetect.report.scan_results import Finding, parse_compact_evidence, unneutralise
+from aigdetect.report.scan_results import Finding, parse_compact_evidence
 from aigdetect.report.thumbnails import make_thumbnail, make_thumbnails
+from aigdetect.scan.cells import guard, unguard
 
 ISLAND = re.compile(r'<script type="application/json" id="aig-data">(.*?)</script>', re.S)
 
@@ -118,11 +119,18 @@ def test_older_files_with_fake_real_verdicts_and_an_error_column(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("cell", "value"),
-    [("'=SUM(A1)", "=SUM(A1)"), ("''=x", "''=x"), ("'+1", "+1"), ("'-0.5", "-0.5"), ("'@me", "@me"),
-     ("'abc", "'abc"), ("'", "'"), ("=raw", "=raw"), ("", "")],
+    [("'=SUM(A1)", "=SUM(A1)"), ("''=x", "'=x"), ("'+1", "+1"), ("'-0.5", "-0.5"), ("'@me", "@me"),
+     ("'\tx", "\tx"), ("'abc", "'abc"), ("'", "'"), ("=raw", "=raw"), ("", "")],
 )  # fmt: skip
 def test_the_csv_formula_guard_is_undone_exactly_once(cell: str, value: str) -> None:
-    assert unneutralise(cell) == value
+    assert unguard(cell) == value
+
+
+@pytest.mark.parametrize("value", ["=SUM(A1)", "'=x", "''", "'", "+1", "-", "@", "\tx", "\rx", "plain", "a=b", ""])
+def test_guarded_cells_round_trip_and_never_start_a_formula(value: str) -> None:
+    cell = guard(value)
+    assert unguard(cell) == value
+    assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r")
 
 
 def test_formula_like_names_survive_a_csv_round_trip(photos, tmp_path: Path) -> None:

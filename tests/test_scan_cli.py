@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,13 @@ def test_scan_writes_a_csv_row_per_file_and_a_summary(tree, tmp_path, tiny_check
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     rows = relative_rows(_csv_rows(out), root)
-    assert {p: (r["status"], r["error"].split(":")[0] or None) for p, r in rows.items()} == expected
+    assert {p: (r["status"], r["error_reason"] or None) for p, r in rows.items()} == expected
     errors = sum(1 for status, _ in expected.values() if status == "error")
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith(f"{len(expected)} files: ") and f", {errors} errors (" in summary
     assert f"rows in {out}" in summary
-    fake = sum(1 for r in rows.values() if r["verdict"] == "fake")
-    assert f"{fake} fake, {len(expected) - errors - fake} real" in summary
+    verdicts = Counter(r["verdict"] for r in rows.values() if r["status"] == "ok")
+    assert summary.startswith(f"{len(expected)} files: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
@@ -85,10 +86,10 @@ def test_threshold_overrides_the_calibrated_one(tmp_path):
     write_image(tmp_path / "imgs" / "a.png")
     result = _scan(str(tmp_path / "imgs"), "--checkpoint", str(checkpoint), "--workers", "0")
     (row,) = list(csv.DictReader(result.stdout.splitlines()))
-    assert (float(row["threshold"]), row["verdict"]) == (0.99, "real")
+    assert (float(row["threshold"]), row["model_verdict"], row["verdict"]) == (0.99, "real", "likely-real")
     result = _scan(str(tmp_path / "imgs"), "--checkpoint", str(checkpoint), "--workers", "0", "--threshold", "0")
     (row,) = list(csv.DictReader(result.stdout.splitlines()))
-    assert (float(row["threshold"]), row["verdict"]) == (0.0, "fake")
+    assert (float(row["threshold"]), row["model_verdict"], row["verdict"]) == (0.0, "fake", "likely-ai")
 
 
 def test_strict_exits_1_only_when_a_file_failed(tmp_path, tiny_checkpoint):
@@ -107,7 +108,7 @@ def test_strict_exits_1_only_when_a_file_failed(tmp_path, tiny_checkpoint):
     ("args", "message"),
     [
         (["MISSING"], "error: PATH not found: MISSING"),
-        ([], "error: give at least one PATH (a file or a folder) to scan"),
+        ([], "error: give at least one PATH (a file or a folder) to scan, or --files-from a list"),
         (["HERE", "--shard", "3/2"], "error: --shard K/N needs N >= 1 and 0 <= K < N (K counts from 0), got 3/2"),
         (["HERE", "--shard", "two"], "error: --shard takes K/N (e.g. 0/4), got 'two'"),
         (["HERE", "--threshold", "2"], "error: --threshold is a probability and must be within [0, 1], got 2.0"),

@@ -20,6 +20,7 @@ from aigdetect import score_images
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
 from aigdetect.scan import ScanConfig, detector_id, display_path, raw_path, run_scan
+from aigdetect.scan.sidecar import sidecar_path
 from aigdetect.scan.writers import journal_path
 
 NON_UTF8 = b"caf\xe9.png"
@@ -127,13 +128,16 @@ def test_every_file_once_with_the_right_status_and_reason(tree):
     rows, summary = scan_to_rows(detector, root)
     by_path = relative_rows(rows, root)
     assert len(rows) == len(by_path) == len(expected)
-    got = {p: (r["status"], r["error"].split(":")[0] if r["error"] else None) for p, r in by_path.items()}
+    got = {p: (r["status"], r["error_reason"]) for p, r in by_path.items()}
     assert got == expected
     assert [r["path"] for r in rows] == sorted((r["path"] for r in rows), key=raw_path)
-    assert "exceeds the limit of 100000000" in by_path["broken/bomb.png"]["error"]
-    assert by_path["links/to_a.png"]["error"] == "symlink: symbolic link, not followed (pass --follow-symlinks)"
+    assert "exceeds the limit of 100000000" in by_path["broken/bomb.png"]["error_detail"]
+    assert (by_path["links/to_a.png"]["error_reason"], by_path["links/to_a.png"]["error_detail"]) == (
+        "symlink", "symbolic link, not followed (pass --follow-symlinks)"
+    )
     assert summary.tally.errors == sum(1 for s, _ in expected.values() if s == "error")
-    assert summary.tally.fake + summary.tally.real == sum(1 for s, _ in expected.values() if s == "ok")
+    assert sum(summary.tally.model.values()) == sum(1 for s, _ in expected.values() if s == "ok")
+    assert sum(summary.tally.verdicts.values()) == sum(summary.tally.model.values())
     assert summary.tally.reasons["unsupported"] == 4
 
 
@@ -148,8 +152,8 @@ def test_scores_equal_detector_score_and_verdicts_follow_the_threshold(tree):
     rows, summary = scan_to_rows(detector, root, threshold=threshold)
     ok = [r for r in rows if r["status"] == "ok"]
     assert all(r["threshold"] == threshold for r in rows)
-    assert [r["verdict"] for r in ok] == ["fake" if s > threshold else "real" for s in reference]
-    assert summary.tally.fake == int(np.sum(reference > threshold)) and summary.tally.real == int(np.sum(reference <= threshold))
+    assert [r["model_verdict"] for r in ok] == ["fake" if s > threshold else "real" for s in reference]
+    assert summary.tally.model == {"fake": int(np.sum(reference > threshold)), "real": int(np.sum(reference <= threshold))}
     assert {r["detector"] for r in rows} == {detector_id(detector)}
 
 
@@ -176,7 +180,7 @@ def test_crops_add_mean_and_max_beside_the_centre_score(tree):
     detector = make_tiny_detector()
     rows, _ = scan_to_rows(detector, root, crops=4)
     big = relative_rows(rows, root)["photos/big.png"]
-    assert list(big)[:5] == ["path", "status", "score", "crop_mean", "crop_max"]
+    assert list(big)[:7] == ["path", "status", "verdict", "model_verdict", "score", "crop_mean", "crop_max"]
     array = decode_image(root / "photos/big.png").array
     crops = [normalize(c) for c in crop_grid(array, detector.image_size, 4)]
     import torch
@@ -187,7 +191,7 @@ def test_crops_add_mean_and_max_beside_the_centre_score(tree):
     assert big["score"] == pytest.approx(centre, rel=1e-5)
     assert big["crop_mean"] == pytest.approx(float(crop_scores.mean()), rel=1e-5)
     assert big["crop_max"] == pytest.approx(float(crop_scores.max()), rel=1e-5)
-    assert big["verdict"] == ("fake" if big["score"] > 0.5 else "real")
+    assert big["model_verdict"] == ("fake" if big["score"] > 0.5 else "real")
 
 
 def test_max_pixels_refuses_before_decoding(tmp_path):
@@ -195,7 +199,7 @@ def test_max_pixels_refuses_before_decoding(tmp_path):
     write_image(tmp_path / "large.png", size=(50, 40))
     rows, _ = scan_to_rows(make_tiny_detector(), tmp_path, max_pixels=1000)
     assert [(Path(r["path"]).name, r["status"]) for r in rows] == [("large.png", "error"), ("small.png", "ok")]
-    assert rows[0]["error"] == "too-large: 50x40 = 2000 pixels exceeds the limit of 1000"
+    assert (rows[0]["error_reason"], rows[0]["error_detail"]) == ("too-large", "50x40 = 2000 pixels exceeds the limit of 1000")
 
 
 def test_follow_symlinks_scores_linked_files_and_reports_the_loop(tree):
@@ -203,8 +207,10 @@ def test_follow_symlinks_scores_linked_files_and_reports_the_loop(tree):
     rows, _ = scan_to_rows(make_tiny_detector(), root, follow_symlinks=True)
     by_path = relative_rows(rows, root)
     assert by_path["links/to_a.png"]["score"] == by_path["photos/a.png"]["score"]
-    assert by_path["links/loop"]["error"].startswith("symlink-loop: links back to")
-    assert by_path["links/broken.png"]["error"].startswith("missing: broken symbolic link")
+    assert by_path["links/loop"]["error_reason"] == "symlink-loop"
+    assert by_path["links/loop"]["error_detail"].startswith("links back to")
+    assert by_path["links/broken.png"]["error_reason"] == "missing"
+    assert by_path["links/broken.png"]["error_detail"].startswith("broken symbolic link")
 
 
 def test_a_crashing_decoder_worker_costs_one_row(tmp_path):
@@ -228,7 +234,8 @@ def test_a_crashing_decoder_worker_costs_one_row(tmp_path):
     assert [Path(r["path"]).name for r in rows] == sorted(p.name for p in tmp_path.iterdir())
     crashed = [r for r in rows if r["status"] == "error"]
     assert [Path(r["path"]).name for r in crashed] == ["img_4_poison.png"]
-    assert crashed[0]["error"].startswith("crashed: the decoder crashed (killed by SIGKILL")
+    assert crashed[0]["error_reason"] == "crashed"
+    assert crashed[0]["error_detail"] == "the decoder crashed (killed by SIGKILL)"
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == 9
     np.testing.assert_allclose([r["score"] for r in ok], score_images(detector, [r["path"] for r in ok]), rtol=1e-5, atol=1e-6)
@@ -275,7 +282,9 @@ def test_resume_rescans_changed_files_and_drops_rows_of_removed_ones(tree, tmp_p
     assert len(rows) == len(expected) - 1 and "photos/b.jpg" not in rows
     assert (rows["photos/a.png"]["width"], rows["photos/a.png"]["height"]) == ("60", "50")
     other = make_tiny_detector(seed=3)
-    summary = run_scan(other, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(workers=0)))
+    with pytest.raises(ConfigError, match="other settings \\(detector: "):
+        run_scan(other, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(workers=0)))
+    summary = run_scan(other, ScanConfig(paths=(str(root),), out=out, overwrite=True, runtime=RuntimeConfig(workers=0)))
     assert (summary.scored, summary.resumed) == (len(expected) - 1, 0)
 
 
@@ -284,6 +293,9 @@ def test_resume_refuses_another_threshold_or_other_columns(tree, tmp_path):
     detector = make_tiny_detector()
     out = str(tmp_path / "r.jsonl")
     run_scan(detector, ScanConfig(paths=(str(root),), out=out, threshold=0.3, runtime=RuntimeConfig(workers=0)))
+    with pytest.raises(ConfigError, match="other settings \\(threshold: 0.3 -> 0.5"):
+        run_scan(detector, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(workers=0)))
+    os.remove(sidecar_path(out))
     with pytest.raises(ConfigError, match="threshold 0.3"):
         run_scan(detector, ScanConfig(paths=(str(root),), out=out, resume=True, runtime=RuntimeConfig(workers=0)))
     with pytest.raises(ConfigError, match="another `crops`"):

@@ -19,7 +19,8 @@ from aigdetect.scan import (
     shard_of,
 )
 from aigdetect.scan.shard import select_shard
-from aigdetect.scan.writers import open_writer
+from aigdetect.scan.sidecar import RowSettings, read_sidecar, write_sidecar
+from aigdetect.scan.writers import open_writer, row_line
 
 COLUMNS = scan_columns(0)
 
@@ -61,19 +62,27 @@ def test_parse_shard_counts_from_zero():
 
 def _row(path: str, score: float | None) -> dict:
     row = dict.fromkeys(COLUMNS)
-    row.update(path=path, status="ok" if score is not None else "error", score=score, threshold=0.5, detector="d@1")
+    row.update(path=path, status="ok" if score is not None else "error", score=score, threshold=0.5, detector="d@1",
+               evidence=[])  # fmt: skip
     if score is None:
-        row["error"] = "corrupt: broken data stream"
+        row.update(error_reason="corrupt", error_detail="broken data stream")
     else:
-        row["verdict"] = "fake" if score > 0.5 else "real"
+        row.update(verdict="likely-ai" if score > 0.88 else "inconclusive", model_verdict="fake" if score > 0.5 else "real")
     return row
 
 
-def _write_parts(out: str, fmt: str, rows: list[dict], count: int) -> None:
+SETTINGS = RowSettings(
+    detector="d@1", engine="torch-fp32", threshold=0.5, bands=(0.12, 0.88), columns=COLUMNS, evidence=True,
+    watermarks=False, trust=None, sha256=True,
+)  # fmt: skip
+
+
+def _write_parts(out: str, fmt: str, rows: list[dict], count: int, settings: RowSettings = SETTINGS) -> None:
     for k in range(count):
         writer = open_writer(fmt, COLUMNS, out=part_path(out, k), stream=None)
-        writer.write([r for r in rows if shard_of(r["path"], count) == k])
-        writer.finish({"files": 0})
+        writer.write([row_line(fmt, COLUMNS, r) for r in sorted(rows, key=lambda r: r["path"]) if shard_of(r["path"], count) == k])
+        writer.finish({"files": 0}, COLUMNS)
+        write_sidecar(part_path(out, k), settings, complete=True, shard=(k, count))
 
 
 def _read(out: str, fmt: str) -> list[dict]:
@@ -93,8 +102,9 @@ def test_merge_joins_parts_in_byte_order(tmp_path, fmt):
     result = merge_parts(out, fmt)
     merged = _read(out, fmt)
     assert [r["path"] for r in merged] == ["d/a-b.png", "d/a.png", "d/b.png", "d/c.png", "d/z"]
-    assert (result.tally.fake, result.tally.real, result.tally.errors) == (2, 2, 1)
+    assert (result.tally.model["fake"], result.tally.model["real"], result.tally.errors) == (2, 2, 1)
     assert result.parts == [part_path(out, k) for k in range(3)]
+    assert read_sidecar(out)["summary"]["files"] == 5 and read_sidecar(out)["settings"] == SETTINGS.as_dict()
     if fmt == "json":
         assert json.loads(Path(out).read_text(encoding="utf-8"))["summary"]["merged_parts"] == 3
 
@@ -114,8 +124,44 @@ def test_merge_refuses_missing_unfinished_and_overlapping_parts(tmp_path):
     with pytest.raises(InputError, match="half-written row"):
         merge_parts(out, "csv")
     _write_parts(out, "csv", rows, 3)
-    writer = open_writer("csv", COLUMNS, out=part_path(out, 3), stream=None)
-    writer.write([rows[0]])
-    writer.close()
-    with pytest.raises(InputError, match="is in both"):
+    write_sidecar(part_path(out, 1), SETTINGS, complete=False, shard=(1, 3))
+    with pytest.raises(InputError, match="unfinished"):
         merge_parts(out, "csv")
+    _write_parts(out, "csv", rows, 3)
+    os.remove(part_path(out, 0) + ".summary.json")
+    with pytest.raises(InputError, match="has no .*summary.json"):
+        merge_parts(out, "csv")
+
+
+def test_merge_refuses_parts_of_other_splits_or_settings(tmp_path):
+    rows = [_row(f"p{i}.png", 0.3) for i in range(8)]
+    out = str(tmp_path / "all.csv")
+    _write_parts(out, "csv", rows, 2)
+    other = str(tmp_path / "other.csv")
+    _write_parts(other, "csv", rows, 4)
+    os.replace(part_path(other, 1), part_path(out, 1))
+    os.replace(part_path(other, 1) + ".summary.json", part_path(out, 1) + ".summary.json")
+    with pytest.raises(InputError, match="written as shard \\[1, 4\\], not 1/2"):
+        merge_parts(out, "csv")
+    _write_parts(out, "csv", rows, 2)
+    write_sidecar(part_path(out, 1), RowSettings(**{**SETTINGS.__dict__, "threshold": 0.3}), complete=True, shard=(1, 2))
+    with pytest.raises(InputError, match="other settings than .* \\(threshold\\)"):
+        merge_parts(out, "csv")
+    _write_parts(out, "csv", rows, 2)
+    with open(part_path(out, 1), "a", encoding="utf-8") as handle:
+        handle.write(row_line("csv", COLUMNS, rows[0]) + "\n")
+    with pytest.raises(InputError, match="not sorted by path|is in both"):
+        merge_parts(out, "csv")
+
+
+def test_merge_refuses_a_path_held_by_two_parts(tmp_path):
+    out = str(tmp_path / "all.jsonl")
+    rows = [_row(f"p{i}.png", 0.3) for i in range(8)]
+    _write_parts(out, "jsonl", rows, 2)
+    taken = json.loads(Path(part_path(out, 0)).read_text(encoding="utf-8").splitlines()[0])["path"]
+    lines = Path(part_path(out, 1)).read_text(encoding="utf-8").splitlines()
+    lines.append(row_line("jsonl", COLUMNS, _row(taken, 0.3)))
+    lines.sort(key=lambda line: json.loads(line)["path"])
+    Path(part_path(out, 1)).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=f"{taken} is in both .*part0 and .*part1"):
+        merge_parts(out, "jsonl")

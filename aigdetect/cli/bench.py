@@ -5,7 +5,6 @@ Both commands forward their options by keyword to ``evaluation.run.run_request``
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +13,7 @@ import typer
 from ..engine.runtime import RuntimeConfig
 from ..evaluation.bench_config import BenchConfig, Reencode, SweepConfig
 from ..evaluation.run import FOLDER_SUITE, BenchRequest, suite_names
-from .common import cli_errors
+from .common import cli_errors, command_line
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
@@ -58,18 +57,6 @@ CompareOption = Annotated[
     Path | None,
     typer.Option("--compare", dir_okay=False, help="Another run's results.json (same suite): print and record the deltas."),
 ]
-
-
-def _command_line(ctx: typer.Context) -> str:
-    """The invocation as the user would retype it: the command path, arguments and non-default options."""
-    words = ["aigdetect", *ctx.command_path.split()[1:]]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.param_type_name == "argument":
-            words.append(str(value))
-        elif value is not None and value != param.default:
-            words += [param.opts[0], str(value)]
-    return shlex.join(words)
 
 
 def _print_table(console: Any, table: Any) -> None:
@@ -169,7 +156,7 @@ def _request(
     return BenchRequest(
         suite=suite, choice=choice, config=config, name=name, out=str(options["out"]) if options["out"] else None,
         compare=str(options["compare"]) if options["compare"] else None, sweep=options.get("sweep"),
-        command=_command_line(ctx), **as_text,
+        command=command_line(ctx), **as_text,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -61,6 +62,21 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The invocation as the user would retype it: the command path, arguments and non-default options."""
+    words = ["aigdetect", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            words.extend(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None)
+        elif value is not None and value != param.default:
+            if isinstance(value, bool):
+                words += (param.opts if value else param.secondary_opts)[:1]
+            else:
+                words += [param.opts[0], str(value)]
+    return shlex.join(words)
 
 
 def cli_errors(func: F) -> F:

@@ -1,17 +1,24 @@
-"""``aigdetect scan``: one verdict row per file under some folders, with progress and a summary."""
+"""``aigdetect scan``: one verdict row per file under some folders, with progress and a summary.
+
+Exit codes: 0 when the scan finished (error rows included), 1 with ``--strict`` when a file could
+not be scored, 3 with ``--fail-on`` when a file got one of the named verdicts, 2 for usage errors.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..engine.runtime import RuntimeConfig
+from ..evidence.config import EvidenceConfig
 from ..scan.config import ScanConfig
-from .common import cli_errors
+from .common import cli_errors, command_line
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
@@ -24,11 +31,19 @@ from .options import (
     default,
     detector_choice,
     option,
+    parse_float_list,
 )
 
 if TYPE_CHECKING:
     from ..scan.rows import Tally
-    from ..scan.runner import ScanSummary
+    from ..scan.runner import ScanProgress, ScanSummary
+
+EXIT_FOUND = 3
+PROGRESS_INTERVAL_S = 30.0
+"""How often a scan whose stderr is not a terminal prints a plain progress line."""
+STDOUT = "-"
+FAIL_ON_CHOICES = ("ai-generated", "likely-ai", "inconclusive", "likely-real", "camera-signed", "conflict",
+                   "tampered-credentials", "fake", "real", "error")  # fmt: skip
 
 PathsArgument = Annotated[
     list[str] | None, typer.Argument(metavar="PATH...", help="Image files and folders to scan.", show_default=False)
@@ -36,70 +51,128 @@ PathsArgument = Annotated[
 
 
 def _tally_text(tally: Tally) -> str:
+    verdicts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(tally.verdicts.items()))
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(tally.reasons.items()))
-    return (
-        f"{tally.rows} files: {tally.fake} fake, {tally.real} real, {tally.errors} errors"
-        + (f" ({reasons})" if reasons else "")
-    )
+    errors = f"{tally.errors} errors" + (f" ({reasons})" if reasons else "")
+    return f"{tally.rows} files: " + ", ".join(part for part in (verdicts, errors) if part)
 
 
 def _summary_text(summary: ScanSummary) -> str:
     speed = f" ({summary.images_per_s:.1f} images/s)" if summary.images_per_s else ""
     kept = f", {summary.resumed} kept from the earlier run" if summary.resumed else ""
+    stale = f", {summary.stale} rows of an older version rescanned" if summary.stale else ""
     where = f"; rows in {summary.out}" if summary.out else ""
-    return f"{_tally_text(summary.tally)}; {summary.scored} scanned in {summary.elapsed_s:.1f} s{speed}{kept}{where}"
+    return f"{_tally_text(summary.tally)}; {summary.scored} scanned in {summary.elapsed_s:.1f} s{speed}{kept}{stale}{where}"
 
 
-def _finish(tally: Tally, strict: bool) -> None:
-    if strict and tally.errors:
-        typer.echo(f"strict: {tally.errors} of {tally.rows} files failed", err=True)
-        raise typer.Exit(1)
+def _read_list(source: Path, null_separated: bool) -> tuple[str, ...]:
+    """The paths of a list file (``-`` is stdin): one per line, or NUL-separated with ``-0``."""
+    from ..errors import InputError
+
+    if str(source) == STDOUT:
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise InputError(f"`files_from` {source}: {exc.strerror or exc}") from None
+    separator = b"\0" if null_separated else b"\n"
+    return tuple(os.fsdecode(item.rstrip(b"\r") if not null_separated else item) for item in data.split(separator) if item)
 
 
-def _scan_with_progress(detector, config: ScanConfig) -> ScanSummary:
-    """Run the scan under a progress bar on stderr (shown only on a terminal); rows without `out` go to stdout."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+class _Reporter:
+    """Progress on stderr: a bar on a terminal; otherwise one plain line every ``PROGRESS_INTERVAL_S``."""
 
-    from ..scan.runner import ScanProgress, run_scan
+    def __init__(self, quiet: bool) -> None:
+        from rich.console import Console
 
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        redirect_stdout=False,
-        redirect_stderr=False,
-        disable=not console.is_terminal,
-    )
-    task = bar.add_task("scanning", total=None, rate="-- img/s")
+        self.quiet = quiet
+        self.console = Console(stderr=True)
+        self.terminal = self.console.is_terminal and not quiet
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.bar: Any = None
 
-    def show(update: ScanProgress) -> None:
-        speed = bar.tasks[task].speed
-        bar.update(
-            task, completed=update.done, total=update.total, description=f"scanning ({update.errors} errors)",
-            rate="-- img/s" if speed is None else f"{speed:.1f} img/s",
-        )
+    def __enter__(self) -> _Reporter:
+        if self.terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with bar:
-        return run_scan(detector, config, stream=None if config.out else sys.stdout, progress=show)
+            self.bar = Progress(
+                TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console, transient=True,
+                redirect_stdout=False, redirect_stderr=False,
+            )  # fmt: skip
+            self.bar.__enter__()
+            self.task = self.bar.add_task("scanning", total=None, rate="-- img/s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, update: ScanProgress) -> None:
+        if self.bar is not None:
+            speed = self.bar.tasks[self.task].speed
+            self.bar.update(
+                self.task, completed=update.done, total=update.total, description=f"scanning ({update.errors} errors)",
+                rate="-- img/s" if speed is None else f"{speed:.1f} img/s",
+            )  # fmt: skip
+            return
+        now = time.monotonic()
+        if self.quiet or not update.done or now - self.last_line < PROGRESS_INTERVAL_S:
+            return
+        self.last_line = now
+        rate = update.done / max(now - self.started, 1e-9)
+        eta = (update.total - update.done) / rate if rate > 0 else 0.0
+        typer.echo(
+            f"scanned {update.done} of {update.total} files ({update.errors} errors), {rate:.1f} files/s, "
+            f"about {eta / 60:.0f} min left", err=True,
+        )  # fmt: skip
 
 
-def _merge(merge: Path, output_format: str | None, strict: bool) -> None:
+def _merge(merge: Path, output_format: str | None, strict: bool, quiet: bool) -> None:
     from ..scan.config import infer_format
     from ..scan.shard import merge_parts
 
     result = merge_parts(str(merge), infer_format(merge, output_format))
-    typer.echo(f"merged {len(result.parts)} parts into {result.out}: {_tally_text(result.tally)}", err=True)
-    _finish(result.tally, strict)
+    if not quiet:
+        typer.echo(f"merged {len(result.parts)} parts into {result.out}: {_tally_text(result.tally)}", err=True)
+    _finish(result.tally, strict, ())
+
+
+def _finish(tally: Tally, strict: bool, fail_on: tuple[str, ...]) -> None:
+    if strict and tally.errors:
+        typer.echo(f"strict: {tally.errors} of {tally.rows} files failed", err=True)
+        raise typer.Exit(1)
+    counts = {**tally.verdicts, **tally.model, "error": tally.errors}
+    found = {verdict: counts.get(verdict, 0) for verdict in fail_on if counts.get(verdict, 0)}
+    if found:
+        typer.echo("fail-on: " + ", ".join(f"{count} {verdict}" for verdict, count in found.items()), err=True)
+        raise typer.Exit(EXIT_FOUND)
+
+
+def _fail_on(text: str | None) -> tuple[str, ...]:
+    from ..errors import ConfigError
+
+    if not text:
+        return ()
+    verdicts = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [v for v in verdicts if v not in FAIL_ON_CHOICES]
+    if unknown:
+        raise ConfigError(f"`fail_on` takes verdicts among {', '.join(FAIL_ON_CHOICES)}; got {', '.join(unknown)}")
+    return verdicts
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    from ..fileio import atomic_write
+
+    text = json.dumps(document, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 @cli_errors
 def scan(
+    ctx: typer.Context,
     paths: PathsArgument = None,
     model: DetectorModelOption = None,
     checkpoint: CheckpointOption = None,
@@ -109,7 +182,15 @@ def scan(
     out: Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)] = default(ScanConfig, "out"),
     output_format: Annotated[str | None, option(ScanConfig, "output_format")] = default(ScanConfig, "output_format"),
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
+    bands: Annotated[str | None, option(ScanConfig, "bands")] = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
+    evidence: Annotated[bool, typer.Option("--evidence/--no-evidence", help="Read the evidence files carry about themselves (C2PA, XMP, EXIF, PNG text).")] = True,
+    c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
+    watermarks: Annotated[bool, option(EvidenceConfig, "watermarks")] = default(EvidenceConfig, "watermarks"),
+    sha256: Annotated[bool, option(ScanConfig, "sha256", "--sha256/--no-sha256")] = default(ScanConfig, "sha256"),
+    formula_guard: Annotated[bool, option(ScanConfig, "formula_guard", "--formula-guard/--raw-csv")] = default(
+        ScanConfig, "formula_guard"
+    ),
     device: DeviceOption = default(RuntimeConfig, "device"),
     batch_size: BatchSizeOption = default(RuntimeConfig, "batch_size"),
     workers: WorkersOption = default(RuntimeConfig, "workers"),
@@ -118,30 +199,56 @@ def scan(
     ),
     follow_symlinks: Annotated[bool, option(ScanConfig, "follow_symlinks")] = default(ScanConfig, "follow_symlinks"),
     max_pixels: Annotated[int, option(ScanConfig, "max_pixels")] = default(ScanConfig, "max_pixels"),
+    files_from: Annotated[
+        Path | None,
+        typer.Option("--files-from", help="Also scan the paths listed in FILE ('-' for stdin), one per line."),
+    ] = None,
+    null: Annotated[bool, typer.Option("-0", "--null", help="--files-from paths are separated by NUL bytes.")] = False,
     resume: Annotated[bool, option(ScanConfig, "resume")] = default(ScanConfig, "resume"),
+    overwrite: Annotated[bool, option(ScanConfig, "overwrite")] = default(ScanConfig, "overwrite"),
     shard: Annotated[str | None, option(ScanConfig, "shard")] = default(ScanConfig, "shard"),
     merge: Annotated[
         Path | None,
         typer.Option("--merge", help="Join OUT.part0..OUT.partN-1 (from --shard or torchrun) into OUT, then exit."),
     ] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", dir_okay=False, help="Also write the scan's summary to this JSON file.")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", dir_okay=False, help="Write a self-contained HTML report of the scan here.")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any file could not be scored.")] = False,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on", metavar="VERDICT[,VERDICT]",
+            help=f"Exit {EXIT_FOUND} when any file gets one of these verdicts (fused, fake|real, or error).",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (errors only).")] = False,
 ) -> None:
     """Score every file under PATH... and write one verdict row per file (CSV, JSON or JSONL).
 
-    Example: aigdetect scan ./photos --out verdicts.csv --checkpoint mole.safetensors
+    Example: aigdetect scan ./photos --out verdicts.csv --html report.html
     """
     from ..errors import ConfigError
 
+    failing = _fail_on(fail_on)
+    target = None if out is None or str(out) == STDOUT else str(out)
     if merge is not None:
         if paths:
             raise ConfigError("`merge` joins finished parts and takes no PATH")
-        _merge(merge, output_format, strict)
+        _merge(merge, output_format, strict, quiet)
         return
+    if html is not None and target is None:
+        raise ConfigError("`html` reads the rows back from `out`; pass `out` FILE too")
     from ..scan.placement import merge_under_torchrun, place, torchrun_rank
 
-    place_at = place(str(out) if out is not None else None, output_format, shard, device)
+    place_at = place(target, output_format, shard, device)
+    parsed_bands = parse_float_list(bands, "bands") if bands else None
     config = ScanConfig(
         paths=tuple(paths or ()),
+        listed=_read_list(files_from, null) if files_from is not None else (),
         out=place_at.out,
         output_format=place_at.output_format,
         threshold=threshold,
@@ -152,23 +259,49 @@ def scan(
         max_pixels=max_pixels,
         shard=place_at.shard,
         resume=resume,
+        overwrite=overwrite,
+        bands=parsed_bands,  # type: ignore[arg-type]
+        evidence=EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
+        if evidence
+        else None,
+        sha256=sha256,
+        formula_guard=formula_guard,
     )
     from ..models.factory import load_chosen
+    from ..scan.runner import run_scan
     from ..scan.walk import require_paths
 
     require_paths(config.paths)
-    detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
-    summary = _scan_with_progress(detector, config)
-    typer.echo(_summary_text(summary), err=True)
+    choice = detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone)
+    protected = [str(p) for p in (checkpoint, c2pa_trust, files_from) if p is not None]
+    if backbone_weights and os.path.exists(backbone_weights):
+        protected.append(backbone_weights)
+    detector = load_chosen(choice)
+    command = command_line(ctx)
+    with _Reporter(quiet) as reporter:
+        summary = run_scan(
+            detector, config, stream=None if config.out else sys.stdout, progress=reporter, command=command,
+            protected=protected,
+        )  # fmt: skip
+    if not quiet:
+        typer.echo(_summary_text(summary), err=True)
+    if summary_json is not None:
+        _write_json(summary_json, summary.as_dict())
     tally = summary.tally
-    if torchrun_rank() is not None and out is not None:
-        merged = merge_under_torchrun(str(out), config.output_format)
+    if torchrun_rank() is not None and target is not None:
+        merged = merge_under_torchrun(target, config.output_format)
         if merged is not None:
-            typer.echo(f"merged the parts into {out}: {_tally_text(merged)}", err=True)
+            typer.echo(f"merged the parts into {target}: {_tally_text(merged)}", err=True)
             tally = merged
         elif "MASTER_ADDR" not in os.environ:
-            typer.echo(f"no process group to wait on; when all ranks are done: aigdetect scan --merge {out}", err=True)
-    _finish(tally, strict)
+            typer.echo(f"no process group to wait on; when all ranks are done: aigdetect scan --merge {target}", err=True)
+    if html is not None and config.out is not None:
+        from ..report import write_scan_report
+
+        stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd())
+        if not quiet:
+            typer.echo(f"report of {stats.rows} files in {html}", err=True)
+    _finish(tally, strict, failing)
 
 
 def register(app: typer.Typer) -> None:

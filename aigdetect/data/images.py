@@ -17,7 +17,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -122,50 +122,96 @@ def _checked_size(image: Image.Image, name: str, max_pixels: int) -> tuple[int, 
     return width, height
 
 
-def _decode_whole(image: Image.Image, width: int, height: int) -> DecodedImage:
-    image.seek(0)
-    image.load()
-    return DecodedImage(to_rgb_array(image), width, height, image.format or "unknown", image.mode)
+@dataclass
+class OpenedImage:
+    """A file opened for decoding: its handle and its Pillow image, header read, pixels not yet.
+
+    Evidence readers look at the same object before the pixels are decoded, so a file is opened,
+    and its header parsed, once.
+    """
+
+    name: str
+    handle: BinaryIO
+    image: Image.Image
+    width: int
+    height: int
+
+    def decode(self) -> DecodedImage:
+        """The whole first frame as RGB uint8."""
+        with _decoding(self.name):
+            image = self.image
+            image.seek(0)
+            image.load()
+            return DecodedImage(to_rgb_array(image), self.width, self.height, image.format or "unknown", image.mode)
+
+    def decode_center(self, size: int) -> DecodedImage:
+        """The size x size centre crop, zero-padded when smaller; large JPEGs are cut losslessly first.
+
+        The array equals ``center_crop(self.decode().array, size)`` pixel for pixel, and the file
+        fails exactly when ``decode`` fails; ``width`` and ``height`` describe the whole image.
+        With ``turbojpeg`` installed, a large JPEG's centre is cut losslessly before decoding (see
+        ``jpeg_crop``), which makes a 12-megapixel photo several times faster.
+        """
+        image, width, height = self.image, self.width, self.height
+        cut = None
+        if image.format in _CUTTABLE and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(width, height, size):
+            with _decoding(self.name):
+                self.handle.seek(0)
+                cut = jpeg_crop.cut_center(self.handle.read(), width, height, size)
+        if cut is None:
+            decoded = self.decode()
+            decoded.array = center_crop(decoded.array, size)
+            return decoded
+        with _decoding(self.name), Image.open(io.BytesIO(cut.jpeg), formats=("JPEG",)) as part:
+            window = to_rgb_array(part)
+        crop = window[cut.top : cut.top + size, cut.left : cut.left + size].copy()
+        return DecodedImage(crop, width, height, image.format, image.mode)
 
 
-def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+@contextmanager
+def opened_image(
+    source: str | bytes | os.PathLike[str] | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS, *, name: str | None = None
+) -> Iterator[OpenedImage]:
+    """Open an image file (or take an open binary handle) and check its size from the header.
+
+    A path is opened with ``fileio.open_input`` (symbolic links followed: the caller decided to
+    read this path); a handle is read from its start and left open.
+
+    Raises:
+        ImageDecodeError: with reason missing, unreadable, unsupported, symlink or too-large.
+    """
+    label = name or (os.fsdecode(source) if isinstance(source, (str, bytes, os.PathLike)) else "<stream>")
+    with ExitStack() as stack:
+        with _decoding(label):
+            if isinstance(source, (str, bytes, os.PathLike)):
+                handle = stack.enter_context(open_input(source, follow_symlinks=True)[0])
+            else:
+                handle = source
+                handle.seek(0)
+            image = stack.enter_context(open_image(handle))
+            width, height = _checked_size(image, label, max_pixels)
+        yield OpenedImage(label, handle, image, width, height)
+
+
+def decode_image(path: str | os.PathLike[str] | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode the first frame of an image file to RGB, refusing huge images before decoding.
 
     Args:
-        path: the image file.
+        path: the image file, or an open binary handle.
         max_pixels: width x height above which the file is refused from its header alone.
 
     Raises:
         ImageDecodeError: with reason missing, unreadable, unsupported, too-large, truncated or corrupt.
     """
-    name = os.fsdecode(path)
-    with _decoding(name), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
-        return _decode_whole(image, *_checked_size(image, name, max_pixels))
+    with opened_image(path, max_pixels) as opened:
+        return opened.decode()
 
 
-def decode_center(path: str | os.PathLike[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """The evaluation view of a file: its size x size centre crop, zero-padded when smaller.
-
-    The array equals ``center_crop(decode_image(path).array, size)`` pixel for pixel, and a file
-    fails exactly when ``decode_image`` fails; ``width`` and ``height`` describe the whole image.
-    Large JPEGs are cut losslessly before decoding when ``turbojpeg`` is installed (see
-    ``jpeg_crop``), which makes a 12-megapixel photo several times faster.
+def decode_center(path: str | os.PathLike[str] | BinaryIO, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """The evaluation view of a file: its size x size centre crop (see ``OpenedImage.decode_center``).
 
     Raises:
         ImageDecodeError: as ``decode_image``.
     """
-    name = os.fsdecode(path)
-    with _decoding(name), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
-        width, height = _checked_size(image, name, max_pixels)
-        cut = None
-        if image.format in _CUTTABLE and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(width, height, size):
-            handle.seek(0)
-            cut = jpeg_crop.cut_center(handle.read(), width, height, size)
-        if cut is None:
-            decoded = _decode_whole(image, width, height)
-            decoded.array = center_crop(decoded.array, size)
-            return decoded
-        with Image.open(io.BytesIO(cut.jpeg), formats=("JPEG",)) as part:
-            window = to_rgb_array(part)
-        crop = window[cut.top : cut.top + size, cut.left : cut.left + size].copy()
-        return DecodedImage(crop, width, height, image.format, image.mode)
+    with opened_image(path, max_pixels) as opened:
+        return opened.decode_center(size)

@@ -7,25 +7,22 @@ decode, or whose decoder crashes its worker, becomes an error record and never s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..data.config import DEFAULT_MAX_PIXELS
-from ..data.images import decode_center, decode_image, to_rgb_array
-from ..data.transforms import center_crop, crop_grid, eval_tensor, normalize_pixels
-from ..errors import ImageDecodeError, InputError
+from ..data.images import decode_center, to_rgb_array
+from ..data.transforms import eval_tensor, normalize_pixels
+from ..errors import InputError
 from ..models.detector import Detector
 from .pool import Crashed, OrderedPool
+from .reading import FileReader, ReadOptions
 from .records import ImageRecord
 from .runtime import DEVICE_PATTERN, available_cores, default_batch_size
-
-Perturbation = Callable[[np.ndarray], np.ndarray]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -75,40 +72,6 @@ def autocast_for(device: torch.device):
     return nullcontext()
 
 
-@dataclass(frozen=True)
-class _Decoder:
-    """Turns one (index, path) into its record and uint8 views; runs in a decode worker."""
-
-    size: int
-    crops: int
-    perturb: Perturbation | None
-    max_pixels: int
-
-    def __call__(self, item: tuple[int, str | os.PathLike[str]]) -> tuple[ImageRecord, np.ndarray | None]:
-        index, path = item
-        record = ImageRecord(index=index, path=os.fsdecode(path))
-        try:
-            if self.perturb is None and not self.crops:
-                decoded = decode_center(path, self.size, self.max_pixels)
-            else:
-                decoded = decode_image(path, self.max_pixels)
-        except ImageDecodeError as exc:
-            record.error_reason, record.error = exc.reason, exc.detail
-            return record, None
-        record.width, record.height, record.format = decoded.width, decoded.height, decoded.format
-        array = decoded.array
-        try:
-            if self.perturb is not None:
-                array = self.perturb(array)
-            views = [center_crop(array, self.size)]
-            if self.crops:
-                views += crop_grid(array, self.size, self.crops)
-            return record, np.stack([np.ascontiguousarray(v.transpose(2, 0, 1)) for v in views])
-        except MemoryError:
-            record.error_reason, record.error = "too-large", "out of memory while preprocessing"
-            return record, None
-
-
 def _batches(answers: Iterator[Any], paths: Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[list[Any]]:
     """Group the pool's answers into batches; a task whose worker died becomes a ``crashed`` record."""
     batch: list[tuple[ImageRecord, np.ndarray | None]] = []
@@ -132,9 +95,8 @@ def score_files(
     device: torch.device,
     batch_size: int | None = None,
     workers: int = 0,
-    crops: int = 0,
-    perturb: Perturbation | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reading: ReadOptions | None = None,
+    follow: Sequence[bool] | None = None,
 ) -> Iterator[list[ImageRecord]]:
     """Score files in order, yielding one list of records per batch (errors included).
 
@@ -148,17 +110,22 @@ def score_files(
         batch_size: images per forward pass (device default when None).
         workers: decode worker processes; 0 decodes in this process, where a crashing decoder
             ends the process.
-        crops: extra crops spread over the image, scored beside the centre crop.
-        perturb: applied to the decoded full image before cropping (robustness sweeps).
-        max_pixels: decompression-bomb cap per image.
+        reading: what a worker reads of each file (crops, perturbation, caps, hash, evidence);
+            by default the detector's centre crop only.
+        follow: per path, whether a symbolic link there may be followed (a scan decides this in
+            its walk); by default ``reading.follow_symlinks`` for every path.
     """
     batch_size = batch_size or default_batch_size(device.type)
-    decoder = _Decoder(detector.image_size, crops, perturb, max_pixels)
-    pool = OrderedPool(decoder, workers=workers, window=batch_size * (PREFETCH_FACTOR * workers + 1))
+    reading = reading or ReadOptions(size=detector.image_size)
+    if reading.size != detector.image_size:
+        raise ValueError(f"reading size {reading.size} is not the detector's input size {detector.image_size}")
+    pool = OrderedPool(FileReader(reading), workers=workers, window=batch_size * (PREFETCH_FACTOR * workers + 1))
     detector.to(device).eval()
-    views = 1 + crops
+    views = 1 + reading.crops
     parameters = sum(p.numel() for p in detector.parameters())
-    answers = pool.map(enumerate(paths))
+    answers = pool.map(
+        (index, path, reading.follow_symlinks if follow is None else follow[index]) for index, path in enumerate(paths)
+    )
     with torch.inference_mode(), threads_beside_workers(device, workers, parameters), closing(answers):
         for batch in _batches(answers, paths, batch_size):
             records = [record for record, _ in batch]
@@ -169,7 +136,7 @@ def score_files(
                     pixels = pixels.pin_memory()
                 flat = normalize_pixels(pixels.to(device, non_blocking=True))
                 with autocast_for(device):
-                    logits = detector(flat).logits
+                    logits = detector(flat, losses=False).logits
                 probs = torch.sigmoid(logits.float()).view(len(arrays), views).cpu().numpy()
                 for record, row in zip([r for r, a in batch if a is not None], probs):
                     record.score = float(row[0])

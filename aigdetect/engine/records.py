@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..evidence import Finding
 
 
 @dataclass
 class ImageRecord:
-    """The outcome for one file: a score (and crop scores) or an error, plus file facts."""
+    """The outcome for one file: a score (and crop scores) or an error, plus file facts.
+
+    ``size`` and ``mtime_ns`` come from the descriptor the pixels were read from; ``findings`` are
+    the evidence the file carries about itself (empty when evidence was not read).
+    """
 
     index: int
     path: str
@@ -18,6 +26,10 @@ class ImageRecord:
     crop_scores: list[float] = field(default_factory=list)
     error_reason: str | None = None
     error: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    sha256: str | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..engine.infer import Perturbation, score_files
+from ..engine.infer import score_files
+from ..engine.reading import Perturbation, ReadOptions
 from ..metrics import accuracy, average_precision, oracle_threshold
 from ..models.detector import Detector
 from .bench_config import BenchConfig
@@ -206,8 +207,7 @@ def score_pass(
         device=device,
         batch_size=config.runtime.batch_size_for(device.type),
         workers=config.runtime.workers_for(device.type),
-        perturb=perturb,
-        max_pixels=config.max_pixels,
+        reading=ReadOptions(size=detector.image_size, perturb=perturb, max_pixels=config.max_pixels),
     ):
         for record in batch:
             key, label, _ = items[record.index]

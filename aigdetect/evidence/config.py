@@ -34,11 +34,14 @@ class EvidenceConfig:
 
     c2pa_trust: str | None = field(
         default=None,
-        metadata={"help": "PEM file of trust anchors for C2PA signatures; without it signatures are checked but untrusted"},
+        metadata={"help": "PEM file of trust anchors for C2PA signatures; without it signatures are checked but untrusted."},
     )
     watermarks: bool = field(
-        default=True,
-        metadata={"help": "decode known invisible watermarks when the invisible-watermark extra is installed"},
+        default=False,
+        metadata={
+            "help": "Decode the Stable Diffusion and SDXL invisible watermarks (needs the watermarks extra; decodes "
+            "every image whole, about 1.5 s per 12-megapixel photo on one core)."
+        },
     )
     max_xmp_bytes: int = field(default=1 << 20, metadata={"help": "largest XMP packet parsed, in bytes"})
     max_exif_bytes: int = field(default=1 << 20, metadata={"help": "largest EXIF block parsed, in bytes"})

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .bench_page import REPORT_HTML, write_bench_html, write_robustness_html
-    from .scan_page import DEFAULT_THUMBNAILS, ReportStats, write_scan_report
+    from .config import DEFAULT_THUMBNAILS
+    from .scan_page import ReportStats, write_scan_report
     from .scan_results import Finding, ReadLimits, ScanResults, ScanRow, read_scan_results
 
 _LAZY = {
     "REPORT_HTML": ".bench_page",
     "write_bench_html": ".bench_page",
     "write_robustness_html": ".bench_page",
-    "DEFAULT_THUMBNAILS": ".scan_page",
+    "DEFAULT_THUMBNAILS": ".config",
     "ReportStats": ".scan_page",
     "write_scan_report": ".scan_page",
     "Finding": ".scan_results",

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, InputError
+from ..evidence import VERDICTS
 from ..version import __version__
+from .config import DEFAULT_THUMBNAILS
 from .histogram import Histogram, score_histogram
 from .html import asset, content_security_policy, render, script_json, write_page
 from .scan_results import (
     ERROR_KIND,
     SEVERITY,
-    VERDICTS,
     ReadLimits,
     ScanResults,
     ScanRow,
@@ -30,7 +31,6 @@ from .scan_results import (
 )
 from .thumbnails import CHANGED, GONE, NOT_AN_IMAGE, TOO_LARGE, UNDECODABLE, UNREADABLE, Thumbnail, make_thumbnails
 
-DEFAULT_THUMBNAILS = 1000
 """Previews embedded by default: about 8 MB of page for 1,000 photos; the other rows show a placeholder."""
 CAPPED = "capped"
 PAGE_FIELDS: tuple[str, ...] = (

@@ -24,11 +24,8 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..fileio import open_input, read_capped
+from ..scan.cells import unguard
 
-VERDICTS: tuple[str, ...] = (
-    "ai-generated", "likely-ai", "inconclusive", "likely-real", "camera-signed", "conflict", "tampered-credentials",
-)  # fmt: skip
-"""The fused verdicts a scan writes."""
 LEGACY_VERDICTS: tuple[str, ...] = ("fake", "real")
 """The verdicts of scans made before fusion: the model's alone."""
 ERROR_KIND = "error"
@@ -54,7 +51,6 @@ _TEXT = (
 _FLOATS = ("score", "crop_mean", "crop_max", "threshold")
 _INTS = ("width", "height", "size", "mtime_ns")
 _FINDING_FIELDS = ("source", "claim", "strength", "detail", "generator")
-_FORMULA_START = frozenset("=+-@")
 # A compact evidence cell is "source:claim:detail; source:claim:detail"; a detail may hold "; " itself,
 # so a new finding starts only where "; " is followed by something shaped like "source:claim:" (or "source:claim;").
 _NEXT_FINDING = re.compile(r";[ \t]*(?=[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]*(?:[:;]|$))")
@@ -246,11 +242,6 @@ def _evidence(value: Any, limits: ReadLimits) -> tuple[Finding, ...]:
     return tuple(findings)
 
 
-def unneutralise(cell: str) -> str:
-    """Undo the spreadsheet-formula guard of CSV cells: one leading ``'`` before ``= + - @``."""
-    return cell[1:] if len(cell) > 1 and cell[0] == "'" and cell[1] in _FORMULA_START else cell
-
-
 def to_row(raw: dict[str, Any], limits: ReadLimits) -> ScanRow:
     """Type one row read from any format, reading the older columns too.
 
@@ -357,7 +348,7 @@ def _csv_rows(name: str, text: str) -> tuple[list[tuple[int, Any]], tuple[str, .
             partial = True
     records = _csv_records("\n".join(lines) + "\n")
     try:
-        header = tuple(unneutralise(c) for c in next(records, []))
+        header = tuple(unguard(c) for c in next(records, []))
         items = []
         for values in records:
             number = records.line_num
@@ -367,7 +358,7 @@ def _csv_rows(name: str, text: str) -> tuple[list[tuple[int, Any]], tuple[str, .
                 raise InputError(
                     f"line {number} of {name} has {len(values)} fields instead of {len(header)}; the file is damaged"
                 )
-            items.append((number, dict(zip(header, (unneutralise(v) for v in values)))))
+            items.append((number, dict(zip(header, (unguard(v) for v in values)))))
     except csv.Error as exc:
         raise InputError(f"{name} is not readable CSV near line {records.line_num} ({exc})") from None
     return items, header, {}, partial

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from ..data.config import DEFAULT_MAX_PIXELS
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
+from ..evidence.config import EvidenceConfig
 
 FORMATS: tuple[str, ...] = ("csv", "json", "jsonl")
 _PART_SUFFIX = re.compile(r"\.part\d+$")
@@ -24,10 +26,15 @@ def infer_format(out: str | Path | None, requested: str | None) -> str:
         return requested
     if out is None:
         return "csv"
-    suffix = Path(_PART_SUFFIX.sub("", str(out))).suffix.lower()
+    suffix = Path(part_base(str(out))).suffix.lower()
     if suffix not in _SUFFIXES:
         raise ConfigError(f"cannot tell the format of {out} from its suffix; pass `output_format` {'|'.join(FORMATS)}")
     return _SUFFIXES[suffix]
+
+
+def part_base(out: str) -> str:
+    """The merged output a part belongs to: ``OUT.part3`` -> ``OUT``; any other name is its own base."""
+    return _PART_SUFFIX.sub("", out)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -56,8 +63,9 @@ MAX_CROPS = 64
 class ScanConfig:
     """One scan: where to look, how to score, where the rows go. Field help is what ``scan -h`` shows."""
 
-    paths: tuple[str, ...]
-    out: str | None = field(default=None, metadata={"help": "Output file (default: rows to stdout)."})
+    paths: tuple[str, ...] = ()
+    listed: tuple[str, ...] = field(default=(), metadata={"help": "Paths read from a list file (`files_from`)."})
+    out: str | None = field(default=None, metadata={"help": "Output file; '-' or none writes the rows to stdout."})
     output_format: str | None = field(
         default=None, metadata={"help": f"{'|'.join(FORMATS)} (default: from the `out` suffix, else csv)."}
     )
@@ -80,14 +88,29 @@ class ScanConfig:
         metadata={"help": "K/N: scan only shard K (0..N-1) of N, chosen by a hash of each path; `out` OUT writes OUT.partK."},
     )
     resume: bool = field(default=False, metadata={"help": "Keep the rows already in `out` and scan only the rest."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing `out` (an earlier scan output only)."})
+    bands: tuple[float, float] | None = field(
+        default=None,
+        metadata={
+            "help": "LOW,HIGH: scores at or below LOW are likely-real, at or above HIGH likely-ai, inconclusive "
+            "between (default: 2 logits either side of the threshold, 0.12,0.88 at 0.5)."
+        },
+    )
+    evidence: EvidenceConfig | None = field(default_factory=EvidenceConfig)
+    sha256: bool = field(default=True, metadata={"help": "Record each file's SHA-256 (chain of custody)."})
+    formula_guard: bool = field(
+        default=True,
+        metadata={"help": "Quote CSV cells that a spreadsheet would run as a formula (=, +, -, @ ...); JSON stays raw."},
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
+        object.__setattr__(self, "paths", tuple(os.fsdecode(p) for p in self.paths))
+        object.__setattr__(self, "listed", tuple(os.fsdecode(p) for p in self.listed))
         if self.out is not None:
             object.__setattr__(self, "out", str(self.out))
         object.__setattr__(self, "output_format", infer_format(self.out, self.output_format))
-        if not self.paths:
-            raise ConfigError("give at least one PATH (a file or a folder) to scan")
+        if not self.paths and not self.listed:
+            raise ConfigError("give at least one PATH (a file or a folder) to scan, or `files_from` a list")
         if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise ConfigError(f"`threshold` is a probability and must be within [0, 1], got {self.threshold}")
         if not 0 <= self.crops <= MAX_CROPS:
@@ -98,3 +121,11 @@ class ScanConfig:
             check_shard(self.shard)
         if self.resume and self.out is None:
             raise ConfigError("`resume` continues an output file; pass `out` FILE")
+        if self.resume and self.overwrite:
+            raise ConfigError("`resume` keeps the rows of `out` and `overwrite` replaces them: choose one")
+        if self.bands is not None:
+            if len(self.bands) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.bands):
+                raise ConfigError(f"`bands` are two numbers LOW,HIGH, got {self.bands!r}")
+            object.__setattr__(self, "bands", (float(self.bands[0]), float(self.bands[1])))
+            if not 0.0 <= self.bands[0] <= self.bands[1] <= 1.0:
+                raise ConfigError(f"`bands` need 0 <= LOW <= HIGH <= 1, got {self.bands}")

@@ -1,4 +1,9 @@
-"""The result rows of a scan: their columns, how a scored or failed file becomes one, and the tally."""
+"""The result rows of a scan: their columns, how a scored or failed file becomes one, and the tally.
+
+A row's ``verdict`` is the fused one (evidence first, then the score in bands around the
+threshold, see ``evidence.fusion``); ``model_verdict`` is the score alone at the threshold
+(``fake``/``real``), as the benchmark protocols count it.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.records import ImageRecord
+from ..evidence import Finding, fuse
 from .paths import display_path
 from .walk import FoundFile
 
 Row = dict[str, Any]
 
 BASE_COLUMNS: tuple[str, ...] = (
-    "path", "status", "score", "verdict", "threshold", "detector",
-    "width", "height", "format", "error", "size", "mtime_ns",
+    "path", "status", "verdict", "model_verdict", "score", "threshold", "generator", "evidence", "detector",
+    "width", "height", "format", "error_reason", "error_detail", "size", "mtime_ns", "sha256",
 )
 CROP_COLUMNS: tuple[str, ...] = ("crop_mean", "crop_max")
+EVIDENCE_COLUMNS: tuple[str, ...] = ("model_verdict", "generator", "evidence")
+"""Columns an output from before the evidence layer lacks: its rows are stale for ``resume``."""
+INTEGER_COLUMNS: tuple[str, ...] = ("width", "height", "size", "mtime_ns")
 
 
 def scan_columns(crops: int) -> tuple[str, ...]:
@@ -34,7 +43,7 @@ def one_line(text: str) -> str:
     return " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def verdict(score: float, threshold: float) -> str:
+def model_verdict(score: float, threshold: float) -> str:
     """``score > threshold`` is fake, the rule of the accuracy metrics (UnivFD's calculate_acc)."""
     return "fake" if score > threshold else "real"
 
@@ -45,6 +54,7 @@ class RowContext:
 
     detector: str
     threshold: float
+    bands: tuple[float, float]
     columns: tuple[str, ...]
 
 
@@ -56,62 +66,82 @@ def _base(found: FoundFile, context: RowContext) -> Row:
         detector=context.detector,
         size=found.size,
         mtime_ns=found.mtime_ns,
+        evidence=[],
     )
     return row
 
 
 def error_row(found: FoundFile, reason: str, detail: str, context: RowContext) -> Row:
     row = _base(found, context)
-    row.update(status="error", error=one_line(f"{reason}: {detail}"))
+    row.update(status="error", error_reason=reason, error_detail=one_line(detail))
+    return row
+
+
+def _with_evidence(row: Row, findings: list[Finding], score: float | None, context: RowContext) -> Row:
+    fused = fuse(findings, score, context.threshold, context.bands)
+    row.update(verdict=fused.verdict, generator=fused.generator, evidence=[f.to_dict() for f in findings])
     return row
 
 
 def record_row(found: FoundFile, record: ImageRecord, context: RowContext) -> Row:
-    """The row of a file that went through decoding and, when that worked, the detector."""
+    """The row of a file that went through a decode worker and, when that worked, the detector.
+
+    Size and time come from the worker, which read them from the descriptor it decoded.
+    """
     if not record.ok:
         row = error_row(found, record.error_reason or "corrupt", record.error or "", context)
     elif record.score is None or not math.isfinite(record.score):
         row = error_row(found, "no-score", "the detector gave no finite score", context)
     else:
         row = _base(found, context)
-        row.update(status="ok", score=record.score, verdict=verdict(record.score, context.threshold))
+        row.update(status="ok", score=record.score, model_verdict=model_verdict(record.score, context.threshold))
+        _with_evidence(row, record.findings, record.score, context)
         if "crop_mean" in row and record.crop_scores:
             row.update(crop_mean=sum(record.crop_scores) / len(record.crop_scores), crop_max=max(record.crop_scores))
-    row.update(width=record.width, height=record.height, format=record.format)
+    if record.size is not None:
+        row.update(size=record.size, mtime_ns=record.mtime_ns)
+    row.update(width=record.width, height=record.height, format=record.format, sha256=record.sha256)
     return row
 
 
-def row_key(path: str, size: Any, mtime_ns: Any, detector: str) -> tuple[str, str, str, str]:
-    """What makes a recorded row reusable by ``--resume``; values compare as text (CSV holds text)."""
+RowKey = tuple[str, str, str, str]
+
+
+def row_key(path: str, size: Any, mtime_ns: Any, detector: str) -> RowKey:
+    """What makes a recorded row reusable by ``resume``; values compare as text (CSV holds text)."""
     return (path, "" if size is None else str(size), "" if mtime_ns is None else str(mtime_ns), detector)
 
 
-def recorded_key(row: Row) -> tuple[str, str, str, str]:
+def recorded_key_of(row: Row) -> RowKey:
     return row_key(str(row.get("path") or ""), row.get("size"), row.get("mtime_ns"), str(row.get("detector") or ""))
 
 
-def found_key(found: FoundFile, detector: str) -> tuple[str, str, str, str]:
+def found_key(found: FoundFile, detector: str) -> RowKey:
     return row_key(display_path(found.path), found.size, found.mtime_ns, detector)
 
 
 @dataclass
 class Tally:
-    """Counts of verdicts and error reasons, updated row by row (works on typed or CSV-text rows)."""
+    """Counts per fused verdict, per model verdict and per error reason, updated row by row
+    (works on typed rows and on rows read back from CSV text)."""
 
-    fake: int = 0
-    real: int = 0
-    errors: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    model: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
 
     @property
+    def errors(self) -> int:
+        return sum(self.reasons.values())
+
+    @property
     def rows(self) -> int:
-        return self.fake + self.real + self.errors
+        return sum(self.verdicts.values()) + self.errors
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "files": self.rows,
-            "fake": self.fake,
-            "real": self.real,
+            "verdicts": dict(sorted(self.verdicts.items())),
+            "model_verdicts": dict(sorted(self.model.items())),
             "errors": self.errors,
             "errors_by_reason": dict(sorted(self.reasons.items())),
         }
@@ -119,10 +149,7 @@ class Tally:
     def add(self, rows: Iterable[Row]) -> None:
         for row in rows:
             if row.get("status") == "ok":
-                if row.get("verdict") == "fake":
-                    self.fake += 1
-                else:
-                    self.real += 1
+                self.verdicts[str(row.get("verdict") or "unknown")] += 1
+                self.model[str(row.get("model_verdict") or "unknown")] += 1
             else:
-                self.errors += 1
-                self.reasons[str(row.get("error") or "unknown").split(":", 1)[0]] += 1
+                self.reasons[str(row.get("error_reason") or "unknown")] += 1

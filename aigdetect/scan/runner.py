@@ -1,25 +1,48 @@
-"""The scan itself: list the files, skip what ``--resume`` may keep, score the rest, write rows.
+"""The scan itself: list the files, keep what ``resume`` may keep, score the rest, write rows.
 
 Rows follow the byte order of the paths. Entries that cannot be scored (reported by the walker)
-take their place in that order, so a resumed or sharded scan lines up with a plain one.
+take their place in that order, so a resumed or sharded scan lines up with a plain one, and the
+output of a resumed scan equals that of a scan of the folder as it is now.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from ..engine.infer import Perturbation, resolve_device, score_files
-from ..errors import ConfigError, InputError
+from ..engine.infer import resolve_device, score_files
+from ..engine.reading import Perturbation, ReadOptions
+from ..errors import ConfigError
+from ..evidence import default_bands, validate_bands
+from ..fileio import atomic_write
 from ..models.detector import Detector
 from ..models.identity import detector_id
-from .config import ScanConfig
-from .rows import Row, RowContext, Tally, error_row, found_key, record_row, recorded_key, scan_columns
+from ..version import __version__
+from .config import ScanConfig, part_base
+from .lock import OutputLock
+from .resume import ResumeIndex
+from .rows import Row, RowContext, Tally, error_row, found_key, record_row, scan_columns
 from .shard import select_shard
+from .sidecar import RowSettings, read_sidecar, sidecar_path, write_sidecar
 from .walk import FoundFile, walk_paths
-from .writers import Recorded, open_writer, read_recorded
+from .writers import (
+    Previous,
+    RowWriter,
+    _parse_line,
+    append_writer,
+    growing_file,
+    header_line,
+    merge_runs,
+    open_writer,
+    read_previous,
+    row_line,
+)
 
 
 @dataclass(frozen=True)
@@ -41,22 +64,34 @@ class ScanSummary:
     Attributes:
         out: the output file, or None for a stream.
         output_format: csv, json or jsonl.
-        detector: the detector id written in each row.
-        threshold: the verdict threshold.
-        tally: fake, real and error counts over the whole output.
+        settings: what shaped the rows (detector id, threshold, bands, ...).
+        command: the command line, as given by the caller.
+        started: when the scan started (UTC, ISO 8601).
+        tally: verdict and error counts over the whole output.
         scored: rows produced by this run.
-        resumed: rows kept from an earlier run by ``--resume``.
+        resumed: rows kept from an earlier run by ``resume``.
+        stale: rows of an earlier output that were rescanned because their settings or version differ.
         elapsed_s: wall time of the scoring.
     """
 
     out: str | None
     output_format: str
-    detector: str
-    threshold: float
+    settings: RowSettings
+    command: str = ""
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     tally: Tally = field(default_factory=Tally)
     scored: int = 0
     resumed: int = 0
+    stale: int = 0
     elapsed_s: float = 0.0
+
+    @property
+    def detector(self) -> str:
+        return self.settings.detector
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold
 
     @property
     def images_per_s(self) -> float | None:
@@ -67,37 +102,123 @@ class ScanSummary:
             **self.tally.as_dict(),
             "scored": self.scored,
             "resumed": self.resumed,
-            "threshold": self.threshold,
-            "detector": self.detector,
+            "detector": self.settings.detector,
+            "engine": self.settings.engine,
+            "threshold": self.settings.threshold,
+            "bands": list(self.settings.bands),
             "elapsed_s": round(self.elapsed_s, 3),
             "images_per_s": None if self.images_per_s is None else round(self.images_per_s, 2),
+            "aigdetect_version": __version__,
+            "started": self.started,
+            "command": self.command,
+            "cwd": os.getcwd(),
         }
 
 
-def _resumable(config: ScanConfig, files: Sequence[FoundFile], context: RowContext) -> list[Recorded]:
-    """Rows of the earlier output that still describe a file of this scan, each file once."""
-    if not config.resume or config.out is None:
-        return []
-    previous = read_recorded(config.out, config.output_format, context.columns)
-    wanted = {found_key(f, context.detector) for f in files}
-    kept: list[Recorded] = []
-    seen: set[tuple[str, str, str, str]] = set()
-    for item in previous.rows:
-        key = recorded_key(item.row)
-        if key not in wanted or key in seen:
-            continue
-        try:
-            threshold = float(item.row["threshold"])
-        except (TypeError, ValueError):
-            raise InputError(f"{config.out}: a row has no valid threshold; the file is damaged") from None
-        if threshold != context.threshold:
-            raise ConfigError(
-                f"{config.out} was written at threshold {threshold}, this scan uses {context.threshold}; "
-                f"resume with `threshold` {threshold} or write to a new `out`"
-            )
-        kept.append(item)
-        seen.add(key)
-    return kept
+def _trust_fingerprint(config: ScanConfig) -> str | None:
+    evidence = config.evidence
+    if evidence is None or evidence.trust_pem is None:
+        return None
+    return hashlib.sha256(evidence.trust_pem.encode("utf-8")).hexdigest()[:16]
+
+
+def _settings(detector: Detector, config: ScanConfig) -> RowSettings:
+    threshold = float(detector.threshold if config.threshold is None else config.threshold)
+    bands = validate_bands(threshold, config.bands if config.bands is not None else default_bands(threshold))
+    return RowSettings(
+        detector=detector_id(detector),
+        engine="torch-fp32",
+        threshold=threshold,
+        bands=bands,
+        columns=scan_columns(config.crops),
+        evidence=config.evidence is not None,
+        watermarks=config.evidence is not None and config.evidence.watermarks,
+        trust=_trust_fingerprint(config),
+        sha256=config.sha256,
+    )
+
+
+def _looks_like_scan_output(out: str) -> bool:
+    """Whether an existing file is an earlier output of ``scan`` (so replacing it destroys nothing else)."""
+    if os.path.exists(sidecar_path(out)):
+        return True
+    try:
+        with open(out, "rb") as handle:
+            first = handle.readline(1 << 16)
+    except OSError:
+        return False
+    return first.startswith((b"path,status,", b'{"path": ', b'{"columns": '))
+
+
+def check_output(config: ScanConfig, protected: Sequence[str]) -> None:
+    """Refuse an output that would destroy an input, or an earlier output without ``resume``/``overwrite``.
+
+    Raises:
+        ConfigError: ``out`` is a folder, a protected file (the checkpoint in use, say), an existing
+            file without ``resume`` or ``overwrite``, or a file that is not a scan output.
+    """
+    out = config.out
+    if out is None:
+        return
+    if os.path.isdir(out):
+        raise ConfigError(f"`out` {out} is a folder; give a file name")
+    for path in protected:
+        if os.path.exists(out) and os.path.exists(path) and os.path.samefile(out, path):
+            raise ConfigError(f"`out` {out} is {path}, which this scan reads; write to another file")
+    growing = growing_file(out, config.output_format)
+    if not os.path.lexists(out) and not os.path.lexists(growing):
+        return
+    if not (config.resume or config.overwrite):
+        raise ConfigError(f"`out` {out} exists; pass `resume` to continue it or `overwrite` to replace it")
+    if os.path.lexists(out) and not _looks_like_scan_output(out):
+        raise ConfigError(f"`out` {out} exists and is not a scan output; refusing to replace it")
+
+
+def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
+    """Whether a found file is this scan's own output (or a shard's part of it): never a row."""
+    if config.out is None:
+        return lambda found: False
+    cwd = os.getcwd()
+    base = os.path.normpath(os.path.join(cwd, part_base(config.out)))
+
+    def own(found: FoundFile) -> bool:
+        path = os.path.normpath(os.path.join(cwd, found.path))
+        return path == base or path.startswith(base + ".")
+
+    return own
+
+
+def _kept_tally(line: str, previous: Previous) -> Row:
+    return _parse_line(previous.path, previous.output_format, 0, line, previous.columns).row
+
+
+def _write_kept(
+    files: Sequence[FoundFile], index: ResumeIndex, config: ScanConfig, context: RowContext, summary: ScanSummary
+) -> tuple[list[FoundFile], int]:
+    """Rewrite the output (atomically) with its header and the rows it keeps, in path order.
+
+    Returns:
+        The files left to scan, and the byte offset where their rows will start.
+    """
+    assert config.out is not None
+    todo: list[FoundFile] = []
+    growing = growing_file(config.out, config.output_format)
+    fmt = "jsonl" if config.output_format == "json" else config.output_format
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as target:
+            target.writelines(line + "\n" for line in header_line(fmt, context.columns))
+            for found in files:
+                line = index.take(found_key(found, context.detector))
+                if line is None:
+                    todo.append(found)
+                    continue
+                target.write(line + "\n")
+                summary.tally.add([_kept_tally(line, index.previous)])
+                summary.resumed += 1
+
+    atomic_write(growing, dump)
+    return todo, os.path.getsize(growing)
 
 
 def _row_batches(
@@ -106,7 +227,9 @@ def _row_batches(
     """Rows for ``todo`` in order, one list per scored batch, unscorable entries slotted in between."""
     scorable = [i for i, f in enumerate(todo) if f.problem is None]
     emitted = 0
-    for records in score_files(detector, [todo[i].path for i in scorable], **options):
+    paths = [todo[i].path for i in scorable]
+    follow = [todo[i].follow for i in scorable]
+    for records in score_files(detector, paths, follow=follow, **options):
         by_position = {scorable[r.index]: r for r in records}
         last = scorable[records[-1].index]
         rows = []
@@ -123,6 +246,27 @@ def _row_batches(
         yield tail
 
 
+def _resume_index(config: ScanConfig, settings: RowSettings, summary: ScanSummary) -> ResumeIndex | None:
+    """The rows an earlier output may give this scan; None when there is nothing to resume."""
+    if not config.resume or config.out is None:
+        return None
+    recorded = read_sidecar(config.out)
+    if recorded is not None:
+        changed = settings.differences(recorded["settings"])
+        if changed:
+            raise ConfigError(
+                f"{config.out} was made with other settings ({'; '.join(changed)}); "
+                "resume with the same settings, or `overwrite` it"
+            )
+    previous = read_previous(config.out, config.output_format, settings.columns)
+    if previous is None:
+        return None
+    index = ResumeIndex.build(previous, settings.threshold)
+    if previous.stale:
+        summary.stale = sum(1 for _ in previous.rows())
+    return index
+
+
 def run_scan(
     detector: Detector,
     config: ScanConfig,
@@ -130,6 +274,8 @@ def run_scan(
     stream: TextIO | None = None,
     progress: ProgressCallback | None = None,
     perturb: Perturbation | None = None,
+    command: str = "",
+    protected: Sequence[str] = (),
 ) -> ScanSummary:
     """Scan ``config.paths`` and write one row per entry to ``config.out`` (or ``stream``).
 
@@ -140,50 +286,70 @@ def run_scan(
         progress: called after every written batch.
         perturb: applied to each decoded image before cropping (robustness studies; tests use it
             to make a decoder worker crash on purpose).
+        command: the command line, recorded in the summary.
+        protected: files this scan reads (the checkpoint, say), which ``out`` must not be.
 
     Returns:
         The counts over the whole output and the speed of this run.
 
     Raises:
-        InputError: a PATH does not exist, or the output to resume is damaged.
-        ConfigError: the output to resume was written with other columns or another threshold.
+        InputError: a PATH does not exist, the output is locked by another scan, or the output to
+            resume is damaged.
+        ConfigError: the output exists without ``resume``/``overwrite``, would replace an input, or
+            was written with other settings.
     """
     device = resolve_device(config.runtime.device)
-    files = select_shard(
-        walk_paths(config.paths, recursive=config.recursive, follow_symlinks=config.follow_symlinks), config.shard
-    )
-    threshold = float(detector.threshold if config.threshold is None else config.threshold)
-    context = RowContext(detector_id(detector), threshold, scan_columns(config.crops))
-    kept = _resumable(config, files, context)
-    kept_keys = {recorded_key(item.row) for item in kept}
-    todo = [f for f in files if found_key(f, context.detector) not in kept_keys]
-    options = dict(
-        device=device,
-        batch_size=config.runtime.batch_size_for(device.type),
-        workers=config.runtime.workers_for(device.type),
-        crops=config.crops,
-        max_pixels=config.max_pixels,
-        perturb=perturb,
-    )
-    summary = ScanSummary(config.out, config.output_format, context.detector, threshold, resumed=len(kept))
-    summary.tally.add(item.row for item in kept)
-    writer = open_writer(
-        config.output_format, context.columns, out=config.out, stream=stream, kept=[item.text for item in kept]
-    )
-    started = time.perf_counter()
-    errors = 0
-    try:
-        if progress:
-            progress(ScanProgress(0, len(todo), 0))
-        for rows in _row_batches(detector, todo, context, options):
-            writer.write(rows)
-            summary.tally.add(rows)
-            summary.scored += len(rows)
-            errors += sum(1 for row in rows if row["status"] != "ok")
+    settings = _settings(detector, config)
+    context = RowContext(settings.detector, settings.threshold, settings.bands, settings.columns)
+    summary = ScanSummary(config.out, config.output_format, settings, command=command)
+    check_output(config, protected)
+    with ExitStack() as stack:
+        if config.out is not None:
+            stack.enter_context(OutputLock(config.out))
+        own = _own_files(config)
+        found = walk_paths(
+            config.paths, recursive=config.recursive, follow_symlinks=config.follow_symlinks, listed=config.listed
+        )
+        files = select_shard([f for f in found if not own(f)], config.shard)
+        index = _resume_index(config, settings, summary)
+        if index is not None:
+            stack.callback(index.close)
+            todo, boundary = _write_kept(files, index, config, context, summary)
+            writer: RowWriter = append_writer(config.out, config.output_format)
+        else:
+            todo, boundary = files, 0
+            writer = open_writer(config.output_format, context.columns, out=config.out, stream=stream)
+        if config.out is not None:
+            write_sidecar(config.out, settings, complete=False, shard=config.shard)
+        options = dict(
+            device=device,
+            batch_size=config.runtime.batch_size_for(device.type),
+            workers=config.runtime.workers_for(device.type),
+            reading=ReadOptions(
+                size=detector.image_size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels,
+                sha256=config.sha256, evidence=config.evidence,
+            ),
+        )
+        started = time.perf_counter()
+        errors = 0
+        try:
             if progress:
-                progress(ScanProgress(summary.scored, len(todo), errors))
-        summary.elapsed_s = time.perf_counter() - started
-        writer.finish(summary.as_dict())
-    finally:
-        writer.close()
+                progress(ScanProgress(0, len(todo), 0))
+            for rows in _row_batches(detector, todo, context, options):
+                writer.write([row_line(config.output_format, context.columns, r, config.formula_guard) for r in rows])
+                summary.tally.add(rows)
+                summary.scored += len(rows)
+                errors += sum(1 for row in rows if row["status"] != "ok")
+                if progress:
+                    progress(ScanProgress(summary.scored, len(todo), errors))
+            summary.elapsed_s = time.perf_counter() - started
+            writer.close()
+            if config.out is not None and summary.resumed and summary.scored:
+                merge_runs(growing_file(config.out, config.output_format), config.output_format,
+                           len(header_line(config.output_format, context.columns)), boundary)  # fmt: skip
+            writer.finish(summary.as_dict(), context.columns)
+        finally:
+            writer.close()
+        if config.out is not None:
+            write_sidecar(config.out, settings, complete=True, summary=summary.as_dict(), shard=config.shard)
     return summary

@@ -7,18 +7,21 @@ and a file added or removed elsewhere in the tree never moves the others between
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from ..fileio import atomic_write
 from .paths import raw_path
 from .rows import Tally
+from .sidecar import SIDECAR_SUFFIX, RowSettings, read_sidecar, write_sidecar
 from .walk import FoundFile
-from .writers import Recorded, csv_line, journal_path, read_recorded, write_json
+from .writers import Recorded, header_line, journal_path, read_previous, write_json
 
 _PART = re.compile(r"\.part(\d+)$")
 
@@ -72,44 +75,90 @@ class MergeResult:
     tally: Tally
 
 
-def merge_parts(out: str, output_format: str) -> MergeResult:
-    """Join all ``OUT.partK`` files into ``OUT`` (atomically), rows sorted by path as one scan sorts them.
+def _part_settings(out: str, parts: list[str]) -> dict[str, Any]:
+    """The settings every part was made with, checked to be one scan's: same N, same settings, all complete.
 
     Raises:
-        InputError: a part is missing, unfinished (a half-written row or a JSON journal), or two
-            parts hold the same path.
+        InputError: a part has no summary, is unfinished, or belongs to another split or scan.
+    """
+    settings: dict[str, Any] | None = None
+    for index, part in enumerate(parts):
+        sidecar = read_sidecar(part)
+        if sidecar is None:
+            raise InputError(f"{part} has no {part}{SIDECAR_SUFFIX}: it was not written by a shard of 'aigdetect scan'")
+        if not sidecar.get("complete"):
+            raise InputError(f"{part} is unfinished; finish that shard with `resume`")
+        if sidecar.get("shard") != [index, len(parts)]:
+            raise InputError(
+                f"{part} was written as shard {sidecar.get('shard')}, not {index}/{len(parts)}: "
+                f"the parts of {out} come from different `shard` splits"
+            )
+        if settings is None:
+            settings = sidecar["settings"]
+        elif sidecar["settings"] != settings:
+            changed = [k for k in settings if settings.get(k) != sidecar["settings"].get(k)]
+            raise InputError(f"{part} was made with other settings than {parts[0]} ({', '.join(changed)}); they cannot be joined")
+    assert settings is not None
+    return settings
+
+
+def _keyed_rows(part: str, output_format: str, columns: tuple[str, ...]) -> Iterator[tuple[bytes, Recorded]]:
+    """A part's rows with their path bytes, checked to be in order (as every scan writes them)."""
+    previous = read_previous(part, output_format, columns)
+    if previous is None:
+        return
+    last = None
+    for item in previous.rows():
+        key = raw_path(str(item.row["path"]))
+        if last is not None and key <= last:
+            raise InputError(f"{part} is not sorted by path (at {item.row['path']}); it was edited after the scan")
+        last = key
+        yield key, item
+    if previous.partial:
+        raise InputError(f"{part} ends with a half-written row (interrupted?); finish that shard with `resume`")
+
+
+def _owned_rows(part: str, output_format: str, columns: tuple[str, ...]) -> Iterator[tuple[bytes, str, Recorded]]:
+    for key, item in _keyed_rows(part, output_format, columns):
+        yield key, part, item
+
+
+def merge_parts(out: str, output_format: str) -> MergeResult:
+    """Join all ``OUT.partK`` files into ``OUT`` (atomically), streaming, rows sorted by path as one
+    scan sorts them; ``OUT.summary.json`` records the joined counts.
+
+    Raises:
+        InputError: a part is missing, unfinished (a half-written row or a JSON journal), from
+            another split or made with other settings, or two parts hold the same path.
         ConfigError: the parts have different columns.
     """
     parts = find_parts(out)
-    columns: tuple[str, ...] | None = None
-    rows: dict[bytes, tuple[Recorded, str]] = {}
     for part in parts:
         if output_format == "json" and os.path.exists(journal_path(part)):
             raise InputError(f"{part} is unfinished ({journal_path(part)} exists); finish that shard with `resume`")
-        previous = read_recorded(part, output_format, columns)
-        if previous.partial:
-            raise InputError(f"{part} ends with a half-written row (interrupted?); finish that shard with `resume`")
-        columns = previous.columns
-        for item in previous.rows:
-            key = raw_path(str(item.row["path"]))
-            if key in rows:
-                raise InputError(f"{item.row['path']} is in both {rows[key][1]} and {part}; were all parts made with one `shard` N?")
-            rows[key] = (item, part)
-    if columns is None:
-        raise InputError(f"the parts of {out} hold no rows and no header")
-    ordered = [rows[key][0] for key in sorted(rows)]
+    settings = _part_settings(out, parts)
+    columns = tuple(settings["columns"])
     tally = Tally()
-    tally.add(item.row for item in ordered)
-    final_columns = columns
+
+    def lines() -> Iterator[str]:
+        merged = heapq.merge(*(_owned_rows(part, output_format, columns) for part in parts))
+        last: tuple[bytes, str] | None = None
+        for key, part, item in merged:
+            if last is not None and key == last[0]:
+                raise InputError(f"{item.row['path']} is in both {last[1]} and {part}; were all parts made with one `shard` N?")
+            last = (key, part)
+            tally.add([item.row])
+            yield item.text
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
             if output_format == "json":
-                write_json(handle, {**tally.as_dict(), "merged_parts": len(parts)}, final_columns, (i.text for i in ordered))
+                write_json(handle, lambda: {**tally.as_dict(), "merged_parts": len(parts)}, columns, lines())
                 return
-            if output_format == "csv":
-                handle.write(csv_line(final_columns) + "\n")
-            handle.writelines(item.text + "\n" for item in ordered)
+            handle.writelines(line + "\n" for line in header_line(output_format, columns))
+            handle.writelines(line + "\n" for line in lines())
 
     atomic_write(out, write)
+    write_sidecar(out, RowSettings(**{**settings, "bands": tuple(settings["bands"]), "columns": columns}),
+                  complete=True, summary={**tally.as_dict(), "merged_parts": len(parts)})  # fmt: skip
     return MergeResult(out, parts, tally)

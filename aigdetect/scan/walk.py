@@ -29,12 +29,15 @@ class FoundFile:
         size: bytes, for resume matching; None when unknown.
         mtime_ns: modification time in nanoseconds, for resume matching; None when unknown.
         problem: ``(reason, detail)`` when the entry cannot be scored.
+        follow: the path is (or may be) a symbolic link that the walk decided to follow; any other
+            file is read without following links, so one swapped for a link after the walk is refused.
     """
 
     path: str
     size: int | None = None
     mtime_ns: int | None = None
     problem: tuple[str, str] | None = None
+    follow: bool = False
 
 
 def require_paths(paths: Iterable[str]) -> None:
@@ -50,9 +53,9 @@ def _special(path: str, mode: int) -> FoundFile:
     return FoundFile(path, problem=("unsupported", f"not a regular file ({kind})"))
 
 
-def _file(path: str, info: os.stat_result) -> FoundFile:
+def _file(path: str, info: os.stat_result, follow: bool = False) -> FoundFile:
     if stat.S_ISREG(info.st_mode):
-        return FoundFile(path, info.st_size, info.st_mtime_ns)
+        return FoundFile(path, info.st_size, info.st_mtime_ns, follow=follow)
     return _special(path, info.st_mode)
 
 
@@ -79,7 +82,7 @@ class _Walker:
         if stat.S_ISDIR(info.st_mode):
             self.folders.append((path, info, frozenset()))
         else:
-            self.found.append(_file(path, info))
+            self.found.append(_file(path, info, follow=True))
 
     def run(self) -> list[FoundFile]:
         while self.folders or self.links:
@@ -140,18 +143,21 @@ class _Walker:
             self.found.append(FoundFile(path, problem=("symlink-loop", f"symbolic link cannot be resolved: {exc.strerror or exc}")))
             return
         if not stat.S_ISDIR(info.st_mode):
-            self.found.append(_file(path, info))
+            self.found.append(_file(path, info, follow=True))
         elif self.recursive:
             self.links.append((path, info, ancestors))
 
 
-def walk_paths(paths: Iterable[str], *, recursive: bool = True, follow_symlinks: bool = False) -> list[FoundFile]:
-    """List every entry under ``paths``, sorted by the bytes of the path, each path once.
+def walk_paths(
+    paths: Iterable[str], *, recursive: bool = True, follow_symlinks: bool = False, listed: Iterable[str] = ()
+) -> list[FoundFile]:
+    """List every entry under ``paths`` and ``listed``, sorted by the bytes of the path, each path once.
 
     Symbolic links named on the command line are followed; links met inside folders are reported
     as ``symlink`` rows unless ``follow_symlinks``. With ``follow_symlinks``, each real folder is
     entered once (real folders first): a link back to an ancestor is a ``symlink-loop`` row and a link
-    to a folder scanned already is a ``duplicate`` row, so the walk always ends.
+    to a folder scanned already is a ``duplicate`` row, so the walk always ends. ``listed`` paths
+    (from a list file) are treated like PATHs, except that one that is missing becomes a ``missing`` row.
 
     Raises:
         InputError: a PATH does not exist.
@@ -161,5 +167,11 @@ def walk_paths(paths: Iterable[str], *, recursive: bool = True, follow_symlinks:
     walker = _Walker(recursive, follow_symlinks)
     for path in paths:
         walker.add_root(path)
+    for path in listed:
+        if os.path.exists(path):
+            walker.add_root(path)
+        else:
+            broken = "a broken symbolic link" if os.path.islink(path) else "no such file"
+            walker.found.append(FoundFile(path, problem=("missing", f"listed, but {broken}")))
     unique = {f.path: f for f in reversed(walker.run())}
     return sorted(unique.values(), key=lambda f: sort_key(f.path))

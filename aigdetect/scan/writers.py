@@ -1,24 +1,31 @@
-"""Row writers (CSV, JSONL, JSON) that flush every batch, and the reader behind ``--resume``.
+"""Row writers (CSV, JSONL, JSON) that flush every batch, and the readers behind ``resume`` and ``merge``.
 
 CSV and JSONL rows are appended one batch at a time, each batch in one write followed by a flush,
 so a killed scan leaves complete rows plus at most one half-written last line. JSON cannot be
 appended, so its rows go to a JSONL journal (``OUT.partial.jsonl``) during the scan, and the JSON
 file (summary, columns, rows) is written atomically from that journal at the end.
+
+Every output is sorted by the bytes of the paths. A resumed scan writes the rows it keeps first
+and the rows it scores after them, both in order; ``merge_runs`` then interleaves the two runs,
+streaming, so the file equals that of a scan that was never interrupted.
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from ..errors import ConfigError, InputError
 from ..fileio import atomic_write
-from .rows import Row
+from .cells import csv_cell, unguard
+from .paths import raw_path
+from .rows import EVIDENCE_COLUMNS, INTEGER_COLUMNS, Row
 
 JOURNAL_SUFFIX = ".partial.jsonl"
 
@@ -27,42 +34,39 @@ def journal_path(out: str) -> str:
     return out + JOURNAL_SUFFIX
 
 
-def csv_line(values: Sequence[Any]) -> str:
+def csv_line(values: Sequence[str]) -> str:
     """One CSV record without its terminator; it never spans lines because no field holds a newline."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    csv.writer(buffer, lineterminator="\n").writerow(values)
     return buffer.getvalue()[:-1]
 
 
-def row_line(output_format: str, columns: tuple[str, ...], row: Row) -> str:
+def row_line(output_format: str, columns: Sequence[str], row: Row, guarded: bool = True) -> str:
+    """A row as one line: formula-guarded CSV cells (see ``cells``), or a raw JSON object."""
     if output_format == "csv":
-        return csv_line([row.get(c) for c in columns])
+        return csv_line([csv_cell(row.get(c), guarded) for c in columns])
     return json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False, allow_nan=False)
 
 
-@dataclass
-class Recorded:
-    """A row read back from an earlier output, with its exact text so it is copied unchanged."""
-
-    row: Row
-    text: str
+def header_line(output_format: str, columns: Sequence[str]) -> list[str]:
+    """The lines an output starts with: the CSV header, nothing for JSONL and the JSON journal."""
+    return [csv_line(list(columns))] if output_format == "csv" else []
 
 
 class RowWriter:
-    """CSV or JSONL rows on a text stream: one write and one flush per batch."""
+    """CSV or JSONL lines on a text stream: one write and one flush per batch."""
 
-    def __init__(self, stream: TextIO, columns: tuple[str, ...], output_format: str, *, owns_stream: bool) -> None:
+    def __init__(self, stream: TextIO, output_format: str, *, owns_stream: bool) -> None:
         self.stream = stream
-        self.columns = columns
         self.output_format = output_format
         self.owns_stream = owns_stream
 
-    def write(self, rows: Sequence[Row]) -> None:
-        if rows:
-            self.stream.write("".join(row_line(self.output_format, self.columns, r) + "\n" for r in rows))
+    def write(self, lines: Sequence[str]) -> None:
+        if lines:
+            self.stream.write("".join(line + "\n" for line in lines))
             self.stream.flush()
 
-    def finish(self, summary: dict[str, Any]) -> None:
+    def finish(self, summary: dict[str, Any], columns: Sequence[str]) -> None:
         """Complete the output; CSV and JSONL are complete already, so this only closes."""
         self.close()
 
@@ -73,76 +77,82 @@ class RowWriter:
             self.stream.flush()
 
 
-def write_json(target: TextIO, summary: dict[str, Any], columns: Sequence[str], lines: Iterable[str]) -> None:
-    """The JSON document: ``{"summary": ..., "columns": [...], "rows": [one row per line]}``."""
-    head = json.dumps({"summary": summary, "columns": list(columns)}, ensure_ascii=False, allow_nan=False)
-    target.write(head[:-1] + ', "rows": [')
+def write_json(
+    target: TextIO, summary: dict[str, Any] | Callable[[], dict[str, Any]], columns: Sequence[str], lines: Iterable[str]
+) -> None:
+    """The JSON document ``{"columns": [...], "rows": [one row per line], "summary": ...}``; the summary
+    comes last, so it may be computed (a callable) once the rows have streamed through."""
+    target.write('{"columns": ' + json.dumps(list(columns), ensure_ascii=False) + ', "rows": [')
     for count, line in enumerate(lines):
         target.write(("," if count else "") + "\n" + line)
-    target.write("\n]}\n")
+    document = summary() if callable(summary) else summary
+    target.write('\n], "summary": ' + json.dumps(document, ensure_ascii=False, allow_nan=False) + "}\n")
+
+
+def _journal_lines(journal: str) -> Iterator[str]:
+    with open(journal, "rb") as source:
+        for line in source:
+            yield line.decode("utf-8").rstrip("\n")
 
 
 class JsonFileWriter(RowWriter):
     """Journals rows in ``OUT.partial.jsonl``; ``finish`` turns the journal into ``OUT`` atomically."""
 
-    def __init__(self, out: str, columns: tuple[str, ...]) -> None:
-        super().__init__(open(journal_path(out), "a", encoding="utf-8"), columns, "json", owns_stream=True)
+    def __init__(self, out: str) -> None:
+        super().__init__(open(journal_path(out), "a", encoding="utf-8"), "json", owns_stream=True)
         self.out = out
 
-    def finish(self, summary: dict[str, Any]) -> None:
+    def finish(self, summary: dict[str, Any], columns: Sequence[str]) -> None:
         self.close()
         journal = journal_path(self.out)
 
         def dump(tmp: str) -> None:
-            with open(journal, "rb") as source, open(tmp, "w", encoding="utf-8") as target:
-                write_json(target, summary, self.columns, (line.decode("utf-8").rstrip("\n") for line in source))
+            with open(tmp, "w", encoding="utf-8") as target:
+                write_json(target, summary, columns, _journal_lines(journal))
 
         atomic_write(self.out, dump)
         os.unlink(journal)
 
 
 class JsonStreamWriter(RowWriter):
-    """Keeps the rows in memory and prints the JSON document on ``finish``."""
+    """Keeps the lines in memory and prints the JSON document on ``finish``."""
 
-    def __init__(self, target: TextIO, columns: tuple[str, ...], start: str) -> None:
-        self.buffer = io.StringIO(start)
-        self.buffer.seek(0, io.SEEK_END)
-        super().__init__(self.buffer, columns, "json", owns_stream=False)
+    def __init__(self, target: TextIO) -> None:
+        super().__init__(io.StringIO(), "json", owns_stream=False)
         self.target = target
 
-    def finish(self, summary: dict[str, Any]) -> None:
-        lines = self.buffer.getvalue().split("\n")[:-1]
-        write_json(self.target, summary, self.columns, lines)
+    def finish(self, summary: dict[str, Any], columns: Sequence[str]) -> None:
+        lines = self.stream.getvalue().split("\n")[:-1]
+        write_json(self.target, summary, columns, lines)
         self.target.flush()
 
 
-def open_writer(
-    output_format: str,
-    columns: tuple[str, ...],
-    *,
-    out: str | None,
-    stream: TextIO | None,
-    kept: Sequence[str] = (),
-) -> RowWriter:
-    """Start an output holding the header (CSV) and ``kept`` rows, ready for appending batches.
+def growing_file(out: str, output_format: str) -> str:
+    """The file rows are appended to while the scan runs: the output, or the JSON journal."""
+    return journal_path(out) if output_format == "json" else out
 
-    A file is first replaced atomically by its new beginning, which also drops whatever a resumed
-    file held beyond the kept rows (a half-written line, stale rows).
-    """
-    start = "".join(line + "\n" for line in ([csv_line(columns)] if output_format == "csv" else []) + list(kept))
+
+def open_writer(output_format: str, columns: Sequence[str], *, out: str | None, stream: TextIO | None) -> RowWriter:
+    """Start an output, ready for appending batches: a file is first replaced atomically by its
+    header (``resume`` writes its kept rows itself, before it calls ``append_writer``)."""
     if out is not None:
-        if output_format == "json":
-            atomic_write(journal_path(out), lambda tmp: _write_text(tmp, start))
-            return JsonFileWriter(out, columns)
-        atomic_write(out, lambda tmp: _write_text(tmp, start))
-        return RowWriter(open(out, "a", encoding="utf-8"), columns, output_format, owns_stream=True)
+        start = "".join(line + "\n" for line in header_line(output_format, columns))
+        atomic_write(growing_file(out, output_format), lambda tmp: _write_text(tmp, start))
+        return append_writer(out, output_format)
     if stream is None:
         raise ValueError("open_writer needs an output file or a stream")
     if output_format == "json":
-        return JsonStreamWriter(stream, columns, start)
-    stream.write(start)
+        return JsonStreamWriter(stream)
+    stream.write("".join(line + "\n" for line in header_line(output_format, columns)))
     stream.flush()
-    return RowWriter(stream, columns, output_format, owns_stream=False)
+    return RowWriter(stream, output_format, owns_stream=False)
+
+
+def append_writer(out: str, output_format: str) -> RowWriter:
+    """A writer that appends to an output (or journal) that already holds its header and rows."""
+    if output_format == "json":
+        return JsonFileWriter(out)
+    return RowWriter(open(out, "a", encoding="utf-8"), output_format, owns_stream=True)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -150,19 +160,23 @@ def _write_text(path: str, text: str) -> None:
         handle.write(text)
 
 
-def read_lines(path: str) -> tuple[list[str], bool]:
-    """Complete lines of a file, and whether a half-written last line (no newline) was dropped."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    pieces = data.split(b"\n")
-    partial = pieces[-1] != b""
-    lines = []
-    for number, piece in enumerate(pieces[:-1], start=1):
-        try:
-            lines.append(piece.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise InputError(f"line {number} of {path} is not UTF-8 text; it was not written by 'aigdetect scan'") from None
-    return lines, partial
+@dataclass
+class Recorded:
+    """A row read back from an earlier output: its values (as the file holds them, CSV cells
+    unguarded) and its exact text, so that it is copied unchanged."""
+
+    row: Row
+    text: str
+
+
+def typed(row: Row) -> Row:
+    """CSV text values made comparable with a scan's own rows: integers parsed, empty cells None."""
+    out = {k: (None if v == "" else v) for k, v in row.items()}
+    for column in INTEGER_COLUMNS:
+        value = out.get(column)
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            out[column] = int(value)
+    return out
 
 
 def _columns_differ(path: str, found: Iterable[str], columns: Sequence[str]) -> ConfigError:
@@ -172,90 +186,157 @@ def _columns_differ(path: str, found: Iterable[str], columns: Sequence[str]) -> 
     )
 
 
+def stale_schema(found: Sequence[str], columns: Sequence[str]) -> bool:
+    """An output of a version before the evidence layer: its rows are rescanned, not refused."""
+    return not set(EVIDENCE_COLUMNS) & set(found) and set(EVIDENCE_COLUMNS) <= set(columns)
+
+
+def _decoded(path: str, number: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"line {number} of {path} is not UTF-8 text; it was not written by 'aigdetect scan'") from None
+
+
+def _complete_lines(path: str) -> Iterator[tuple[int, str, bool]]:
+    """(line number, text, complete) for each line; only the last one may be incomplete."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            complete = raw.endswith(b"\n")
+            yield number, _decoded(path, number, raw.rstrip(b"\n")), complete
+
+
 @dataclass
 class Previous:
-    """An earlier output read back: its columns, its complete rows, and whether a half line was dropped."""
+    """An earlier output, read back one row at a time.
 
+    Attributes:
+        path: the file read.
+        columns: its columns (None when it holds nothing yet).
+        partial: whether a half-written last line was dropped.
+        stale: written by a version without the evidence columns; its rows must be rescanned.
+    """
+
+    path: str
+    output_format: str
     columns: tuple[str, ...] | None
-    rows: list[Recorded]
     partial: bool = False
+    stale: bool = False
+
+    def rows(self) -> Iterator[Recorded]:
+        """Every complete row, in file order; refuses damage beyond a half-written last line."""
+        if self.output_format == "json" and not self.path.endswith(JOURNAL_SUFFIX):
+            yield from _json_document_rows(self.path)
+            return
+        header = self.output_format == "csv"
+        for number, text, complete in _complete_lines(self.path):
+            if not complete:
+                self.partial = True
+                return
+            if header:
+                header = False
+                continue
+            yield _parse_line(self.path, self.output_format, number, text, self.columns)
 
 
-def _parse_csv(path: str, lines: list[str], columns: tuple[str, ...] | None) -> Previous:
-    if not lines:
-        return Previous(columns, [])
-    header = tuple(next(csv.reader([lines[0]])))
-    if columns is not None and header != columns:
-        raise _columns_differ(path, header, columns)
-    recorded = []
-    for number, line in enumerate(lines[1:], start=2):
-        values = next(csv.reader([line]), [])
-        if len(values) != len(header):
-            raise InputError(f"line {number} of {path} has {len(values)} fields instead of {len(header)}; the file is damaged")
-        recorded.append(Recorded(dict(zip(header, values)), line))
-    return Previous(header, recorded)
+def _parse_line(path: str, output_format: str, number: int, text: str, columns: Sequence[str] | None) -> Recorded:
+    if output_format == "csv":
+        values = next(csv.reader([text]), [])
+        if columns is None or len(values) != len(columns):
+            raise InputError(f"line {number} of {path} has {len(values)} fields instead of {len(columns or ())}; the file is damaged")
+        return Recorded(typed({c: unguard(v) for c, v in zip(columns, values)}), text)
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"line {number} of {path} is not valid JSON; the file is damaged") from None
+    if not isinstance(row, dict):
+        raise InputError(f"row {number} of {path} is not a JSON object; the file is damaged")
+    if columns is not None and set(row) != set(columns):
+        raise _columns_differ(path, row, columns)
+    return Recorded(row, text)
 
 
-def _parse_json_rows(path: str, items: Iterable[tuple[int, str, Any]], columns: tuple[str, ...] | None) -> Previous:
-    recorded = []
-    for number, text, row in items:
-        if not isinstance(row, dict):
-            raise InputError(f"row {number} of {path} is not a JSON object; the file is damaged")
-        if columns is None:
-            columns = tuple(row)
-        if set(row) != set(columns):
-            raise _columns_differ(path, row, columns)
-        recorded.append(Recorded(row, text))
-    return Previous(columns, recorded)
-
-
-def _jsonl_items(path: str, lines: list[str]) -> Iterable[tuple[int, str, Any]]:
-    for number, line in enumerate(lines, start=1):
-        try:
-            yield number, line, json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"line {number} of {path} is not valid JSON; the file is damaged") from None
-
-
-def _read_json(path: str, columns: tuple[str, ...] | None) -> Previous:
+def _json_document_rows(path: str) -> Iterator[Recorded]:
     try:
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
-        rows, own = document["rows"], tuple(document["columns"])
+        rows, columns = document["rows"], tuple(document["columns"])
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path} is not a JSON scan result ({exc})") from None
-    if columns is not None and own != columns:
-        raise _columns_differ(path, own, columns)
-    items = ((n, row_line("json", own, r) if isinstance(r, dict) else "", r) for n, r in enumerate(rows, start=1))
-    return _parse_json_rows(path, items, own)
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or set(row) != set(columns):
+            raise InputError(f"row {number} of {path} is not a row of its columns; the file is damaged")
+        yield Recorded(row, row_line("json", columns, row))
 
 
-def read_recorded(path: str, output_format: str, columns: tuple[str, ...] | None) -> Previous:
-    """Read an earlier output (for ``--resume`` and ``--merge``); a missing file holds no rows.
+def _first_columns(path: str, output_format: str) -> tuple[str, ...] | None:
+    if output_format == "csv":
+        for _, text, complete in _complete_lines(path):
+            return tuple(next(csv.reader([text]), [])) if complete else None
+        return None
+    if output_format == "jsonl" or path.endswith(JOURNAL_SUFFIX):
+        for number, text, complete in _complete_lines(path):
+            return tuple(_parse_line(path, "jsonl", number, text, None).row) if complete else None
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return tuple(json.load(handle)["columns"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a JSON scan result ({exc})") from None
+
+
+def read_previous(out: str, output_format: str, columns: Sequence[str] | None) -> Previous | None:
+    """The earlier output at ``out`` (for JSON, an unfinished scan's journal first), or None.
 
     Args:
-        path: the output file; for JSON, an unfinished scan's journal beside it takes precedence.
+        out: the output file.
         output_format: csv, json or jsonl.
         columns: the columns the caller writes, or None to take the file's own.
 
     Raises:
-        ConfigError: the file has other columns than ``columns``.
-        InputError: the file is damaged beyond a half-written last line.
+        ConfigError: the file has other columns than ``columns`` (and is not an older version's).
+        InputError: the file is damaged.
     """
-    journal = journal_path(path)
-    if output_format == "json" and os.path.exists(journal):
-        lines, partial = read_lines(journal)
-        previous = _parse_json_rows(journal, _jsonl_items(journal, lines), columns)
-        previous.partial = partial
-        return previous
+    journal = journal_path(out)
+    path = journal if output_format == "json" and os.path.exists(journal) else out
     if not os.path.exists(path):
-        return Previous(columns, [])
-    if output_format == "json":
-        return _read_json(path, columns)
-    lines, partial = read_lines(path)
+        return None
+    found = _first_columns(path, output_format)
+    if found is None:
+        return Previous(path, output_format, tuple(columns) if columns else None)
+    if columns is not None and found != tuple(columns):
+        if stale_schema(found, columns):
+            return Previous(path, output_format, found, stale=True)
+        raise _columns_differ(path, found, columns)
+    return Previous(path, output_format, found)
+
+
+def path_key(output_format: str, text: str) -> bytes:
+    """The bytes of the path of a row line: the order rows are kept in."""
     if output_format == "csv":
-        previous = _parse_csv(path, lines, columns)
-    else:
-        previous = _parse_json_rows(path, _jsonl_items(path, lines), columns)
-    previous.partial = partial
-    return previous
+        return raw_path(unguard(next(csv.reader([text]))[0]))
+    return raw_path(str(json.loads(text)["path"]))
+
+
+def merge_runs(path: str, output_format: str, header_lines: int, boundary: int) -> None:
+    """Interleave the two sorted runs of a growing file (rows before and after byte ``boundary``)
+    into one sorted file, streaming, and replace the file atomically."""
+    with open(path, "rb") as first, open(path, "rb") as second:
+        head = [first.readline() for _ in range(header_lines)]
+        second.seek(boundary)
+
+        def run(handle: Any, stop: int | None) -> Iterator[tuple[bytes, bytes]]:
+            while stop is None or handle.tell() < stop:
+                raw = handle.readline()
+                if not raw:
+                    return
+                yield path_key(output_format, raw.decode("utf-8").rstrip("\n")), raw
+
+        merged = heapq.merge(run(first, boundary), run(second, None), key=lambda item: item[0])
+
+        def dump(tmp: str) -> None:
+            with open(tmp, "wb") as target:
+                target.writelines(head)
+                target.writelines(raw for _, raw in merged)
+
+        atomic_write(path, dump)

@@ -1,0 +1,41 @@
+"""``aigdetect report``: one self-contained HTML page for a scan's results (CSV, JSON or JSONL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..report.config import DEFAULT_THUMBNAILS
+from .common import cli_errors
+
+
+@cli_errors
+def report(
+    verdicts: Annotated[Path, typer.Argument(metavar="VERDICTS", dir_okay=False, help="A scan's output: CSV, JSON or JSONL.")],
+    out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="The HTML page to write.")],
+    thumbnails: Annotated[
+        int, typer.Option("--thumbnails", min=0, help="Previews embedded, most suspicious files first; 0 for none.")
+    ] = DEFAULT_THUMBNAILS,
+    root: Annotated[
+        Path | None,
+        typer.Option("--root", file_okay=False, help="Folder the scan ran in (default: the one its summary records)."),
+    ] = None,
+) -> None:
+    """Turn a scan's rows into a page to open in any browser, offline: summary, histogram, sortable table, details.
+
+    Example: aigdetect report verdicts.csv --out report.html --thumbnails 500
+    """
+    from ..report import write_scan_report
+    from ..scan.sidecar import read_sidecar
+
+    sidecar = read_sidecar(str(verdicts)) or {}
+    summary = sidecar.get("summary") or {}
+    where = root or (Path(summary["cwd"]) if isinstance(summary.get("cwd"), str) else None)
+    stats = write_scan_report(verdicts, out, thumbnails=thumbnails, summary=summary or None, root=where)
+    typer.echo(f"report of {stats.rows} files ({stats.thumbnails} previews, {stats.bytes / 1e6:.1f} MB) in {out}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)

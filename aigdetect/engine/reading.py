@@ -1,0 +1,127 @@
+"""What a decode worker does with one file: open it once, and from that one open file take its facts
+(size, time, optionally SHA-256), its evidence, and the pixels the detector scores.
+
+Everything comes from the same open descriptor, so a file rewritten or swapped during a scan
+never gets a row that mixes the old file's size with the new file's pixels, and a file replaced by
+a FIFO or a link after the walk is refused instead of read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.images import DecodedImage, opened_image
+from ..data.transforms import center_crop, crop_grid
+from ..errors import ImageDecodeError, InputFileError
+from ..evidence import EvidenceConfig, read_metadata_evidence, read_watermark_evidence
+from ..evidence.watermark import WATERMARKS_AVAILABLE
+from ..fileio import open_input
+from .records import ImageRecord
+
+Perturbation = Callable[[np.ndarray], np.ndarray]
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a worker reads each file.
+
+    Attributes:
+        size: the detector's input size (the centre crop's side).
+        crops: extra crops spread over the image, scored beside the centre crop.
+        perturb: applied to the decoded full image before cropping (robustness sweeps).
+        max_pixels: decompression-bomb cap per image.
+        follow_symlinks: read a file that is a symbolic link; a scan decides it per file instead.
+        sha256: hash the file's bytes (chain of custody).
+        evidence: read metadata (and, when asked, watermark) evidence; None skips it.
+    """
+
+    size: int
+    crops: int = 0
+    perturb: Perturbation | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    follow_symlinks: bool = True
+    sha256: bool = False
+    evidence: EvidenceConfig | None = field(default=None)
+
+    @property
+    def watermarks(self) -> bool:
+        return self.evidence is not None and self.evidence.watermarks and WATERMARKS_AVAILABLE
+
+    @property
+    def whole_image(self) -> bool:
+        """Whether the whole image must be decoded, not just the centre the detector scores."""
+        return self.perturb is not None or bool(self.crops) or self.watermarks
+
+
+def file_sha256(handle: BinaryIO) -> str:
+    """SHA-256 of the handle's bytes from its start, read in chunks; the position is restored to 0."""
+    digest = hashlib.sha256()
+    handle.seek(0)
+    for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+        digest.update(chunk)
+    handle.seek(0)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """Turns one (index, path) into its record and uint8 views (V, 3, S, S); runs in a decode worker."""
+
+    options: ReadOptions
+
+    def __call__(self, item: tuple[int, str | os.PathLike[str], bool]) -> tuple[ImageRecord, np.ndarray | None]:
+        index, path, follow = item
+        record = ImageRecord(index=index, path=os.fsdecode(path))
+        options = self.options
+        try:
+            handle, info = open_input(path, follow_symlinks=follow)
+        except InputFileError as exc:
+            record.error_reason, record.error = exc.reason, exc.detail
+            return record, None
+        with handle:
+            record.size, record.mtime_ns = info.st_size, info.st_mtime_ns
+            try:
+                if options.sha256:
+                    record.sha256 = file_sha256(handle)
+                decoded = self._decode(handle, record)
+            except ImageDecodeError as exc:
+                record.error_reason, record.error = exc.reason, exc.detail
+                return record, None
+            except OSError as exc:
+                record.error_reason, record.error = "unreadable", exc.strerror or str(exc)
+                return record, None
+        record.width, record.height, record.format = decoded.width, decoded.height, decoded.format
+        try:
+            return record, self._views(decoded, record)
+        except MemoryError:
+            record.error_reason, record.error = "too-large", "out of memory while preprocessing"
+            return record, None
+
+    def _decode(self, handle: BinaryIO, record: ImageRecord) -> DecodedImage:
+        options = self.options
+        with opened_image(handle, options.max_pixels, name=record.path) as opened:
+            if options.evidence is not None:
+                record.findings = read_metadata_evidence(opened.image, handle, path=record.path, config=options.evidence)
+            if options.whole_image:
+                return opened.decode()
+            return opened.decode_center(options.size)
+
+    def _views(self, decoded: DecodedImage, record: ImageRecord) -> np.ndarray:
+        options = self.options
+        array = decoded.array
+        if options.watermarks:
+            record.findings = [*record.findings, *read_watermark_evidence(array, options.evidence)]
+        if options.perturb is not None:
+            array = options.perturb(array)
+        views = [center_crop(array, options.size)]
+        if options.crops:
+            views += crop_grid(array, options.size, options.crops)
+        return np.stack([np.ascontiguousarray(v.transpose(2, 0, 1)) for v in views])

@@ -1,0 +1,82 @@
+"""``inspect``: everything aigdetect knows about a few files, one report each, for a person to read.
+
+It reads each file exactly as a scan does (one open, evidence from the same descriptor, the
+detector on the centre crop), then adds what a scan leaves out of its rows: the verdict's reasons,
+the crop scores, and the Content Credentials in detail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..engine.infer import score_files
+from ..engine.reading import ReadOptions
+from ..errors import AigdetectError
+from ..evidence import EvidenceConfig, default_bands, fuse, summarize_c2pa, validate_bands
+from ..models.detector import Detector
+from ..models.identity import detector_id
+from .paths import display_path
+
+
+def inspect_files(
+    detector: Detector,
+    paths: Sequence[str],
+    *,
+    evidence: EvidenceConfig | None,
+    crops: int = 0,
+    threshold: float | None = None,
+    bands: tuple[float, float] | None = None,
+    device: torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """One JSON-safe report per path: file facts, score, crop scores, findings, verdict and reasons, C2PA.
+
+    A file that cannot be read gets a report with ``error`` instead of a score; nothing raises for it.
+    """
+    threshold = float(detector.threshold if threshold is None else threshold)
+    bands = validate_bands(threshold, bands if bands is not None else default_bands(threshold))
+    reading = ReadOptions(size=detector.image_size, crops=crops, sha256=True, evidence=evidence)
+    records = [r for batch in score_files(detector, list(paths), device=device or torch.device("cpu"), reading=reading)
+               for r in batch]  # fmt: skip
+    identity = detector_id(detector)
+    reports = []
+    for path, record in zip(paths, records):
+        report: dict[str, Any] = {
+            "path": display_path(path),
+            "size": record.size,
+            "mtime_ns": record.mtime_ns,
+            "sha256": record.sha256,
+            "format": record.format,
+            "width": record.width,
+            "height": record.height,
+            "detector": identity,
+            "threshold": threshold,
+            "bands": list(bands),
+        }
+        if not record.ok:
+            report["error"] = {"reason": record.error_reason, "detail": record.error}
+        fused = fuse(record.findings, record.score, threshold, bands)
+        report.update(
+            score=record.score,
+            crop_scores=record.crop_scores,
+            model_verdict=None if record.score is None else ("fake" if record.score > threshold else "real"),
+            verdict=fused.verdict if record.ok else None,
+            generator=fused.generator,
+            reasons=list(fused.reasons) if record.ok else [],
+            findings=[f.to_dict() for f in record.findings],
+            c2pa=_c2pa(path, evidence) if record.ok else [],
+        )
+        reports.append(report)
+    return reports
+
+
+def _c2pa(path: str, evidence: EvidenceConfig | None) -> list[dict[str, Any]]:
+    if evidence is None:
+        return []
+    try:
+        return summarize_c2pa(os.fsencode(path), evidence)
+    except AigdetectError as exc:
+        return [{"error": str(exc)}]
