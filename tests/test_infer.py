@@ -9,7 +9,8 @@ from conftest import make_tiny_detector, write_image
 from PIL import Image
 
 from aigdetect import score_images
-from aigdetect.data.transforms import crop_grid, eval_tensor
+from aigdetect.data.crops import crop_grid
+from aigdetect.data.transforms import eval_tensor
 from aigdetect.engine.infer import resolve_device, score_files, threads_beside_workers
 from aigdetect.engine.reading import ReadOptions
 from aigdetect.engine.runtime import default_workers

@@ -12,8 +12,9 @@ from sklearn.datasets import load_sample_images
 
 from aigdetect import score_images
 from aigdetect.data import jpeg_crop
+from aigdetect.data.crops import center_crop, center_origin
 from aigdetect.data.images import decode_center, decode_image
-from aigdetect.data.transforms import center_crop, center_origin, eval_tensor
+from aigdetect.data.transforms import eval_tensor
 from aigdetect.errors import ImageDecodeError
 
 turbojpeg = pytest.importorskip("turbojpeg")

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from aigdetect import score_images
 from aigdetect.cli import app
+from aigdetect.data.crops import center_crop
 from aigdetect.data.images import decode_image
-from aigdetect.data.transforms import center_crop, gaussian_blur, jpeg
+from aigdetect.data.transforms import gaussian_blur, jpeg
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
 from aigdetect.evaluation.bench_config import PAPER_BLUR, PAPER_JPEG, BenchConfig, Level, SweepConfig

@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 
 from aigdetect import save_detector, score_images
 from aigdetect.cli import app
-from aigdetect.scan import detector_id, raw_path
+from aigdetect.models.choice import DetectorChoice
+from aigdetect.models.fingerprint import fingerprint
+from aigdetect.scan import raw_path
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -145,14 +147,14 @@ def _kill_after_batches(count: int) -> str:
     """A driver for a real ``aigdetect`` process that SIGKILLs itself once ``count`` batches are written."""
     return (
         "import os, signal, sys\n"
-        "import aigdetect.scan.runner as runner\n"
-        "original = runner.score_files\n"
+        "import aigdetect.engine.infer as infer\n"
+        "original = infer.score_items\n"
         "def dying(*args, **kwargs):\n"
         "    for number, batch in enumerate(original(*args, **kwargs)):\n"
         f"        if number == {count}:\n"
         "            os.kill(os.getpid(), signal.SIGKILL)\n"
         "        yield batch\n"
-        "runner.score_files = dying\n"
+        "infer.score_items = dying\n"
         "from aigdetect.cli import main\n"
         "sys.argv[0] = 'aigdetect'\n"
         "main()\n"
@@ -258,9 +260,10 @@ def test_backbone_weights_file_replaces_the_backbone(tmp_path, tiny_checkpoint):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     np.testing.assert_allclose([r["score"] for r in rows], score_images(reference, paths), rtol=1e-5, atol=1e-6)
-    assert rows[0]["detector"] == detector_id(reference) != detector_id(make_tiny_detector())
     embedded = [json.loads(line) for line in _scan(*args).stdout.splitlines()]
     assert not np.allclose([r["score"] for r in embedded], [r["score"] for r in rows])
+    assert rows[0]["detector"] != embedded[0]["detector"]
+    assert rows[0]["detector"] == fingerprint(DetectorChoice(str(tiny_checkpoint), backbone_weights=str(weights))).identity
 
 
 def test_scan_help_has_an_example():

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from aigdetect import score_images
 from aigdetect.cli import app
-from aigdetect.engine.reading import FileReader, ReadOptions
+from aigdetect.engine.reading import FileReader, ReadItem, ReadOptions
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError, InputError
 from aigdetect.scan import ScanConfig, run_scan
@@ -185,7 +185,7 @@ def test_size_and_time_come_from_the_descriptor_that_was_decoded(tmp_path, monke
         return original(self, handle, record)
 
     monkeypatch.setattr(FileReader, "_decode", swap_then_decode)
-    record, views = FileReader(ReadOptions(size=32))((0, str(path), False))
+    record, views = FileReader(ReadOptions(size=32))((0, ReadItem(str(path), follow=False)))
     assert (record.size, record.mtime_ns, record.width, record.height) == (before.st_size, before.st_mtime_ns, 40, 36)
     assert path.stat().st_size != before.st_size
 
@@ -194,17 +194,18 @@ def test_a_file_swapped_for_a_fifo_or_a_link_after_the_walk_is_refused_not_read(
     folder = _folder(tmp_path / "imgs", 3)
     import aigdetect.scan.runner as scan_runner
 
-    walk = scan_runner.walk_paths
+    walk = scan_runner.walk_stream
 
     def walk_then_swap(*args, **kwargs):
-        found = walk(*args, **kwargs)
-        os.remove(folder / "img_1.png")
-        os.mkfifo(folder / "img_1.png")
-        os.remove(folder / "img_2.png")
-        os.symlink("/dev/zero", folder / "img_2.png")
-        return found
+        found = list(walk(*args, **kwargs))
+        if not (folder / "img_1.png").is_fifo():
+            os.remove(folder / "img_1.png")
+            os.mkfifo(folder / "img_1.png")
+            os.remove(folder / "img_2.png")
+            os.symlink("/dev/zero", folder / "img_2.png")
+        return iter(found)
 
-    monkeypatch.setattr(scan_runner, "walk_paths", walk_then_swap)
+    monkeypatch.setattr(scan_runner, "walk_stream", walk_then_swap)
     stream = io.StringIO()
     run_scan(make_tiny_detector(), ScanConfig(paths=(str(folder),), runtime=RuntimeConfig(workers=1)), stream=stream)
     rows = {Path(r["path"]).name: r for r in _csv(stream.getvalue())}
@@ -273,14 +274,14 @@ def test_sigterm_flushes_rows_exits_143_and_resume_completes(tmp_path, tiny_chec
     out = tmp_path / "v.csv"
     driver = (
         "import os, signal, sys, time\n"
-        "import aigdetect.scan.runner as runner\n"
-        "original = runner.score_files\n"
+        "import aigdetect.engine.infer as infer\n"
+        "original = infer.score_items\n"
         "def slow(*args, **kwargs):\n"
         "    for number, batch in enumerate(original(*args, **kwargs)):\n"
         "        if number == 2:\n"
         "            os.kill(os.getpid(), signal.SIGTERM)\n"
         "        yield batch\n"
-        "runner.score_files = slow\n"
+        "infer.score_items = slow\n"
         "from aigdetect.cli import main\n"
         "sys.argv[0] = 'aigdetect'\n"
         "main()\n"
@@ -317,3 +318,32 @@ def test_library_refusals_name_the_setting(tmp_path):
     with pytest.raises(ConfigError, match="bands need 0 <= low <= threshold"):
         run_scan(detector, ScanConfig(paths=(str(folder),), bands=(0.6, 0.9), runtime=RuntimeConfig(workers=0)),
                  stream=io.StringIO())  # fmt: skip
+
+
+_PROBE = (
+    "import sys\n"
+    "from aigdetect.cli import main\n"
+    "sys.argv = ['aigdetect', *sys.argv[1:]]\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit as exc:\n"
+    "    print('torch loaded:', 'torch' in sys.modules, 'exit:', exc.code)\n"
+)
+
+
+def test_a_finished_resume_and_a_merge_never_load_torch_or_the_detector(tmp_path, tiny_checkpoint):
+    folder = _folder(tmp_path / "imgs", 3)
+    out = tmp_path / "v.csv"
+    common = [str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0"]
+    assert _scan(*common, "--out", str(out)).exit_code == 0
+    resumed = subprocess.run([sys.executable, "-c", _PROBE, "scan", *common, "--out", str(out), "--resume"],
+                             capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
+    assert resumed.stdout.splitlines()[-1] == "torch loaded: False exit: 0", resumed.stderr
+    assert "3 kept from the earlier run" in resumed.stderr
+    merged = tmp_path / "m.csv"
+    for k in range(2):
+        assert _scan(*common, "--out", str(merged), "--shard", f"{k}/2").exit_code == 0
+    joined = subprocess.run([sys.executable, "-c", _PROBE, "scan", "--merge", str(merged)],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
+    assert joined.stdout.splitlines()[-1] == "torch loaded: False exit: 0", joined.stderr
+    assert merged.read_text() == out.read_text()

@@ -173,8 +173,9 @@ def test_file_facts_and_non_utf8_names(tree):
 
 
 def test_crops_add_mean_and_max_beside_the_centre_score(tree):
+    from aigdetect.data.crops import crop_grid
     from aigdetect.data.images import decode_image
-    from aigdetect.data.transforms import crop_grid, eval_tensor, normalize
+    from aigdetect.data.transforms import eval_tensor, normalize
 
     root, _ = tree
     detector = make_tiny_detector()

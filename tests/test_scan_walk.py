@@ -6,11 +6,13 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aigdetect.errors import InputError
 from aigdetect.scan import walk as walk_module
 from aigdetect.scan import walk_paths
+from aigdetect.scan.walk import walk_stream
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -155,3 +157,26 @@ def test_deep_trees_do_not_hit_the_recursion_limit(tmp_path):
     finally:
         sys.setrecursionlimit(limit)
     assert [f.path for f in found] == [str(folder / "leaf.png")]
+
+
+def test_the_streamed_walk_gives_the_rows_of_the_collected_walk_in_the_same_order(tmp_path):
+    rng = np.random.default_rng(5)
+    names = ["a", "a-b", "a.b", "ab", "a b", "Z", "\xe9", "a_", "a0"]
+
+    def make(folder: Path, depth: int) -> None:
+        for name in rng.choice(names, size=5, replace=False):
+            if depth and rng.random() < 0.6:
+                (folder / name).mkdir()
+                make(folder / name, depth - 1)
+            else:
+                (folder / name).write_bytes(b"x" * int(rng.integers(1, 9)))
+
+    make(tmp_path, 3)
+    os.symlink("a", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")
+    roots = [str(tmp_path), str(tmp_path / "a")] if (tmp_path / "a").is_dir() else [str(tmp_path)]
+    collected = walk_paths(roots)
+    streamed = list(walk_stream(roots))
+    assert [f.path for f in streamed] == [f.path for f in collected]
+    assert streamed == collected
+    assert len(collected) > 20

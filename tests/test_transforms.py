@@ -9,9 +9,9 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 from torchvision import transforms as T
 
+from aigdetect.data.config import AugmentConfig
+from aigdetect.data.crops import crop_grid
 from aigdetect.data.transforms import (
-    AugmentConfig,
-    crop_grid,
     eval_tensor,
     normalize,
     normalize_pixels,

@@ -170,6 +170,13 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def _load(choice):
+    """The detector itself, loaded only when some file must be scored."""
+    from ..models.factory import load_chosen
+
+    return load_chosen(choice)
+
+
 @cli_errors
 def scan(
     ctx: typer.Context,
@@ -267,8 +274,8 @@ def scan(
         sha256=sha256,
         formula_guard=formula_guard,
     )
-    from ..models.factory import load_chosen
-    from ..scan.runner import run_scan
+    from ..models.fingerprint import fingerprint
+    from ..scan.runner import DetectorSource, run_scan
     from ..scan.walk import require_paths
 
     require_paths(config.paths)
@@ -276,11 +283,11 @@ def scan(
     protected = [str(p) for p in (checkpoint, c2pa_trust, files_from) if p is not None]
     if backbone_weights and os.path.exists(backbone_weights):
         protected.append(backbone_weights)
-    detector = load_chosen(choice)
-    command = command_line(ctx)
+    known = fingerprint(choice)
+    source = DetectorSource(known.identity, known.threshold, lambda: _load(choice))
     with _Reporter(quiet) as reporter:
         summary = run_scan(
-            detector, config, stream=None if config.out else sys.stdout, progress=reporter, command=command,
+            source, config, stream=None if config.out else sys.stdout, progress=reporter, command=command_line(ctx),
             protected=protected,
         )  # fmt: skip
     if not quiet:

@@ -28,7 +28,7 @@ from ..errors import ImageDecodeError, InputFileError
 from ..fileio import open_input
 from . import jpeg_crop
 from .config import DEFAULT_MAX_PIXELS
-from .transforms import center_crop
+from .crops import center_crop
 
 DECODERS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "PPM")
 """The only Pillow decoders an input reaches (MPO is read by the JPEG plugin). None of them runs an

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .transforms import center_origin
+from .crops import center_origin
 
 try:
     import turbojpeg

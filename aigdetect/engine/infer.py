@@ -7,7 +7,7 @@ decode, or whose decoder crashes its worker, becomes an error record and never s
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, nullcontext
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..data.transforms import eval_tensor, normalize_pixels
 from ..errors import InputError
 from ..models.detector import Detector
 from .pool import Crashed, OrderedPool
-from .reading import FileReader, ReadOptions
+from .reading import FileReader, ReadItem, ReadOptions
 from .records import ImageRecord
 from .runtime import DEVICE_PATTERN, available_cores, default_batch_size
 
@@ -72,13 +72,14 @@ def autocast_for(device: torch.device):
     return nullcontext()
 
 
-def _batches(answers: Iterator[Any], paths: Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[list[Any]]:
+def _batches(answers: Iterator[Any], batch_size: int) -> Iterator[list[Any]]:
     """Group the pool's answers into batches; a task whose worker died becomes a ``crashed`` record."""
     batch: list[tuple[ImageRecord, np.ndarray | None]] = []
     for index, answer in enumerate(answers):
         if isinstance(answer, Crashed):
-            record = ImageRecord(index=index, path=os.fsdecode(paths[index]), error_reason="crashed",
-                                 error=f"the decoder crashed ({answer.detail})")
+            item: ReadItem = answer.task[1]
+            record = ImageRecord(index=index, path=item.path, size=item.size, mtime_ns=item.mtime_ns,
+                                 error_reason="crashed", error=f"the decoder crashed ({answer.detail})")  # fmt: skip
             answer = (record, None)
         batch.append(answer)
         if len(batch) == batch_size:
@@ -88,32 +89,30 @@ def _batches(answers: Iterator[Any], paths: Sequence[str | os.PathLike[str]], ba
         yield batch
 
 
-def score_files(
+def score_items(
     detector: Detector,
-    paths: Sequence[str | os.PathLike[str]],
+    items: Iterable[ReadItem],
     *,
     device: torch.device,
     batch_size: int | None = None,
     workers: int = 0,
     reading: ReadOptions | None = None,
-    follow: Sequence[bool] | None = None,
 ) -> Iterator[list[ImageRecord]]:
     """Score files in order, yielding one list of records per batch (errors included).
 
     Decoding runs in an ``OrderedPool``: a decoder that crashes its worker costs that file alone,
-    which comes back as a record with reason ``crashed``, and the scan goes on.
+    which comes back as a record with reason ``crashed``, and the run goes on. ``items`` is read
+    lazily, as workers need more, so a scan of millions of files never holds their list.
 
     Args:
         detector: the model; it is moved to ``device`` and put in eval mode.
-        paths: image files.
+        items: the files, with what the walk knows of them.
         device: where the forward pass runs.
         batch_size: images per forward pass (device default when None).
         workers: decode worker processes; 0 decodes in this process, where a crashing decoder
             ends the process.
         reading: what a worker reads of each file (crops, perturbation, caps, hash, evidence);
             by default the detector's centre crop only.
-        follow: per path, whether a symbolic link there may be followed (a scan decides this in
-            its walk); by default ``reading.follow_symlinks`` for every path.
     """
     batch_size = batch_size or default_batch_size(device.type)
     reading = reading or ReadOptions(size=detector.image_size)
@@ -123,11 +122,9 @@ def score_files(
     detector.to(device).eval()
     views = 1 + reading.crops
     parameters = sum(p.numel() for p in detector.parameters())
-    answers = pool.map(
-        (index, path, reading.follow_symlinks if follow is None else follow[index]) for index, path in enumerate(paths)
-    )
+    answers = pool.map(enumerate(items))
     with torch.inference_mode(), threads_beside_workers(device, workers, parameters), closing(answers):
-        for batch in _batches(answers, paths, batch_size):
+        for batch in _batches(answers, batch_size):
             records = [record for record, _ in batch]
             arrays = [array for _, array in batch if array is not None]
             if arrays:
@@ -142,6 +139,21 @@ def score_files(
                     record.score = float(row[0])
                     record.crop_scores = [float(v) for v in row[1:]]
             yield records
+
+
+def score_files(
+    detector: Detector,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    device: torch.device,
+    batch_size: int | None = None,
+    workers: int = 0,
+    reading: ReadOptions | None = None,
+) -> Iterator[list[ImageRecord]]:
+    """``score_items`` for plain paths (symbolic links followed as ``reading`` says)."""
+    reading = reading or ReadOptions(size=detector.image_size)
+    items = (ReadItem(os.fsdecode(path), reading.follow_symlinks) for path in paths)
+    return score_items(detector, items, device=device, batch_size=batch_size, workers=workers, reading=reading)
 
 
 @torch.inference_mode()

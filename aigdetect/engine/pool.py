@@ -23,7 +23,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
@@ -39,9 +39,10 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Crashed:
-    """The worker running this task died before it answered; ``detail`` says how."""
+    """The worker running this task died before it answered; ``detail`` says how, ``task`` is the task."""
 
     detail: str
+    task: Any = field(default=None, compare=False)
 
 
 class WorkerError(RuntimeError):
@@ -181,8 +182,7 @@ class OrderedPool(Generic[T, R]):
             worker.process.join(SHUTDOWN_S)
             if worker.pending:
                 crashed = worker.pending.popleft()
-                answers[crashed] = Crashed(_describe_exit(worker.process.exitcode))
-                held.pop(crashed)
+                answers[crashed] = Crashed(_describe_exit(worker.process.exitcode), held.pop(crashed))
                 ordered = sorted([*retry, *worker.pending])
                 retry.clear()
                 retry.extend(ordered)

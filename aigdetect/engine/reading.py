@@ -9,7 +9,6 @@ a FIFO or a link after the walk is refused instead of read.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -17,8 +16,8 @@ from typing import BinaryIO
 import numpy as np
 
 from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.crops import center_crop, crop_grid
 from ..data.images import DecodedImage, opened_image
-from ..data.transforms import center_crop, crop_grid
 from ..errors import ImageDecodeError, InputFileError
 from ..evidence import EvidenceConfig, read_metadata_evidence, read_watermark_evidence
 from ..evidence.watermark import WATERMARKS_AVAILABLE
@@ -38,7 +37,7 @@ class ReadOptions:
         crops: extra crops spread over the image, scored beside the centre crop.
         perturb: applied to the decoded full image before cropping (robustness sweeps).
         max_pixels: decompression-bomb cap per image.
-        follow_symlinks: read a file that is a symbolic link; a scan decides it per file instead.
+        follow_symlinks: read a file that is a symbolic link (``score_files`` of plain paths).
         sha256: hash the file's bytes (chain of custody).
         evidence: read metadata (and, when asked, watermark) evidence; None skips it.
     """
@@ -61,6 +60,19 @@ class ReadOptions:
         return self.perturb is not None or bool(self.crops) or self.watermarks
 
 
+@dataclass(frozen=True)
+class ReadItem:
+    """One file for a worker: its path, whether a symbolic link there may be followed, and, when the
+    walk already knows it cannot be read (a FIFO, a link not followed), why; with the size and time
+    the walk saw, for the row of such an entry."""
+
+    path: str
+    follow: bool = True
+    problem: tuple[str, str] | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
 def file_sha256(handle: BinaryIO) -> str:
     """SHA-256 of the handle's bytes from its start, read in chunks; the position is restored to 0."""
     digest = hashlib.sha256()
@@ -77,12 +89,15 @@ class FileReader:
 
     options: ReadOptions
 
-    def __call__(self, item: tuple[int, str | os.PathLike[str], bool]) -> tuple[ImageRecord, np.ndarray | None]:
-        index, path, follow = item
-        record = ImageRecord(index=index, path=os.fsdecode(path))
+    def __call__(self, task: tuple[int, ReadItem]) -> tuple[ImageRecord, np.ndarray | None]:
+        index, item = task
+        record = ImageRecord(index=index, path=item.path, size=item.size, mtime_ns=item.mtime_ns)
+        if item.problem is not None:
+            record.error_reason, record.error = item.problem
+            return record, None
         options = self.options
         try:
-            handle, info = open_input(path, follow_symlinks=follow)
+            handle, info = open_input(item.path, follow_symlinks=item.follow)
         except InputFileError as exc:
             record.error_reason, record.error = exc.reason, exc.detail
             return record, None

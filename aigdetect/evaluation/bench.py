@@ -30,7 +30,7 @@ ALL = "all"
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Perturbations applied in order; a picklable callable so DataLoader workers can run it."""
+    """Perturbations applied in order; a picklable callable, so decode workers can run it."""
 
     steps: tuple[Perturbation, ...]
 

@@ -11,7 +11,7 @@ from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..engine.infer import Perturbation
+    from ..engine.reading import Perturbation
 
 PAPER_BLUR = (1.0, 2.0, 3.0, 4.0)
 PAPER_JPEG = (90, 80, 70, 60, 50, 40, 30)

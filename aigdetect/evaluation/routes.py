@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.crops import center_crop
 from ..data.files import list_images
 from ..data.images import decode_image
-from ..data.transforms import center_crop, eval_tensor
+from ..data.transforms import eval_tensor
 from ..errors import ConfigError, ImageDecodeError, InputError
 from ..fileio import atomic_write
 from ..models.detector import Detector

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-from .zoo import BACKBONES, DEFAULT_DETECTOR, DETECTORS, RANDOM_WEIGHTS
+from ..errors import ConfigError
+from .zoo import BACKBONES, DEFAULT_DETECTOR, DETECTORS, RANDOM_WEIGHTS, builtin_path
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,25 @@ class DetectorChoice:
             "(cost measurements only: its scores mean nothing); its detector id is marked +random-backbone."
         },
     )
+
+
+def resolve_choice(choice: DetectorChoice) -> str | os.PathLike[str]:
+    """The checkpoint file the options name: ``checkpoint``, a built-in detector, or a backbone's built-in.
+
+    Raises:
+        ConfigError: ``model`` names no built-in detector or backbone with a built-in detector.
+    """
+    if choice.checkpoint is not None:
+        return choice.checkpoint
+    name = choice.model or DEFAULT_DETECTOR
+    if DETECTORS.find(name) is None:
+        matches = [d.name for d in DETECTORS.list() if d.backbone == name]
+        if not matches:
+            raise ConfigError(
+                f"no built-in detector for {name!r} (built-ins: {', '.join(DETECTORS.names())}); "
+                "pass a `checkpoint` from 'aigdetect train'"
+            )
+        name = matches[0]
+    path = builtin_path(name)
+    assert path is not None
+    return path

@@ -11,10 +11,10 @@ from ..errors import AigdetectError, CheckpointError, ConfigError
 from ..version import __version__
 from .backbones import BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
 from .checkpoint import BACKBONE_PREFIX, DETECTOR_PREFIXES, TRAIN_STATE_PREFIX, read_checkpoint, write_checkpoint
-from .choice import DetectorChoice
+from .choice import DetectorChoice, resolve_choice
 from .config import MoLEConfig
 from .detector import Detector
-from .zoo import DEFAULT_DETECTOR, DETECTORS, RANDOM_WEIGHTS, builtin_path
+from .zoo import DEFAULT_DETECTOR, RANDOM_WEIGHTS, builtin_path
 
 
 def create_detector(
@@ -169,20 +169,9 @@ def load_chosen(choice: DetectorChoice, device: str | torch.device = "cpu") -> D
         "device": device,
         "allow_random_backbone": choice.allow_random_backbone,
     }
-    if choice.checkpoint is not None:
-        detector = load_detector(choice.checkpoint, **options)
-        if choice.model and choice.model not in (detector.source.name, detector.name):
-            raise ConfigError(
-                f"`model` {choice.model} conflicts with the checkpoint's backbone ({detector.source.label()}); drop `model`"
-            )
-        return detector
-    name = choice.model or DEFAULT_DETECTOR
-    if DETECTORS.find(name) is None:
-        matches = [d.name for d in DETECTORS.list() if d.backbone == name]
-        if not matches:
-            raise ConfigError(
-                f"no built-in detector for {name!r} (built-ins: {', '.join(DETECTORS.names())}); "
-                "pass a `checkpoint` from 'aigdetect train'"
-            )
-        name = matches[0]
-    return load_detector(name, **options)
+    detector = load_detector(resolve_choice(choice), **options)
+    if choice.checkpoint is not None and choice.model and choice.model not in (detector.source.name, detector.name):
+        raise ConfigError(
+            f"`model` {choice.model} conflicts with the checkpoint's backbone ({detector.source.label()}); drop `model`"
+        )
+    return detector

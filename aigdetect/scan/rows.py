@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.records import ImageRecord
-from ..evidence import Finding, fuse
+from ..evidence import fuse
 from .paths import display_path
 from .walk import FoundFile
 
@@ -58,48 +58,34 @@ class RowContext:
     columns: tuple[str, ...]
 
 
-def _base(found: FoundFile, context: RowContext) -> Row:
+def _base(record: ImageRecord, context: RowContext) -> Row:
     row: Row = dict.fromkeys(context.columns)
     row.update(
-        path=display_path(found.path),
+        path=display_path(record.path),
         threshold=context.threshold,
         detector=context.detector,
-        size=found.size,
-        mtime_ns=found.mtime_ns,
+        size=record.size,
+        mtime_ns=record.mtime_ns,
         evidence=[],
     )
     return row
 
 
-def error_row(found: FoundFile, reason: str, detail: str, context: RowContext) -> Row:
-    row = _base(found, context)
-    row.update(status="error", error_reason=reason, error_detail=one_line(detail))
-    return row
-
-
-def _with_evidence(row: Row, findings: list[Finding], score: float | None, context: RowContext) -> Row:
-    fused = fuse(findings, score, context.threshold, context.bands)
-    row.update(verdict=fused.verdict, generator=fused.generator, evidence=[f.to_dict() for f in findings])
-    return row
-
-
-def record_row(found: FoundFile, record: ImageRecord, context: RowContext) -> Row:
-    """The row of a file that went through a decode worker and, when that worked, the detector.
-
-    Size and time come from the worker, which read them from the descriptor it decoded.
-    """
+def record_row(record: ImageRecord, context: RowContext) -> Row:
+    """The row of one entry: a file that went through a decode worker (and, when that worked, the
+    detector), or an entry the walk could not score. Size and time are those of the descriptor the
+    worker decoded, or, for an entry never opened, those the walk saw."""
+    row = _base(record, context)
     if not record.ok:
-        row = error_row(found, record.error_reason or "corrupt", record.error or "", context)
+        row.update(status="error", error_reason=record.error_reason or "corrupt", error_detail=one_line(record.error or ""))
     elif record.score is None or not math.isfinite(record.score):
-        row = error_row(found, "no-score", "the detector gave no finite score", context)
+        row.update(status="error", error_reason="no-score", error_detail="the detector gave no finite score")
     else:
-        row = _base(found, context)
         row.update(status="ok", score=record.score, model_verdict=model_verdict(record.score, context.threshold))
-        _with_evidence(row, record.findings, record.score, context)
+        fused = fuse(record.findings, record.score, context.threshold, context.bands)
+        row.update(verdict=fused.verdict, generator=fused.generator, evidence=[f.to_dict() for f in record.findings])
         if "crop_mean" in row and record.crop_scores:
             row.update(crop_mean=sum(record.crop_scores) / len(record.crop_scores), crop_max=max(record.crop_scores))
-    if record.size is not None:
-        row.update(size=record.size, mtime_ns=record.mtime_ns)
     row.update(width=record.width, height=record.height, format=record.format, sha256=record.sha256)
     return row
 

@@ -1,4 +1,4 @@
-"""The scan itself: list the files, keep what ``resume`` may keep, score the rest, write rows.
+"""The scan itself: walk the files, keep what ``resume`` may keep, score the rest, write rows.
 
 Rows follow the byte order of the paths. Entries that cannot be scored (reported by the walker)
 take their place in that order, so a resumed or sharded scan lines up with a plain one, and the
@@ -8,29 +8,27 @@ output of a resumed scan equals that of a scan of the folder as it is now.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..engine.infer import resolve_device, score_files
-from ..engine.reading import Perturbation, ReadOptions
+from ..engine.reading import Perturbation, ReadItem, ReadOptions
 from ..errors import ConfigError
 from ..evidence import default_bands, validate_bands
 from ..fileio import atomic_write
-from ..models.detector import Detector
-from ..models.identity import detector_id
 from ..version import __version__
 from .config import ScanConfig, part_base
 from .lock import OutputLock
-from .resume import ResumeIndex
-from .rows import Row, RowContext, Tally, error_row, found_key, record_row, scan_columns
-from .shard import select_shard
+from .resume import ResumeIndex, key_digest
+from .rows import Row, RowContext, Tally, found_key, record_row, scan_columns
+from .shard import shard_of
 from .sidecar import RowSettings, read_sidecar, sidecar_path, write_sidecar
-from .walk import FoundFile, walk_paths
+from .walk import FoundFile, require_paths, walk_paths, walk_stream
 from .writers import (
     Previous,
     RowWriter,
@@ -43,6 +41,9 @@ from .writers import (
     read_previous,
     row_line,
 )
+
+if TYPE_CHECKING:
+    from ..models.detector import Detector
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,11 @@ def _trust_fingerprint(config: ScanConfig) -> str | None:
     return hashlib.sha256(evidence.trust_pem.encode("utf-8")).hexdigest()[:16]
 
 
-def _settings(detector: Detector, config: ScanConfig) -> RowSettings:
-    threshold = float(detector.threshold if config.threshold is None else config.threshold)
+def _settings(source: DetectorSource, config: ScanConfig) -> RowSettings:
+    threshold = float(source.threshold if config.threshold is None else config.threshold)
     bands = validate_bands(threshold, config.bands if config.bands is not None else default_bands(threshold))
     return RowSettings(
-        detector=detector_id(detector),
+        detector=source.identity,
         engine="torch-fp32",
         threshold=threshold,
         bands=bands,
@@ -188,62 +189,49 @@ def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
     return own
 
 
-def _kept_tally(line: str, previous: Previous) -> Row:
+def _entries(config: ScanConfig) -> Iterator[FoundFile]:
+    """This scan's entries in path order, streamed (collected first only to follow links in folders)."""
+    if config.follow_symlinks:
+        found: Iterator[FoundFile] = iter(
+            walk_paths(config.paths, recursive=config.recursive, follow_symlinks=True, listed=config.listed)
+        )
+    else:
+        found = walk_stream(config.paths, recursive=config.recursive, listed=config.listed)
+    own = _own_files(config)
+    for entry in found:
+        if not own(entry) and (config.shard is None or shard_of(entry.path, config.shard[1]) == config.shard[0]):
+            yield entry
+
+
+def _kept_row(line: str, previous: Previous) -> Row:
     return _parse_line(previous.path, previous.output_format, 0, line, previous.columns).row
 
 
-def _write_kept(
-    files: Sequence[FoundFile], index: ResumeIndex, config: ScanConfig, context: RowContext, summary: ScanSummary
-) -> tuple[list[FoundFile], int]:
+def _write_kept(index: ResumeIndex, config: ScanConfig, context: RowContext, summary: ScanSummary) -> tuple[set[bytes], int]:
     """Rewrite the output (atomically) with its header and the rows it keeps, in path order.
 
     Returns:
-        The files left to scan, and the byte offset where their rows will start.
+        The key digests of the kept rows, and the byte offset where the rows of this run will start.
     """
     assert config.out is not None
-    todo: list[FoundFile] = []
+    kept: set[bytes] = set()
     growing = growing_file(config.out, config.output_format)
     fmt = "jsonl" if config.output_format == "json" else config.output_format
 
     def dump(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as target:
             target.writelines(line + "\n" for line in header_line(fmt, context.columns))
-            for found in files:
-                line = index.take(found_key(found, context.detector))
-                if line is None:
-                    todo.append(found)
-                    continue
-                target.write(line + "\n")
-                summary.tally.add([_kept_tally(line, index.previous)])
-                summary.resumed += 1
+            for found in _entries(config):
+                key = found_key(found, context.detector)
+                line = index.take(key)
+                if line is not None:
+                    target.write(line + "\n")
+                    kept.add(key_digest(key))
+                    summary.tally.add([_kept_row(line, index.previous)])
+                    summary.resumed += 1
 
     atomic_write(growing, dump)
-    return todo, os.path.getsize(growing)
-
-
-def _row_batches(
-    detector: Detector, todo: Sequence[FoundFile], context: RowContext, options: dict[str, Any]
-) -> Iterator[list[Row]]:
-    """Rows for ``todo`` in order, one list per scored batch, unscorable entries slotted in between."""
-    scorable = [i for i, f in enumerate(todo) if f.problem is None]
-    emitted = 0
-    paths = [todo[i].path for i in scorable]
-    follow = [todo[i].follow for i in scorable]
-    for records in score_files(detector, paths, follow=follow, **options):
-        by_position = {scorable[r.index]: r for r in records}
-        last = scorable[records[-1].index]
-        rows = []
-        for position in range(emitted, last + 1):
-            found = todo[position]
-            if found.problem is not None:
-                rows.append(error_row(found, *found.problem, context))
-            else:
-                rows.append(record_row(found, by_position[position], context))
-        emitted = last + 1
-        yield rows
-    tail = [error_row(f, *f.problem, context) for f in todo[emitted:] if f.problem is not None]
-    if tail:
-        yield tail
+    return kept, os.path.getsize(growing)
 
 
 def _resume_index(config: ScanConfig, settings: RowSettings, summary: ScanSummary) -> ResumeIndex | None:
@@ -267,8 +255,26 @@ def _resume_index(config: ScanConfig, settings: RowSettings, summary: ScanSummar
     return index
 
 
+@dataclass(frozen=True)
+class DetectorSource:
+    """A detector known by its id and threshold, loaded only when a file must be scored, so that a
+    resumed scan with nothing left to do, or a merge, never loads torch or the weights."""
+
+    identity: str
+    threshold: float
+    load: Callable[[], Detector]
+
+
+def _source(detector: Detector | DetectorSource) -> DetectorSource:
+    if isinstance(detector, DetectorSource):
+        return detector
+    from ..models.identity import detector_id
+
+    return DetectorSource(detector_id(detector), float(detector.threshold), lambda: detector)
+
+
 def run_scan(
-    detector: Detector,
+    detector: Detector | DetectorSource,
     config: ScanConfig,
     *,
     stream: TextIO | None = None,
@@ -279,8 +285,11 @@ def run_scan(
 ) -> ScanSummary:
     """Scan ``config.paths`` and write one row per entry to ``config.out`` (or ``stream``).
 
+    Entries are streamed from the walk to the decode workers and on to the output, so memory does
+    not grow with the number of files (except with ``follow_symlinks``, whose walk collects them).
+
     Args:
-        detector: the model that scores the images.
+        detector: the model that scores the images, or a ``DetectorSource`` that loads it on demand.
         config: what to scan and how.
         stream: where rows go when ``config.out`` is None.
         progress: called after every written batch.
@@ -298,50 +307,45 @@ def run_scan(
         ConfigError: the output exists without ``resume``/``overwrite``, would replace an input, or
             was written with other settings.
     """
-    device = resolve_device(config.runtime.device)
-    settings = _settings(detector, config)
+    require_paths(config.paths)
+    source = _source(detector)
+    settings = _settings(source, config)
     context = RowContext(settings.detector, settings.threshold, settings.bands, settings.columns)
     summary = ScanSummary(config.out, config.output_format, settings, command=command)
     check_output(config, protected)
     with ExitStack() as stack:
         if config.out is not None:
             stack.enter_context(OutputLock(config.out))
-        own = _own_files(config)
-        found = walk_paths(
-            config.paths, recursive=config.recursive, follow_symlinks=config.follow_symlinks, listed=config.listed
-        )
-        files = select_shard([f for f in found if not own(f)], config.shard)
+        total = sum(1 for _ in _entries(config)) if progress else 0
         index = _resume_index(config, settings, summary)
+        kept: set[bytes] = set()
+        boundary = 0
         if index is not None:
             stack.callback(index.close)
-            todo, boundary = _write_kept(files, index, config, context, summary)
+            kept, boundary = _write_kept(index, config, context, summary)
             writer: RowWriter = append_writer(config.out, config.output_format)
         else:
-            todo, boundary = files, 0
             writer = open_writer(config.output_format, context.columns, out=config.out, stream=stream)
         if config.out is not None:
             write_sidecar(config.out, settings, complete=False, shard=config.shard)
-        options = dict(
-            device=device,
-            batch_size=config.runtime.batch_size_for(device.type),
-            workers=config.runtime.workers_for(device.type),
-            reading=ReadOptions(
-                size=detector.image_size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels,
-                sha256=config.sha256, evidence=config.evidence,
-            ),
+        todo = (
+            ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns)
+            for f in _entries(config)
+            if not kept or key_digest(found_key(f, context.detector)) not in kept
         )
         started = time.perf_counter()
         errors = 0
         try:
             if progress:
-                progress(ScanProgress(0, len(todo), 0))
-            for rows in _row_batches(detector, todo, context, options):
+                progress(ScanProgress(0, total - summary.resumed, 0))
+            for records in _scored(source, todo, config, perturb):
+                rows = [record_row(record, context) for record in records]
                 writer.write([row_line(config.output_format, context.columns, r, config.formula_guard) for r in rows])
                 summary.tally.add(rows)
                 summary.scored += len(rows)
                 errors += sum(1 for row in rows if row["status"] != "ok")
                 if progress:
-                    progress(ScanProgress(summary.scored, len(todo), errors))
+                    progress(ScanProgress(summary.scored, total - summary.resumed, errors))
             summary.elapsed_s = time.perf_counter() - started
             writer.close()
             if config.out is not None and summary.resumed and summary.scored:
@@ -353,3 +357,24 @@ def run_scan(
         if config.out is not None:
             write_sidecar(config.out, settings, complete=True, summary=summary.as_dict(), shard=config.shard)
     return summary
+
+
+def _scored(
+    source: DetectorSource, todo: Iterator[ReadItem], config: ScanConfig, perturb: Perturbation | None
+) -> Iterator[list[Any]]:
+    """Records of the entries left to score, one list per batch; the detector is loaded only if there is one."""
+    first = next(todo, None)
+    if first is None:
+        return
+    from ..engine.infer import resolve_device, score_items
+
+    detector = source.load()
+    device = resolve_device(config.runtime.device)
+    reading = ReadOptions(
+        size=detector.image_size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels,
+        sha256=config.sha256, evidence=config.evidence,
+    )  # fmt: skip
+    yield from score_items(
+        detector, itertools.chain([first], todo), device=device, batch_size=config.runtime.batch_size_for(device.type),
+        workers=config.runtime.workers_for(device.type), reading=reading,
+    )  # fmt: skip

@@ -8,10 +8,11 @@ are returned with a ``problem`` instead of being dropped.
 
 from __future__ import annotations
 
+import heapq
 import os
 import stat
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..errors import InputError
@@ -48,15 +49,20 @@ def require_paths(paths: Iterable[str]) -> None:
             raise InputError(f"PATH not found: {display_path(path)}{broken}")
 
 
-def _special(path: str, mode: int) -> FoundFile:
+def _special(path: str, info: os.stat_result) -> FoundFile:
+    mode = info.st_mode
     kind = "fifo" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
-    return FoundFile(path, problem=("unsupported", f"not a regular file ({kind})"))
+    return FoundFile(path, info.st_size, info.st_mtime_ns, problem=("unsupported", f"not a regular file ({kind})"))
 
 
 def _file(path: str, info: os.stat_result, follow: bool = False) -> FoundFile:
     if stat.S_ISREG(info.st_mode):
         return FoundFile(path, info.st_size, info.st_mtime_ns, follow=follow)
-    return _special(path, info.st_mode)
+    return _special(path, info)
+
+
+def _not_followed(path: str, info: os.stat_result) -> FoundFile:
+    return FoundFile(path, info.st_size, info.st_mtime_ns, problem=NOT_FOLLOWED)
 
 
 _Pending = tuple[str, os.stat_result, frozenset[tuple[int, int]]]
@@ -132,7 +138,7 @@ class _Walker:
 
     def link(self, path: str, ancestors: frozenset[tuple[int, int]]) -> None:
         if not self.follow_symlinks:
-            self.found.append(FoundFile(path, problem=NOT_FOLLOWED))
+            self.found.append(_not_followed(path, os.lstat(path)))
             return
         try:
             info = os.stat(path)
@@ -175,3 +181,74 @@ def walk_paths(
             walker.found.append(FoundFile(path, problem=("missing", f"listed, but {broken}")))
     unique = {f.path: f for f in reversed(walker.run())}
     return sorted(unique.values(), key=lambda f: sort_key(f.path))
+
+
+def _listing(path: str) -> Iterator[os.DirEntry[str] | FoundFile]:
+    """A folder's entries in the order their paths sort (a folder's name counts with its ``/``), or
+    the one ``unreadable`` entry of a folder that cannot be listed."""
+    try:
+        with os.scandir(path) as listing:
+            entries = sorted(listing, key=lambda e: os.fsencode(e.name) + (b"/" if e.is_dir(follow_symlinks=False) else b""))
+    except OSError as exc:
+        return iter([FoundFile(path, problem=("unreadable", f"folder cannot be listed: {exc.strerror or exc}"))])
+    return iter(entries)
+
+
+def _tree(root: str, info: os.stat_result, recursive: bool) -> Iterator[FoundFile]:
+    """Every entry under one folder, in the byte order of the paths, without holding the tree.
+
+    Depth first, each folder's entries sorted with a folder's name counting as ``name/``: that
+    visits the paths in exactly the order a sort of all of them would give. A folder reached twice
+    (a bind mount inside itself) is entered once.
+    """
+    entered = {(info.st_dev, info.st_ino)}
+    stack = [_listing(root)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if isinstance(entry, FoundFile):
+            yield entry
+            continue
+        try:
+            if entry.is_symlink():
+                yield _not_followed(entry.path, entry.stat(follow_symlinks=False))
+            elif entry.is_dir(follow_symlinks=False):
+                folder = entry.stat(follow_symlinks=False)
+                if recursive and (folder.st_dev, folder.st_ino) not in entered:
+                    entered.add((folder.st_dev, folder.st_ino))
+                    stack.append(_listing(entry.path))
+            else:
+                yield _file(entry.path, entry.stat(follow_symlinks=False))
+        except OSError as exc:
+            yield FoundFile(entry.path, problem=("unreadable", exc.strerror or str(exc)))
+
+
+def walk_stream(paths: Iterable[str], *, recursive: bool = True, listed: Iterable[str] = ()) -> Iterator[FoundFile]:
+    """The entries of ``walk_paths`` without following links in folders, streamed: the same rows in
+    the same order, while memory stays that of the deepest folder, not of the whole tree.
+
+    Raises:
+        InputError: a PATH does not exist (checked before the first entry).
+    """
+    paths = list(paths)
+    require_paths(paths)
+    loose: list[FoundFile] = []
+    trees: list[Iterator[FoundFile]] = []
+    for path, is_listed in [*((p, False) for p in paths), *((p, True) for p in listed)]:
+        if is_listed and not os.path.exists(path):
+            broken = "a broken symbolic link" if os.path.islink(path) else "no such file"
+            loose.append(FoundFile(path, problem=("missing", f"listed, but {broken}")))
+            continue
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            trees.append(_tree(path, info, recursive))
+        else:
+            loose.append(_file(path, info, follow=True))
+    loose.sort(key=lambda f: sort_key(f.path))
+    last = None
+    for found in heapq.merge(iter(loose), *trees, key=lambda f: sort_key(f.path)):
+        if found.path != last:
+            last = found.path
+            yield found

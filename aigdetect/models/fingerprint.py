@@ -1,0 +1,110 @@
+"""A checkpoint's detector id read from its file, without torch and without building the model.
+
+``name@fingerprint``: 12 hex digits of SHA-256 over the checkpoint's bytes and where its backbone's
+weights come from (the registry's OpenAI release, a weights file's own SHA-256, or random). A scan
+writes it in every row, and ``resume`` and ``merge`` compare it, so a finished resume or a merge
+never needs torch or the 0.9 GB of ViT-L/14 weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CheckpointError
+from ..fileio import open_input
+from .choice import DetectorChoice, resolve_choice
+from .zoo import BACKBONES, RANDOM_WEIGHTS
+
+MAX_HEADER_BYTES = 100 << 20
+"""A safetensors header larger than this (its JSON lists tensors, not their data) is refused."""
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What identifies a detector's scores: its id, and its calibrated threshold."""
+
+    identity: str
+    threshold: float
+
+
+def _file_sha256(path: str) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    handle, _ = open_input(path, follow_symlinks=True)
+    with handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+    """The aigdetect metadata of a checkpoint, from its safetensors header alone.
+
+    Raises:
+        CheckpointError: the file is not a readable aigdetect checkpoint.
+    """
+    try:
+        handle, info = open_input(path, follow_symlinks=True)
+        with handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path} is not a readable safetensors checkpoint (too short)")
+            (length,) = struct.unpack("<Q", head)
+            if length > min(MAX_HEADER_BYTES, info.st_size - 8):
+                raise CheckpointError(f"{path} is not a readable safetensors checkpoint (header of {length} bytes)")
+            raw = handle.read(length)
+            if len(raw) != length:
+                raise CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated header)")
+            header = json.loads(raw.decode("utf-8"))
+        meta = json.loads(header["__metadata__"]["aigdetect"])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not an aigdetect checkpoint ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: checkpoint metadata is not an object")
+    return meta
+
+
+def _backbone_source(meta: dict[str, Any], choice: DetectorChoice) -> str:
+    weights = choice.backbone_weights
+    embedded = bool(meta.get("backbone_embedded"))
+    if weights is not None and weights != RANDOM_WEIGHTS:
+        return "file:" + _file_sha256(weights).hexdigest()
+    if embedded:
+        return "embedded"
+    if weights == RANDOM_WEIGHTS:
+        return "random"
+    name = meta.get("backbone", {}).get("name") if isinstance(meta.get("backbone"), dict) else None
+    spec = BACKBONES.find(name) if isinstance(name, str) else None
+    if spec is None:
+        raise CheckpointError(f"the checkpoint names no known backbone ({name!r})")
+    return f"{spec.pretrained_tag}:{spec.pretrained_model}"
+
+
+def fingerprint(choice: DetectorChoice) -> Fingerprint:
+    """The id and threshold of the detector ``choice`` names, read from files only.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read or its threshold is not a probability.
+        ConfigError: ``model`` names no built-in detector.
+    """
+    path = os.fsdecode(resolve_choice(choice))
+    meta = read_metadata(path)
+    threshold = meta.get("threshold", 0.5)
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not (math.isfinite(threshold) and 0 <= threshold <= 1):
+        raise CheckpointError(f"{path}: the threshold {threshold!r} is not a probability in [0, 1]")
+    digest = _file_sha256(path)
+    digest.update(b"\0" + _backbone_source(meta, choice).encode("utf-8"))
+    name = " ".join(str(meta.get("name") or "detector").split())
+    if choice.backbone_weights == RANDOM_WEIGHTS and not meta.get("backbone_embedded"):
+        name += "+random-backbone"
+    return Fingerprint(f"{name}@{digest.hexdigest()[:12]}", float(threshold))
