@@ -205,3 +205,28 @@ def test_missing_exporter_packages_are_a_one_line_hint(monkeypatch, tmp_path, mo
         export_onnx(make_tiny_detector(CONFIGS["linear-probe"]), tmp_path / "m.onnx")
     message = str(info.value)
     assert "\n" not in message and module in message and "pip install 'aigdetect[onnx]'" in message
+
+
+def test_the_export_command_writes_a_graph_that_scores_like_scan(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+    from typer.testing import CliRunner
+
+    from aigdetect import save_detector
+    from aigdetect.cli import app
+
+    detector = make_tiny_detector(CONFIGS["linear-top1"])
+    checkpoint = tmp_path / "d.safetensors"
+    save_detector(detector, checkpoint)
+    out = tmp_path / "d.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--bands", "0.2,0.8"])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(sidecar_path_for(out).read_text())
+    assert (sidecar["bands"]["low"], sidecar["bands"]["high"]) == (0.2, 0.8)
+    pixels = torch.stack([eval_tensor(np.full((40, 36, 3), v, dtype=np.uint8), 32) for v in (10, 200)])
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"pixels": pixels.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, detector.eval()(pixels).logits.numpy(), atol=1e-5)
+    wrong = CliRunner().invoke(app, ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--format", "tflite"])
+    assert wrong.exit_code == 2 and wrong.stderr.startswith("error: --format must be one of onnx")

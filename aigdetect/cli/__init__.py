@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ..version import __version__
-from . import bench, info, inspect, report, routes, scan, train
+from . import bench, export, info, inspect, report, routes, scan, train
 from .common import OneLineGroup
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ def _root(
     """Tell AI-generated images from real photographs (CLIP + mixture of low-rank experts)."""
 
 
-for module in (scan, inspect, report, train, bench, info, routes):
+for module in (scan, inspect, report, train, bench, info, routes, export):
     module.register(app)
 
 

@@ -18,7 +18,7 @@ from ..models.choice import DetectorChoice
 from ..models.config import MoLEConfig
 from ..settings import field_default, field_help
 
-_FLAGS = {"output_format": "--format"}
+_FLAGS = {"output_format": "--format", "export_format": "--format"}
 _SETTING = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 

@@ -72,7 +72,7 @@ class ScanSummary:
         scored: rows produced by this run.
         resumed: rows kept from an earlier run by ``resume``.
         stale: rows of an earlier output that were rescanned because their settings or version differ.
-        elapsed_s: wall time of the scoring.
+        elapsed_s: wall time of the scoring (after the detector was loaded).
     """
 
     out: str | None
@@ -333,12 +333,13 @@ def run_scan(
             for f in _entries(config)
             if not kept or key_digest(found_key(f, context.detector)) not in kept
         )
+        batches = _scorer(source, todo, config, perturb)
         started = time.perf_counter()
         errors = 0
         try:
             if progress:
                 progress(ScanProgress(0, total - summary.resumed, 0))
-            for records in _scored(source, todo, config, perturb):
+            for records in batches:
                 rows = [record_row(record, context) for record in records]
                 writer.write([row_line(config.output_format, context.columns, r, config.formula_guard) for r in rows])
                 summary.tally.add(rows)
@@ -359,13 +360,14 @@ def run_scan(
     return summary
 
 
-def _scored(
+def _scorer(
     source: DetectorSource, todo: Iterator[ReadItem], config: ScanConfig, perturb: Perturbation | None
 ) -> Iterator[list[Any]]:
-    """Records of the entries left to score, one list per batch; the detector is loaded only if there is one."""
+    """Records of the entries left to score, one list per batch. The detector (and torch) is loaded
+    here, before the first batch is asked for, and only when some entry is left to score."""
     first = next(todo, None)
     if first is None:
-        return
+        return iter(())
     from ..engine.infer import resolve_device, score_items
 
     detector = source.load()
@@ -374,7 +376,7 @@ def _scored(
         size=detector.image_size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels,
         sha256=config.sha256, evidence=config.evidence,
     )  # fmt: skip
-    yield from score_items(
+    return score_items(
         detector, itertools.chain([first], todo), device=device, batch_size=config.runtime.batch_size_for(device.type),
         workers=config.runtime.workers_for(device.type), reading=reading,
     )  # fmt: skip
