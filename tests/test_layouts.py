@@ -164,7 +164,7 @@ def test_validation_source_priority(tmp_path):
     own = prepare_training_data(data=tmp_path / "data")
     assert own.val_source == "the layout's val split" and len(own.val) == 40 and len(own.train) == 40
     given = prepare_training_data(data=tmp_path / "data", val=tmp_path / "extra")
-    assert len(given.val) == 4 and len(given.train) == 40 and "--val" in given.val_source
+    assert len(given.val) == 4 and len(given.train) == 40 and "`val`" in given.val_source
     held = prepare_training_data(data=tmp_path / "data", val_fraction=0.3, seed=2)
     assert len(held.val) == 12 and len(held.train) == 28 and "held out 0.3" in held.val_source
     assert not {s.path for s in held.train} & {s.path for s in held.val}

@@ -6,35 +6,49 @@ bad files the same way: as a recorded error, never a crash and never a silent sc
 Conversions (documented in the README):
 - EXIF orientation is not applied: the detector sees the pixel grid exactly as it was encoded,
   which is also what the benchmark protocols (UnivFD, CNNDetection) feed their models.
-- 16-bit images are scaled to 8 bits (v / 257, rounded); float images are clipped to 0..255.
+- 16-bit samples are scaled to 8 bits (v / 257, rounded), grey and colour alike; float images are
+  clipped to 0..255 (NaN becomes 0).
 - Alpha is dropped, not composited: the colour channels are kept exactly as the generator wrote them.
 - CMYK and palette images use Pillow's conversion to RGB; animated images use their first frame.
+
+Sizes are checked from the header before any pixel is decoded: width x height against
+``max_pixels`` and the memory the decode would take against ``max_bytes`` (see
+``data.config.DEFAULT_MAX_BYTES``). Conversions run in stripes of rows, so they add little beyond
+the decoded frame and the result.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..errors import ImageDecodeError, InputFileError
 from ..fileio import open_input
 from . import jpeg_crop
-from .config import DEFAULT_MAX_PIXELS
+from .config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from .transforms import center_crop
 
 DECODERS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "PPM")
 """The only Pillow decoders an input reaches (MPO is read by the JPEG plugin). None of them runs an
 external program: formats such as EPS, which Pillow hands to Ghostscript, are never tried."""
+
+HEADER_BYTES = 16
+"""Bytes Pillow reads to identify a file; ``header_format`` needs no more."""
+
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _CUTTABLE = ("JPEG", "MPO")  # MPO, as many cameras write, starts with its first frame as a plain JPEG
+_STRIPE_BYTES = 4 << 20  # conversions work on stripes of rows of about this many input bytes
+_NATIVE_ORDER = "L" if sys.byteorder == "little" else "B"
 
 
 @dataclass
@@ -46,23 +60,6 @@ class DecodedImage:
     height: int
     format: str
     mode: str
-
-
-def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Convert any Pillow mode to an (H, W, 3) uint8 array by the rules in the module docstring."""
-    mode = image.mode
-    if mode == "RGB":
-        return np.asarray(image, dtype=np.uint8).copy()
-    if mode in _SIXTEEN_BIT:
-        wide = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
-        gray = ((wide + 128) // 257).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if mode == "F":
-        gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if mode == "P":
-        image = image.convert("RGBA")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 def _register_heif() -> None:
@@ -78,6 +75,167 @@ _register_heif()
 def open_image(handle: BinaryIO) -> Image.Image:
     """Open an image from a binary handle with the allow-listed decoders only (pixels not yet read)."""
     return Image.open(handle, formats=DECODERS)
+
+
+def header_format(prefix: bytes) -> str | None:
+    """The allow-listed decoder that accepts a file starting with ``prefix`` (its first
+    ``HEADER_BYTES``), or None: the check Pillow makes before opening, so nothing is decoded."""
+    Image.init()
+    for name in DECODERS:
+        entry = Image.OPEN.get(name)
+        if entry is not None and (entry[1] is None or entry[1](prefix)):
+            return name
+    return None
+
+
+class _PillowPixelLimit:
+    """Pillow refuses images above twice ``Image.MAX_IMAGE_PIXELS`` on its own, whatever our
+    ``max_pixels`` says. While decodes run, that global is set to the largest of their caps (and
+    restored after the last one), so our cap, checked from the header, is the one that applies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: list[int] = []
+        self._saved: int | None = None
+
+    @contextmanager
+    def __call__(self, max_pixels: int) -> Iterator[None]:
+        with self._lock:
+            if not self._active:
+                self._saved = Image.MAX_IMAGE_PIXELS
+            self._active.append(max_pixels)
+            Image.MAX_IMAGE_PIXELS = max(self._active)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active.remove(max_pixels)
+                Image.MAX_IMAGE_PIXELS = max(self._active) if self._active else self._saved
+
+
+_pillow_pixel_limit = _PillowPixelLimit()
+
+
+def _stripes(width: int, height: int, bytes_per_pixel: int) -> Iterator[tuple[int, int]]:
+    rows = max(1, _STRIPE_BYTES // max(1, width * bytes_per_pixel))
+    for top in range(0, height, rows):
+        yield top, min(height, top + rows)
+
+
+def _by_stripes(images: tuple[Image.Image, ...], convert: Callable[..., np.ndarray]) -> np.ndarray:
+    """``convert`` applied to stripes of rows of ``images`` (one frame, decoded one or more ways),
+    written into one (H, W, 3) uint8 array; a small image is converted whole, without a copy."""
+    width, height = images[0].size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top, bottom in _stripes(width, height, 4 * len(images)):
+        whole = top == 0 and bottom == height
+        parts = images if whole else tuple(image.crop((0, top, width, bottom)) for image in images)
+        out[top:bottom] = convert(*parts)
+    return out
+
+
+def _scale_sixteen(values: np.ndarray) -> np.ndarray:
+    """16-bit samples to 8 bits, v / 257 rounded (65535 -> 255, 511 -> 2)."""
+    wide = np.clip(values, 0, 65535).astype(np.uint32)
+    return ((wide + 128) // 257).astype(np.uint8)
+
+
+def _stripe_rgb(part: Image.Image) -> np.ndarray:
+    mode = part.mode
+    if mode == "RGB":
+        return np.asarray(part)
+    if mode in _SIXTEEN_BIT:
+        return np.repeat(_scale_sixteen(np.asarray(part))[..., None], 3, axis=2)
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(part, dtype=np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+        gray = np.rint(np.clip(values, 0, 255)).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "P":
+        part = part.convert("RGBA")
+    return np.asarray(part.convert("RGB"))
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an (H, W, 3) uint8 array by the rules in the module docstring.
+
+    A colour image with 16 bits per channel reaches Pillow's "RGB", "RGBA" or "CMYK" modes with its
+    high bytes only; ``decode_image`` and ``decode_center`` read the low bytes too, so only an image
+    decoded elsewhere is converted from its high bytes.
+    """
+    return _by_stripes((image,), _stripe_rgb)
+
+
+# Colour images with 16 bits per channel: Pillow's unpacker keeps the high byte of each sample. The
+# same frame unpacked with the other byte order (or, for grey + alpha, as 8-bit RGBA) yields the low
+# bytes; ``channels`` picks them out in the order of the high-byte image's colour channels.
+_LOW_BYTES_LA = ("RGBA", (1, 1, 1))
+
+
+def _low_byte_rawmode(rawmode: str) -> tuple[str, tuple[int, ...]] | None:
+    if rawmode == "LA;16B":
+        return _LOW_BYTES_LA
+    base, sixteen, order = rawmode.rpartition(";16")
+    if not sixteen or base not in ("RGB", "RGBX", "RGBA", "CMYK") or order not in ("B", "L", "N"):
+        return None
+    order = _NATIVE_ORDER if order == "N" else order
+    return f"{base};16{'L' if order == 'B' else 'B'}", (0, 1, 2, 3) if base == "CMYK" else (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class _LowBytes:
+    """How to decode the low bytes of a 16-bit colour frame: its tiles with the swapped unpacker."""
+
+    tiles: list[ImageFile._Tile]
+    channels: tuple[int, ...]
+
+
+def _tile_rawmode(tile: ImageFile._Tile) -> str | None:
+    if isinstance(tile.args, str):
+        return tile.args
+    if isinstance(tile.args, tuple) and tile.args and isinstance(tile.args[0], str):
+        return tile.args[0]
+    return None
+
+
+def _low_bytes_plan(image: Image.Image) -> _LowBytes | None:
+    """The low-byte decode of a 16-bit colour frame, or None for every other image."""
+    tiles: list[ImageFile._Tile] = []
+    picks: set[tuple[int, ...]] = set()
+    for tile in getattr(image, "tile", None) or []:
+        rawmode = _tile_rawmode(tile)
+        swapped = _low_byte_rawmode(rawmode) if rawmode is not None else None
+        if swapped is None:
+            return None
+        rawmode, channels = swapped
+        tiles.append(tile._replace(args=rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:])))
+        picks.add(channels)
+    if len(picks) != 1:
+        return None
+    return _LowBytes(tiles, picks.pop())
+
+
+def _stripe_sixteen(high: Image.Image, low: Image.Image, channels: tuple[int, ...]) -> np.ndarray:
+    hi = np.asarray(high)[..., : len(channels)].astype(np.uint32)
+    lo = np.asarray(low)[..., list(channels)].astype(np.uint32)
+    scaled = _scale_sixteen(hi * 256 + lo)
+    if high.mode == "CMYK":
+        return np.asarray(Image.fromarray(scaled, "CMYK").convert("RGB"))
+    return scaled
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """Bytes Pillow holds per pixel of a decoded frame in ``mode``."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def decode_bytes(mode: str, width: int, height: int, *, twice: bool = False) -> int:
+    """Estimated peak memory of decoding a ``width`` x ``height`` frame of ``mode``: the frame (twice
+    for 16-bit colour, decoded once per byte) plus the RGB uint8 result."""
+    return width * height * (_bytes_per_pixel(mode) * (2 if twice else 1) + 3)
 
 
 def _reason_for(exc: BaseException) -> tuple[str, str]:
@@ -96,10 +254,10 @@ def _reason_for(exc: BaseException) -> tuple[str, str]:
 
 
 @contextmanager
-def _decoding(name: str) -> Iterator[None]:
+def _decoding(name: str, max_pixels: int) -> Iterator[None]:
     """Turn every failure inside the block into an ``ImageDecodeError`` with a reason."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_pixel_limit(max_pixels):
             warnings.simplefilter("ignore")
             yield
     except ImageDecodeError:
@@ -113,59 +271,97 @@ def _decoding(name: str) -> Iterator[None]:
         raise ImageDecodeError(name, reason, detail) from None
 
 
-def _checked_size(image: Image.Image, name: str, max_pixels: int) -> tuple[int, int]:
+@dataclass(frozen=True)
+class _Plan:
+    """What the header says, checked against the caps before any pixel is decoded."""
+
+    width: int
+    height: int
+    low_bytes: _LowBytes | None
+
+
+def _plan(image: Image.Image, name: str, max_pixels: int, max_bytes: int) -> _Plan:
     width, height = image.size
     if width * height > max_pixels:
         raise ImageDecodeError(
             name, "too-large", f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
         )
-    return width, height
+    low_bytes = _low_bytes_plan(image)
+    needed = decode_bytes(image.mode, width, height, twice=low_bytes is not None)
+    if needed > max_bytes:
+        raise ImageDecodeError(
+            name,
+            "too-large",
+            f"{width}x{height} {image.mode} needs about {needed} bytes to decode, over the limit of {max_bytes}",
+        )
+    return _Plan(width, height, low_bytes)
 
 
-def _decode_whole(image: Image.Image, width: int, height: int) -> DecodedImage:
+def _decode_whole(handle: BinaryIO, image: Image.Image, plan: _Plan) -> DecodedImage:
     image.seek(0)
     image.load()
-    return DecodedImage(to_rgb_array(image), width, height, image.format or "unknown", image.mode)
+    if plan.low_bytes is None:
+        array = to_rgb_array(image)
+    else:
+        handle.seek(0)
+        with open_image(handle) as low:
+            low.tile = plan.low_bytes.tiles
+            low.load()
+            channels = plan.low_bytes.channels
+            array = _by_stripes((image, low), lambda high, part: _stripe_sixteen(high, part, channels))
+    return DecodedImage(array, plan.width, plan.height, image.format or "unknown", image.mode)
 
 
-def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode_image(
+    path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> DecodedImage:
     """Decode the first frame of an image file to RGB, refusing huge images before decoding.
 
     Args:
         path: the image file.
         max_pixels: width x height above which the file is refused from its header alone.
+        max_bytes: estimated decode memory (``decode_bytes``) above which it is refused, also from
+            the header.
 
     Raises:
         ImageDecodeError: with reason missing, unreadable, unsupported, too-large, truncated or corrupt.
     """
     name = os.fsdecode(path)
-    with _decoding(name), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
-        return _decode_whole(image, *_checked_size(image, name, max_pixels))
+    with _decoding(name, max_pixels), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
+        return _decode_whole(handle, image, _plan(image, name, max_pixels, max_bytes))
 
 
-def decode_center(path: str | os.PathLike[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode_center(
+    path: str | os.PathLike[str],
+    size: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> DecodedImage:
     """The evaluation view of a file: its size x size centre crop, zero-padded when smaller.
 
     The array equals ``center_crop(decode_image(path).array, size)`` pixel for pixel, and a file
     fails exactly when ``decode_image`` fails; ``width`` and ``height`` describe the whole image.
     Large JPEGs are cut losslessly before decoding when ``turbojpeg`` is installed (see
-    ``jpeg_crop``), which makes a 12-megapixel photo several times faster.
+    ``jpeg_crop``), which makes a 12-megapixel photo several times faster. Only the first image of
+    the file is read for that, up to ``jpeg_crop.read_limit``; a larger one is decoded whole, by
+    Pillow's streaming decoder.
 
     Raises:
         ImageDecodeError: as ``decode_image``.
     """
     name = os.fsdecode(path)
-    with _decoding(name), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
-        width, height = _checked_size(image, name, max_pixels)
+    with _decoding(name, max_pixels), open_input(path, follow_symlinks=True)[0] as handle, open_image(handle) as image:
+        plan = _plan(image, name, max_pixels, max_bytes)
         cut = None
-        if image.format in _CUTTABLE and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(width, height, size):
+        if image.format in _CUTTABLE and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(plan.width, plan.height, size):
             handle.seek(0)
-            cut = jpeg_crop.cut_center(handle.read(), width, height, size)
+            data = jpeg_crop.read_first_image(handle, jpeg_crop.read_limit(plan.width, plan.height))
+            cut = None if data is None else jpeg_crop.cut_center(data, plan.width, plan.height, size)
         if cut is None:
-            decoded = _decode_whole(image, width, height)
+            decoded = _decode_whole(handle, image, plan)
             decoded.array = center_crop(decoded.array, size)
             return decoded
         with Image.open(io.BytesIO(cut.jpeg), formats=("JPEG",)) as part:
             window = to_rgb_array(part)
         crop = window[cut.top : cut.top + size, cut.left : cut.left + size].copy()
-        return DecodedImage(crop, width, height, image.format, image.mode)
+        return DecodedImage(crop, plan.width, plan.height, image.format, image.mode)
