@@ -96,7 +96,7 @@ def test_sample_files_is_seeded_bounded_and_per_subset(tmp_path: Path) -> None:
         for label, count in (("0_real", 30), ("1_fake", 4)):
             (tmp_path / name / label).mkdir(parents=True)
             for i in range(count):
-                (tmp_path / name / label / f"{i:02d}.png").write_bytes(b"")
+                (tmp_path / name / label / f"{i:02d}.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # a header is enough
     found = discover(SUITES.get("univfd"), tmp_path)
     first = sample_files(found, 5, seed=3)
     again = sample_files(found, 5, seed=3)
@@ -283,7 +283,7 @@ def test_bench_bad_inputs_exit_2_with_one_line(tmp_path: Path, tiny_checkpoint: 
 def test_results_json_is_strict_json_with_nulls_for_undefined_metrics(tmp_path: Path, tiny_checkpoint: Path) -> None:
     images(tmp_path / "real", 2, 40)
     (tmp_path / "fake").mkdir()
-    (tmp_path / "fake" / "bad.png").write_bytes(b"garbage")
+    (tmp_path / "fake" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")  # an image by its header that fails to decode
     result = runner.invoke(
         app,
         ["bench", "folder", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"),

@@ -9,7 +9,7 @@ import typer
 
 from aigdetect.cli import app
 from aigdetect.cli.options import default_list, render
-from aigdetect.data.config import AugmentConfig
+from aigdetect.data.config import AugmentConfig, DiscoveryConfig
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.engine.train_config import TrainConfig
 from aigdetect.evaluation.bench_config import BenchConfig, SweepConfig
@@ -20,7 +20,7 @@ from aigdetect.scan.config import ScanConfig
 from aigdetect.settings import field_default, field_help
 
 CONFIGS = {
-    "scan": (ScanConfig, RuntimeConfig, DetectorChoice, EvidenceConfig),
+    "scan": (ScanConfig, RuntimeConfig, DetectorChoice, EvidenceConfig, DiscoveryConfig),
     "train": (TrainConfig, RuntimeConfig, MoLEConfig, AugmentConfig),
     "info": (TrainConfig, MoLEConfig),
     "bench": (BenchConfig, RuntimeConfig, DetectorChoice),
@@ -51,7 +51,10 @@ def test_option_defaults_and_help_are_the_dataclasses(command):
     bound = _bound_options(command)
     assert len(bound) >= 3
     for param, config in bound:
-        assert param.default == _expected(config, param.name), (command, param.name)
+        if getattr(param, "multiple", False):
+            assert tuple(param.default) == field_default(config, param.name), (command, param.name)
+        else:
+            assert param.default == _expected(config, param.name), (command, param.name)
         assert param.help == render(field_help(config, param.name)), (command, param.name)
 
 

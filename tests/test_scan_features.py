@@ -347,3 +347,20 @@ def test_a_finished_resume_and_a_merge_never_load_torch_or_the_detector(tmp_path
                             capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
     assert joined.stdout.splitlines()[-1] == "torch loaded: False exit: 0", joined.stderr
     assert merged.read_text() == out.read_text()
+
+
+def test_system_junk_and_hidden_files_are_skipped_and_counted_unless_asked_for(tmp_path, tiny_checkpoint):
+    folder = _folder(tmp_path / "imgs", 2)
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "._img_0.png").write_bytes(b"\0\5\26\7")
+    (folder / ".hidden.png").write_bytes((folder / "img_0.png").read_bytes())
+    (folder / "thumbs").mkdir()
+    write_image(folder / "thumbs" / "t.png", seed=5)
+    base = [str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--strict"]
+    plain = _scan(*base)
+    assert plain.exit_code == 0 and [Path(r["path"]).name for r in _csv(plain.stdout)] == ["img_0.png", "img_1.png", "t.png"]
+    assert "3 system, hidden or excluded entries skipped" in plain.stderr
+    hidden = _scan(*base, "--hidden", "--exclude", "thumbs/**")
+    assert [Path(r["path"]).name for r in _csv(hidden.stdout)] == [".hidden.png", "img_0.png", "img_1.png"]
+    only = _scan(*base, "--include", "*_1.png")
+    assert [Path(r["path"]).name for r in _csv(only.stdout)] == ["img_1.png"]

@@ -1,5 +1,5 @@
-"""Suite registry and folder discovery on trees shaped like the public releases (files are empty:
-discovery only looks at names)."""
+"""Suite registry and folder discovery on trees shaped like the public releases (files hold only a
+PNG header, whatever their names: discovery reads headers and decodes nothing)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,14 @@ UNIVFD_TITLES = [
 GENIMAGE_TITLES = ["BigGAN", "ADM", "GLIDE", "Midjourney", "SD v1.4", "SD v1.5", "VQDM", "Wukong"]
 
 
+PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
 def touch(folder: Path, count: int, suffix: str = ".png") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{i:02d}{suffix}" for i in range(count)]
     for path in paths:
-        path.write_bytes(b"")
+        path.write_bytes(PNG_HEADER)
     return paths
 
 
@@ -90,7 +93,11 @@ def test_univfd_tree_with_both_releases(tmp_path: Path) -> None:
     assert by_key["ldm_200"].location == "diffusion_datasets/ldm_200 + diffusion_datasets/laion"
     missing = [s.key for s in found.missing]
     assert "cyclegan" in missing and "dalle" in missing and "san" not in missing
-    assert found.notes == ["SAN: skipped, no images under 0_real/ or 1_fake/ in CNN/test/san"]
+    notes = found.notes
+    assert notes == [
+        "SAN: skipped, no images under 0_real/ or 1_fake/ in CNN/test/san",
+        f"LDM 200 steps: left out 1 file that no image decoder accepts (e.g. {diffusion / 'laion' / '0_real' / 'notes.txt'})",
+    ]
 
 
 def test_diffusion_subset_without_its_reals_folder_is_skipped_with_a_note(tmp_path: Path) -> None:

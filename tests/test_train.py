@@ -210,13 +210,19 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path):
     (data / "train" / "photo" / "1_fake" / "cut.png").write_bytes(good[: len(good) // 2])
     (data / "train" / "texture" / "0_real" / "text.png").write_text("not an image")
     (data / "val" / "photo" / "0_real" / "zero.png").write_bytes(b"")
-    result = train(_config(tmp_path, data, steps=6, eval_every=3, batch_size=4, log=str(tmp_path / "log.jsonl")))
-    assert result.steps == 6 and sum(result.skipped.values()) == 3
+    (data / "val" / "photo" / "1_fake" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    events = []
+    result = train(_config(tmp_path, data, steps=6, eval_every=3, batch_size=4, log=str(tmp_path / "log.jsonl")), events.append)
+    # Files whose header no decoder accepts are left out when listing, and reported with the layout;
+    # files that look like images but fail to decode are skipped while training, and counted.
+    (described,) = [e["description"] for e in events if e["event"] == "data"]
+    assert any(line.startswith("left out 2 files that no image decoder accepts") for line in described)
+    assert result.steps == 6 and sum(result.skipped.values()) == 2
     assert set(result.skipped) <= {"truncated", "corrupt", "unsupported"}
-    assert {Path(p).name for p in result.skipped_examples} == {"cut.png", "text.png", "zero.png"}
+    assert {Path(p).name for p in result.skipped_examples} == {"cut.png", "bad.png"}
     evals = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [r["skipped_files"] for r in evals if r["event"] == "eval"][-1] == 3
-    assert sum(read_checkpoint(result.out)[1]["provenance"]["skipped_files"].values()) == 3
+    assert [r["skipped_files"] for r in evals if r["event"] == "eval"][-1] == 2
+    assert sum(read_checkpoint(result.out)[1]["provenance"]["skipped_files"].values()) == 2
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path, small_data):

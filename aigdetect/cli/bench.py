@@ -53,6 +53,8 @@ OutOption = Annotated[
 MaxPerClassOption = Annotated[int | None, option(BenchConfig, "max_per_class")]
 SeedOption = Annotated[int, option(BenchConfig, "seed")]
 ReencodeOption = Annotated[str | None, option(BenchConfig, "reencode")]
+MaxPixelsOption = Annotated[int, option(BenchConfig, "max_pixels")]
+MaxBytesOption = Annotated[int, option(BenchConfig, "max_bytes")]
 CompareOption = Annotated[
     Path | None,
     typer.Option("--compare", dir_okay=False, help="Another run's results.json (same suite): print and record the deltas."),
@@ -151,6 +153,8 @@ def _request(
         seed=options["seed"],
         reencode=Reencode.parse(options["reencode"]) if options["reencode"] else None,
         runtime=RuntimeConfig(device=options["device"], batch_size=options["batch_size"], workers=options["workers"]),
+        max_pixels=options["max_pixels"],
+        max_bytes=options["max_bytes"],
     )
     as_text = {k: str(v) if v is not None else None for k, v in (("root", root), ("real", real), ("fake", fake))}
     return BenchRequest(
@@ -181,6 +185,8 @@ def bench(
     seed: SeedOption = default(BenchConfig, "seed"),
     reencode: ReencodeOption = None,
     compare: CompareOption = None,
+    max_pixels: MaxPixelsOption = default(BenchConfig, "max_pixels"),
+    max_bytes: MaxBytesOption = default(BenchConfig, "max_bytes"),
 ) -> None:
     """Evaluate a detector on a benchmark suite (the paper's Tables 1-3) or on a real/fake folder pair.
 
@@ -215,6 +221,8 @@ def robustness(
     seed: SeedOption = default(BenchConfig, "seed"),
     reencode: ReencodeOption = None,
     compare: CompareOption = None,
+    max_pixels: MaxPixelsOption = default(BenchConfig, "max_pixels"),
+    max_bytes: MaxBytesOption = default(BenchConfig, "max_bytes"),
     blur: Annotated[str, option(SweepConfig, "blur")] = default_list(SweepConfig, "blur"),
     jpeg: Annotated[str, option(SweepConfig, "jpeg")] = default_list(SweepConfig, "jpeg"),
 ) -> None:

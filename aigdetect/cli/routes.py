@@ -32,7 +32,11 @@ def routes(
     from ..evaluation.routes import ROUTES_JSON, expand_images, map_routes, require_routing
     from ..models.factory import load_chosen
 
-    paths = expand_images(images)
+    listing = expand_images(images)
+    left_out = listing.left_out.describe()
+    if left_out:
+        typer.echo(f"note: {left_out}", err=True)
+    paths = listing.images
     if not paths:
         raise InputError("no images to map: the folders given contain no image files")
     detector = load_chosen(detector_choice(checkpoint, None, backbone_weights, cache_dir, False))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..data.config import DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
 from ..scan.config import ScanConfig
@@ -61,6 +62,7 @@ def _summary_text(summary: ScanSummary) -> str:
     speed = f" ({summary.images_per_s:.1f} images/s)" if summary.images_per_s else ""
     kept = f", {summary.resumed} kept from the earlier run" if summary.resumed else ""
     stale = f", {summary.stale} rows of an older version rescanned" if summary.stale else ""
+    stale += f", {summary.skipped} system, hidden or excluded entries skipped" if summary.skipped else ""
     where = f"; rows in {summary.out}" if summary.out else ""
     return f"{_tally_text(summary.tally)}; {summary.scored} scanned in {summary.elapsed_s:.1f} s{speed}{kept}{stale}{where}"
 
@@ -206,6 +208,10 @@ def scan(
     ),
     follow_symlinks: Annotated[bool, option(ScanConfig, "follow_symlinks")] = default(ScanConfig, "follow_symlinks"),
     max_pixels: Annotated[int, option(ScanConfig, "max_pixels")] = default(ScanConfig, "max_pixels"),
+    max_bytes: Annotated[int, option(ScanConfig, "max_bytes")] = default(ScanConfig, "max_bytes"),
+    hidden: Annotated[bool, option(DiscoveryConfig, "hidden")] = default(DiscoveryConfig, "hidden"),
+    include: Annotated[list[str], option(DiscoveryConfig, "include", metavar="GLOB")] = default(DiscoveryConfig, "include"),
+    exclude: Annotated[list[str], option(DiscoveryConfig, "exclude", metavar="GLOB")] = default(DiscoveryConfig, "exclude"),
     files_from: Annotated[
         Path | None,
         typer.Option("--files-from", help="Also scan the paths listed in FILE ('-' for stdin), one per line."),
@@ -264,6 +270,8 @@ def scan(
         follow_symlinks=follow_symlinks,
         runtime=RuntimeConfig(device=place_at.device, batch_size=batch_size, workers=workers),
         max_pixels=max_pixels,
+        max_bytes=max_bytes,
+        discovery=DiscoveryConfig(hidden=hidden, include=tuple(include), exclude=tuple(exclude)),
         shard=place_at.shard,
         resume=resume,
         overwrite=overwrite,

@@ -173,6 +173,8 @@ def train(
     jpeg_prob: Annotated[float, _augment_option("jpeg_prob")] = default(AugmentConfig, "jpeg_prob"),
     jpeg_quality: Annotated[str, _augment_option("jpeg_quality")] = default_list(AugmentConfig, "jpeg_quality"),
     flip: Annotated[bool, _augment_option("flip", "--flip/--no-flip")] = default(AugmentConfig, "flip"),
+    max_pixels: Annotated[int, _train_option("max_pixels")] = default(TrainConfig, "max_pixels"),
+    max_bytes: Annotated[int, _train_option("max_bytes")] = default(TrainConfig, "max_bytes"),
 ) -> None:
     """Train a MoLE detector on labelled real/fake folders (AdamW, lr 6e-4, blur/JPEG p=0.1).
 
@@ -213,6 +215,8 @@ def train(
         runtime=RuntimeConfig(device=device, workers=workers),
         log=str(log) if log else None,
         resume=str(resume) if resume else None,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
     )
     from rich.console import Console
 

@@ -10,6 +10,13 @@ from ..settings import require_finite
 DEFAULT_MAX_PIXELS = 100_000_000
 """Width x height above which a file is refused from its header alone (100 megapixels)."""
 
+DEFAULT_MAX_BYTES = 1 << 30
+"""Memory one decode may take (1 GiB), estimated from the header before any pixel is decoded: the frame
+as Pillow holds it (1 byte per pixel for 8-bit grey or palette, 2 for 16-bit grey, 4 for everything
+else, twice that for 16-bit colour, which is decoded twice) plus our RGB uint8 copy (3 bytes per
+pixel). An 8-bit RGB image takes 7 bytes per pixel, so 100 megapixels stay under it; a float or
+16-bit colour image of the same size does not."""
+
 WANG_FOLDERS = ("0_real", "1_fake")
 """Class folders of the CNNDetection / UnivFD releases, indexed by label (1 is fake)."""
 GENIMAGE_FOLDERS = ("nature", "ai")
@@ -17,6 +24,36 @@ GENIMAGE_FOLDERS = ("nature", "ai")
 
 MAX_BLUR_SIGMA = 50.0
 """Blur sigmas above this only grey the image out, and cost minutes per image: refused as a mistake."""
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Which files under a folder are looked at. Whether a file is an image is then decided by its
+    content (``data.files``), never by its name; operating-system junk (``.DS_Store``, ``._*``,
+    ``Thumbs.db``, ``__MACOSX``, ...) is always skipped and counted.
+
+    Globs are matched against the path relative to the folder given, with ``/`` between names: ``*``
+    and ``?`` stay within one name, ``**`` crosses folders, and a glob without ``/`` matches the name
+    at any depth (``*.png``). Matching is case-sensitive.
+    """
+
+    hidden: bool = field(default=False, metadata={"help": "Also look at hidden files and folders (names starting with '.')."})
+    include: tuple[str, ...] = field(
+        default=(), metadata={"help": "Only files matching one of these globs, e.g. '*.jpg' or 'cam1/**' (repeatable)."}
+    )
+    exclude: tuple[str, ...] = field(
+        default=(), metadata={"help": "Skip files and folders matching one of these globs, e.g. 'thumbs/**' (repeatable)."}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("include", "exclude"):
+            globs = getattr(self, name)
+            if isinstance(globs, str) or not all(isinstance(g, str) for g in globs):
+                raise ConfigError(f"`{name}` must be a list of glob strings, got {globs!r}")
+            object.__setattr__(self, name, tuple(globs))
+            for glob in globs:
+                if not glob.strip() or "\x00" in glob or glob.startswith("/"):
+                    raise ConfigError(f"`{name}` glob {glob!r} must be a non-empty path relative to the folder")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ to the full decode's, which a forensic detector needs (unlike Pillow's ``draft()
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .crops import center_origin
 
@@ -33,7 +34,12 @@ MIN_AREA_FACTOR = 8
 """Cut only images of at least this many times the crop's area: below it (about 600 x 600 for a
 224 crop), decoding everything is as fast as entropy-decoding everything and cutting."""
 
+MARKER_ALLOWANCE = 16 << 20
+"""Bytes of marker segments (EXIF, XMP, ICC profiles) a JPEG may carry besides its coded samples."""
+
 _HUFFMAN_8BIT = {(0xC0, 8), (0xC1, 8), (0xC2, 8)}
+_CHUNK = 1 << 20
+_SOS, _EOI = 0xDA, 0xD9
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,89 @@ def _frame_header(data: bytes) -> tuple[int, int] | None:
             return marker, data[pos + 4]
         else:
             pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def read_limit(width: int, height: int) -> int:
+    """The most bytes of a JPEG's first image that are read for a cut: twice its raw 8-bit RGB size
+    (Huffman coding at quality 100 of pure noise takes about 1.4 times) plus ``MARKER_ALLOWANCE``."""
+    return 6 * width * height + MARKER_ALLOWANCE
+
+
+class _Reader:
+    """The bytes of a handle read so far, read on demand in chunks and never beyond ``limit``."""
+
+    def __init__(self, handle: BinaryIO, limit: int) -> None:
+        self.handle = handle
+        self.limit = limit
+        self.data = bytearray()
+
+    def has(self, end: int) -> bool:
+        """Whether bytes up to ``end`` are (now) read; False at the end of the file or past the limit."""
+        while len(self.data) < end:
+            if end > self.limit:
+                return False
+            chunk = self.handle.read(min(max(_CHUNK, end - len(self.data)), self.limit - len(self.data)))
+            if not chunk:
+                return False
+            self.data += chunk
+        return True
+
+
+def _scan_end(reader: _Reader, pos: int) -> int | None:
+    """Where the entropy-coded data starting at ``pos`` ends: the next marker other than a stuffed
+    0xFF00 or a restart marker (0xFFD0-0xFFD7); 0xFF fill bytes before a marker are skipped."""
+    while True:
+        found = reader.data.find(b"\xff", pos)
+        if found < 0:
+            pos = len(reader.data)
+            if not reader.has(pos + 1):
+                return None
+            continue
+        if not reader.has(found + 2):
+            return None
+        following = reader.data[found + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:
+            pos = found + 2
+        elif following == 0xFF:
+            pos = found + 1
+        else:
+            return found
+
+
+def read_first_image(handle: BinaryIO, limit: int) -> bytes | None:
+    """The first JPEG image of ``handle`` (from SOI through its EOI), read no further than needed.
+
+    Bytes after the EOI (the other frames of an MPO, padding, appended data) are never read. None
+    when the image is longer than ``limit`` or its markers cannot be followed: the caller then
+    decodes the file whole, which decides how such a file fails.
+    """
+    reader = _Reader(handle, limit)
+    if not reader.has(2) or reader.data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while reader.has(pos + 2):
+        if reader.data[pos] != 0xFF:
+            return None
+        marker = reader.data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker == _EOI:
+            return bytes(reader.data[: pos + 2])
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+        else:
+            if not reader.has(pos + 4):
+                return None
+            length = int.from_bytes(reader.data[pos + 2 : pos + 4], "big")
+            if length < 2 or not reader.has(pos + 2 + length):
+                return None
+            pos += 2 + length
+            if marker == _SOS:
+                end = _scan_end(reader, pos)
+                if end is None:
+                    return None
+                pos = end
     return None
 
 

@@ -9,8 +9,10 @@ Supported layouts (the conventions of the CNNDetection / UnivFD and GenImage rel
 - ``folders``: two explicit folders given as ``--real`` and ``--fake``.
 
 Detection never guesses between layouts: a root that fits none, or more than one, is refused with
-the patterns it was checked against. Image files are recognised by extension here; whether they
-decode is found out (and counted) while training.
+the patterns it was checked against. Image files are recognised by content (``data.files``); files
+that are not images, and skipped system or hidden files, are counted in ``DatasetLayout.left_out``;
+whether images decode is found out (and counted) while training. System and hidden folders are
+never taken for categories or splits.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, LayoutError
-from .config import GENIMAGE_FOLDERS, WANG_FOLDERS
-from .files import list_images
+from .config import GENIMAGE_FOLDERS, WANG_FOLDERS, DiscoveryConfig
+from .files import LeftOut, is_hidden, is_system_junk, list_images
 
 REAL, FAKE = 0, 1
 CLASS_NAMES = ("real", "fake")
@@ -53,6 +55,7 @@ class DatasetLayout:
         root: the folder the layout was found in (for ``folders``, the real and fake folders).
         splits: samples per split; a layout without its own split puts everything under ``train``.
         ignored: sub-folders that did not fit the layout and were left out.
+        left_out: files in the class folders that are not images, or were skipped.
     """
 
     kind: str
@@ -60,6 +63,7 @@ class DatasetLayout:
     root: str
     splits: dict[str, list[Sample]]
     ignored: list[str] = field(default_factory=list)
+    left_out: LeftOut = field(default_factory=LeftOut)
 
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """Images per split, category and class: ``{split: {category: {"real": n, "fake": n}}}``."""
@@ -71,6 +75,9 @@ class DatasetLayout:
             lines.extend(describe_samples(split, samples))
         if self.ignored:
             lines.append(f"ignored (not part of the layout): {', '.join(self.ignored)}")
+        left_out = self.left_out.describe()
+        if left_out:
+            lines.append(left_out)
         return lines
 
 
@@ -106,25 +113,40 @@ def _readable_dir(path: Path, what: str) -> None:
 
 
 def _subdirs(path: Path) -> list[str]:
+    """Sub-folders that can be categories or splits: system junk and hidden folders never are."""
     try:
-        return sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+        with os.scandir(path) as entries:
+            names = [e.name for e in entries if e.is_dir() and not (is_system_junk(e.name) or is_hidden(e.name))]
     except OSError as exc:
         raise LayoutError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return sorted(names)
 
 
-def _class_samples(folder: Path, label: int, category: str) -> list[Sample]:
+@dataclass
+class _Found:
+    """What collecting a layout gathers besides its samples."""
+
+    root: Path
+    discovery: DiscoveryConfig
+    ignored: list[str] = field(default_factory=list)
+    left_out: LeftOut = field(default_factory=LeftOut)
+
+
+def _class_samples(folder: Path, label: int, category: str, found: _Found) -> list[Sample]:
     """All images of one class folder; a missing, unreadable or empty class folder is refused."""
     _readable_dir(folder, f"{CLASS_NAMES[label]} class folder")
-    samples = [Sample(path, label, category) for path in list_images(folder)]
-    if not samples:
-        raise LayoutError(f"{folder} holds no images; every class needs at least one")
-    return samples
+    listing = list_images(folder, found.discovery, root=found.root)
+    found.left_out.extend(listing.left_out)
+    if not listing.images:
+        left_out = listing.left_out.describe()
+        raise LayoutError(f"{folder} holds no images; every class needs at least one" + (f" ({left_out})" if left_out else ""))
+    return [Sample(path, label, category) for path in listing.images]
 
 
-def _classes(folder: Path, names: dict[str, int], category: str) -> list[Sample]:
+def _classes(folder: Path, names: dict[str, int], category: str, found: _Found) -> list[Sample]:
     samples: list[Sample] = []
     for name, label in names.items():
-        samples.extend(_class_samples(folder / name, label, category))
+        samples.extend(_class_samples(folder / name, label, category, found))
     return samples
 
 
@@ -132,16 +154,16 @@ def _has_classes(folder: Path, names: dict[str, int]) -> bool:
     return any((folder / name).is_dir() for name in names)
 
 
-def _wang_split(folder: Path, ignored: list[str], root: Path) -> list[Sample]:
+def _wang_split(folder: Path, found: _Found) -> list[Sample]:
     """``{0_real,1_fake}`` directly, or one level of categories that each hold them."""
     if _has_classes(folder, WANG_CLASSES):
-        return _classes(folder, WANG_CLASSES, "")
+        return _classes(folder, WANG_CLASSES, "", found)
     samples: list[Sample] = []
     for name in _subdirs(folder):
         if _has_classes(folder / name, WANG_CLASSES):
-            samples.extend(_classes(folder / name, WANG_CLASSES, name))
+            samples.extend(_classes(folder / name, WANG_CLASSES, name, found))
         else:
-            ignored.append(os.path.relpath(folder / name, root))
+            found.ignored.append(os.path.relpath(folder / name, found.root))
     return samples
 
 
@@ -149,9 +171,9 @@ def _match_plain(root: Path) -> bool:
     return _has_classes(root, WANG_CLASSES)
 
 
-def _collect_plain(root: Path, ignored: list[str]) -> dict[str, list[Sample]]:
-    ignored.extend(name for name in _subdirs(root) if name not in WANG_CLASSES)
-    return {"train": _classes(root, WANG_CLASSES, "")}
+def _collect_plain(root: Path, found: _Found) -> dict[str, list[Sample]]:
+    found.ignored.extend(name for name in _subdirs(root) if name not in WANG_CLASSES)
+    return {"train": _classes(root, WANG_CLASSES, "", found)}
 
 
 def _split_dirs(root: Path) -> list[Path]:
@@ -162,9 +184,9 @@ def _match_genimage(root: Path) -> bool:
     return any(_has_classes(split, GENIMAGE_CLASSES) for split in _split_dirs(root))
 
 
-def _collect_genimage(root: Path, ignored: list[str]) -> dict[str, list[Sample]]:
-    ignored.extend(name for name in _subdirs(root) if name not in SPLITS)
-    return {split.name: _classes(split, GENIMAGE_CLASSES, "") for split in _split_dirs(root)}
+def _collect_genimage(root: Path, found: _Found) -> dict[str, list[Sample]]:
+    found.ignored.extend(name for name in _subdirs(root) if name not in SPLITS)
+    return {split.name: _classes(split, GENIMAGE_CLASSES, "", found) for split in _split_dirs(root)}
 
 
 def _match_wang(root: Path) -> bool:
@@ -179,12 +201,12 @@ def _match_wang(root: Path) -> bool:
     return False
 
 
-def _collect_wang(root: Path, ignored: list[str]) -> dict[str, list[Sample]]:
+def _collect_wang(root: Path, found: _Found) -> dict[str, list[Sample]]:
     splits = _split_dirs(root)
     if not splits:
-        return {"train": _wang_split(root, ignored, root)}
-    ignored.extend(name for name in _subdirs(root) if name not in SPLITS)
-    return {split.name: _wang_split(split, ignored, root) for split in splits}
+        return {"train": _wang_split(root, found)}
+    found.ignored.extend(name for name in _subdirs(root) if name not in SPLITS)
+    return {split.name: _wang_split(split, found) for split in splits}
 
 
 @dataclass(frozen=True)
@@ -192,7 +214,7 @@ class _LayoutRule:
     kind: str
     pattern: str
     match: Callable[[Path], bool]
-    collect: Callable[[Path, list[str]], dict[str, list[Sample]]]
+    collect: Callable[[Path, _Found], dict[str, list[Sample]]]
 
 
 _LAYOUTS = (
@@ -202,8 +224,10 @@ _LAYOUTS = (
 )
 
 
-def detect_layout(root: str | os.PathLike[str]) -> DatasetLayout:
+def detect_layout(root: str | os.PathLike[str], discovery: DiscoveryConfig | None = None) -> DatasetLayout:
     """Recognise the layout of a labelled dataset folder and list its images.
+
+    ``discovery`` globs are matched against paths relative to ``root``.
 
     Raises:
         LayoutError: the root is missing or unreadable, fits no layout or more than one, a class
@@ -223,17 +247,25 @@ def detect_layout(root: str | os.PathLike[str]) -> DatasetLayout:
             "point `data` at a folder that fits one"
         )
     rule = matches[0]
-    ignored: list[str] = []
-    splits = rule.collect(root, ignored)
-    layout = DatasetLayout(rule.kind, rule.pattern, str(root), splits, ignored)
+    found = _Found(root, discovery or DiscoveryConfig())
+    splits = rule.collect(root, found)
+    layout = DatasetLayout(rule.kind, rule.pattern, str(root), splits, found.ignored, found.left_out)
     _check_not_empty(layout)
     return layout
 
 
-def folders_layout(real: str | os.PathLike[str], fake: str | os.PathLike[str]) -> DatasetLayout:
-    """The explicit ``--real DIR --fake DIR`` layout: every image under each folder, recursively."""
-    samples = _class_samples(Path(real), REAL, "") + _class_samples(Path(fake), FAKE, "")
-    return DatasetLayout("folders", "`real` DIR `fake` DIR", f"{real} + {fake}", {"train": samples})
+def folders_layout(
+    real: str | os.PathLike[str], fake: str | os.PathLike[str], discovery: DiscoveryConfig | None = None
+) -> DatasetLayout:
+    """The explicit ``--real DIR --fake DIR`` layout: every image under each folder, recursively
+    (``discovery`` globs are relative to each folder)."""
+    left_out = LeftOut()
+    samples: list[Sample] = []
+    for folder, label in ((Path(real), REAL), (Path(fake), FAKE)):
+        found = _Found(folder, discovery or DiscoveryConfig())
+        samples.extend(_class_samples(folder, label, "", found))
+        left_out.extend(found.left_out)
+    return DatasetLayout("folders", "`real` DIR `fake` DIR", f"{real} + {fake}", {"train": samples}, left_out=left_out)
 
 
 def _check_not_empty(layout: DatasetLayout) -> None:
@@ -315,6 +347,10 @@ class TrainingData:
         lines = [f"layout: {self.layout.kind} ({self.layout.pattern}) at {self.layout.root}"]
         if self.layout.ignored:
             lines.append(f"ignored (not part of the layout): {', '.join(self.layout.ignored)}")
+        for layout in (self.layout, self.val_layout):
+            left_out = layout.left_out.describe() if layout is not None else None
+            if left_out:
+                lines.append(f"{left_out} in {layout.root}")
         lines.extend(describe_samples("train", self.train))
         lines.extend(describe_samples(f"val ({self.val_source})", self.val))
         return lines
@@ -343,21 +379,22 @@ def prepare_training_data(
     val_fraction: float | None = None,
     train_size: int | None = None,
     seed: int = 0,
+    discovery: DiscoveryConfig | None = None,
 ) -> TrainingData:
     """Find the training images and choose the validation set.
 
     Validation comes from ``val`` (its own ``val`` split when it has one, else all of it), else
     from a held-out ``val_fraction`` of the training images when that is given, else from the
     layout's own ``val`` split, else from a held-out 10%. ``train_size`` then draws a balanced,
-    seeded subset of what is left for training.
+    seeded subset of what is left for training. ``discovery`` chooses which files are looked at.
     """
-    layout = folders_layout(real, fake) if data is None else detect_layout(data)
+    layout = folders_layout(real, fake, discovery) if data is None else detect_layout(data, discovery)
     train = list(layout.splits["train"]) if "train" in layout.splits else []
     if not train:
         raise LayoutError(f"{layout.root} has a val split but no train split to train on")
     val_layout = None
     if val is not None:
-        val_layout = detect_layout(val)
+        val_layout = detect_layout(val, discovery)
         split = "val" if "val" in val_layout.splits else "train"
         held = list(val_layout.splits[split])
         source = f"`val` {val}" + (" (its val split)" if split == "val" else "")

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DECODE_REASONS, ImageDecodeError
-from .config import DEFAULT_MAX_PIXELS, AugmentConfig
+from .config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AugmentConfig
 from .images import decode_center, decode_image
 from .layouts import Sample
 from .transforms import to_chw, train_view
@@ -62,6 +62,7 @@ class LabeledImages(Dataset):
         augment: training augmentation; None gives the evaluation transform.
         seed: base seed of the per-sample generators.
         max_pixels: decompression-bomb cap per image.
+        max_bytes: decode-memory cap per image (see ``images.decode_bytes``).
     """
 
     def __init__(
@@ -71,12 +72,14 @@ class LabeledImages(Dataset):
         augment: AugmentConfig | None,
         seed: int = 0,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.samples = list(samples)
         self.size = size
         self.augment = augment
         self.seed = seed
         self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -87,10 +90,11 @@ class LabeledImages(Dataset):
         sample = self.samples[index]
         try:
             if self.augment is None:
-                view = decode_center(sample.path, self.size, self.max_pixels).array
+                view = decode_center(sample.path, self.size, self.max_pixels, self.max_bytes).array
             else:
                 rng = np.random.default_rng([self.seed, self.epoch, index])
-                view = train_view(decode_image(sample.path, self.max_pixels).array, self.size, self.augment, rng)
+                decoded = decode_image(sample.path, self.max_pixels, self.max_bytes)
+                view = train_view(decoded.array, self.size, self.augment, rng)
             tensor = to_chw(view)
         except ImageDecodeError as exc:
             return index, sample.label, None, reason_code(exc.reason)

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from ..data.crops import center_crop, crop_grid
 from ..data.images import DecodedImage, opened_image
 from ..errors import ImageDecodeError, InputFileError
@@ -37,6 +37,7 @@ class ReadOptions:
         crops: extra crops spread over the image, scored beside the centre crop.
         perturb: applied to the decoded full image before cropping (robustness sweeps).
         max_pixels: decompression-bomb cap per image.
+        max_bytes: decode-memory cap per image (see ``images.decode_bytes``).
         follow_symlinks: read a file that is a symbolic link (``score_files`` of plain paths).
         sha256: hash the file's bytes (chain of custody).
         evidence: read metadata (and, when asked, watermark) evidence; None skips it.
@@ -46,6 +47,7 @@ class ReadOptions:
     crops: int = 0
     perturb: Perturbation | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
     follow_symlinks: bool = True
     sha256: bool = False
     evidence: EvidenceConfig | None = field(default=None)
@@ -122,7 +124,7 @@ class FileReader:
 
     def _decode(self, handle: BinaryIO, record: ImageRecord) -> DecodedImage:
         options = self.options
-        with opened_image(handle, options.max_pixels, name=record.path) as opened:
+        with opened_image(handle, options.max_pixels, options.max_bytes, name=record.path) as opened:
             if options.evidence is not None:
                 record.findings = read_metadata_evidence(opened.image, handle, path=record.path, config=options.evidence)
             if options.whole_image:

@@ -198,8 +198,8 @@ class _Trainer:
             self.scheduler = LambdaLR(self.optimizer, lambda s: 1.0)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda")
         size = self.detector.image_size
-        self.train_set = LabeledImages(self.data.train, size, config.augment, config.seed, config.max_pixels)
-        self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels)
+        self.train_set = LabeledImages(self.data.train, size, config.augment, config.seed, config.max_pixels, config.max_bytes)
+        self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels, config.max_bytes)
         self.failed_train = torch.zeros(len(self.data.train), dtype=torch.uint8)
         self.failed_val = torch.zeros(len(self.data.val), dtype=torch.uint8)
         cores = default_workers(self.device.type) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..data.config import DEFAULT_MAX_PIXELS, AugmentConfig
+from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AugmentConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
 from ..models.zoo import BACKBONES, RANDOM_WEIGHTS
@@ -91,7 +91,13 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     log: str | None = field(default=None, metadata=_help("Append step and validation records to this JSONL file."))
     resume: str | None = field(default=None, metadata=_help("Continue the run saved in this .state.safetensors file."))
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS, metadata={"help": "Refuse images with more pixels than this, from the header alone."}
+    )
+    max_bytes: int = field(
+        default=DEFAULT_MAX_BYTES,
+        metadata={"help": "Refuse images whose decode would take more memory than this (bytes), from the header alone."},
+    )
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -123,7 +129,7 @@ class TrainConfig:
             raise ConfigError(f"`train_size` must be at least 2 (one image per class), got {self.train_size}")
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("`steps` and `epochs` are exclusive")
-        for name in ("steps", "epochs", "batch_size", "log_every", "max_pixels"):
+        for name in ("steps", "epochs", "batch_size", "log_every", "max_pixels", "max_bytes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"`{name}` must be >= 1, got {value}")

@@ -207,7 +207,9 @@ def score_pass(
         device=device,
         batch_size=config.runtime.batch_size_for(device.type),
         workers=config.runtime.workers_for(device.type),
-        reading=ReadOptions(size=detector.image_size, perturb=perturb, max_pixels=config.max_pixels),
+        reading=ReadOptions(
+            size=detector.image_size, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes
+        ),
     ):
         for record in batch:
             key, label, _ = items[record.index]

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.config import DEFAULT_MAX_PIXELS, DiscoveryConfig
 from ..data.crops import center_crop
-from ..data.files import list_images
+from ..data.files import ImageListing, list_images
 from ..data.images import decode_image
 from ..data.transforms import eval_tensor
 from ..errors import ConfigError, ImageDecodeError, InputError
@@ -230,12 +230,18 @@ def render_routes(
     return boxes
 
 
-def expand_images(images: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Folders stand for the images inside them (recursively, sorted); files are kept as given."""
-    paths: list[Path] = []
+def expand_images(images: Sequence[str | os.PathLike[str]], discovery: DiscoveryConfig | None = None) -> ImageListing:
+    """Folders stand for the images inside them (by content, recursively, sorted; what else they
+    hold is counted in ``left_out``); files are kept as given."""
+    expanded = ImageListing()
     for image in map(Path, images):
-        paths.extend(list_images(image) if image.is_dir() else [image])
-    return paths
+        if image.is_dir():
+            listing = list_images(image, discovery)
+            expanded.images.extend(listing.images)
+            expanded.left_out.extend(listing.left_out)
+        else:
+            expanded.images.append(image)
+    return expanded
 
 
 def _unique_png_names(paths: Sequence[Path]) -> list[str]:

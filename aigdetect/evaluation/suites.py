@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..data.config import GENIMAGE_FOLDERS, WANG_FOLDERS
-from ..data.files import list_images
+from ..data.config import GENIMAGE_FOLDERS, WANG_FOLDERS, DiscoveryConfig
+from ..data.files import LeftOut, list_images
 from ..errors import ConfigError, InputError, LayoutError
 from ..registry import Registry
 
@@ -184,6 +184,7 @@ class SubsetFiles:
     real: list[Path]
     fake: list[Path]
     location: str
+    left_out: LeftOut = field(default_factory=LeftOut)
 
 
 @dataclass
@@ -218,18 +219,19 @@ def _folders(root: Path, depth: int, stop: Iterable[Subset]) -> list[Path]:
     return found
 
 
-def _split_labelled(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+def _split_labelled(folder: Path, discovery: DiscoveryConfig, left_out: LeftOut) -> tuple[list[Path], list[Path], list[Path]]:
     """Images below ``folder`` split by a 0_real / 1_fake path component (UnivFD's must_contain),
-    plus all images, so one walk serves every layout."""
-    images = list_images(folder)
+    plus all images, so one walk serves every layout; what was not taken goes to ``left_out``."""
+    listing = list_images(folder, discovery)
+    left_out.extend(listing.left_out)
     real, fake = [], []
-    for path in images:
+    for path in listing.images:
         parts = path.relative_to(folder).parts
         if REAL_FOLDER in parts:
             real.append(path)
         elif FAKE_FOLDER in parts:
             fake.append(path)
-    return real, fake, images
+    return real, fake, listing.images
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -261,43 +263,53 @@ def _genimage_split(folder: Path) -> Path | None:
     return None
 
 
-def _collect(subset: Subset, folder: Path, root: Path) -> SubsetFiles | str:
+def _collect(subset: Subset, folder: Path, root: Path, discovery: DiscoveryConfig) -> SubsetFiles | str:
     """Images of one subset from its folder, or a note saying why there are none."""
     where = _relative(folder, root)
+    left_out = LeftOut()
     if subset.layout == "wang2020":
-        real, fake, _ = _split_labelled(folder)
+        real, fake, _ = _split_labelled(folder, discovery, left_out)
         if not real and not fake:
             return f"{subset.title}: skipped, no images under {REAL_FOLDER}/ or {FAKE_FOLDER}/ in {where}"
     elif subset.layout == "diffusion":
-        real, fake, everything = _split_labelled(folder)
+        real, fake, everything = _split_labelled(folder, discovery, left_out)
         if not (real and fake):
             # The release's shape: fakes here (loose or under 1_fake/), reals in a sibling folder.
             fake = fake or ([] if real else everything)
             real_folder = _sibling(folder, subset.real_folders)
             if real_folder is None:
                 return f"{subset.title}: skipped, its reals folder {subset.real_folders[0]}/ is not beside {where}"
-            real_labelled, _, real_everything = _split_labelled(real_folder)
+            real_labelled, _, real_everything = _split_labelled(real_folder, discovery, left_out)
             real = real_labelled or real_everything
             where = f"{where} + {_relative(real_folder, root)}"
     else:
         split = _genimage_split(folder)
         if split is None:
             return f"{subset.title}: skipped, no {GENIMAGE_SPLIT}/{GENIMAGE_FAKE} and {GENIMAGE_SPLIT}/{GENIMAGE_REAL} in {where}"
-        real, fake = list_images(split / GENIMAGE_REAL), list_images(split / GENIMAGE_FAKE)
+        real_listing, fake_listing = (list_images(split / name, discovery) for name in (GENIMAGE_REAL, GENIMAGE_FAKE))
+        real, fake = real_listing.images, fake_listing.images
+        left_out.extend(real_listing.left_out)
+        left_out.extend(fake_listing.left_out)
         where = _relative(split, root)
     if not real or not fake:
-        return f"{subset.title}: skipped, {len(real)} real and {len(fake)} fake images in {where} (both are needed)"
-    return SubsetFiles(subset, real, fake, where)
+        note = left_out.describe()
+        return (
+            f"{subset.title}: skipped, {len(real)} real and {len(fake)} fake images in {where} (both are needed)"
+            + (f"; {note}" if note else "")
+        )
+    return SubsetFiles(subset, real, fake, where, left_out)
 
 
 def _outermost(paths: list[Path]) -> list[Path]:
     return [p for p in paths if not any(o != p and o in p.parents for o in paths)]
 
 
-def discover(suite: Suite, root: str | os.PathLike[str]) -> Discovery:
+def discover(suite: Suite, root: str | os.PathLike[str], discovery: DiscoveryConfig | None = None) -> Discovery:
     """Find the suite's subsets under ``root``.
 
-    A one-subset suite (dalle2) also accepts ``root`` itself as the subset folder.
+    A one-subset suite (dalle2) also accepts ``root`` itself as the subset folder. Files are taken
+    by content (``data.files``); each subset's files that are not images, or were skipped (system,
+    hidden or excluded by ``discovery``, whose globs are relative to each subset folder), become a note.
 
     Raises:
         InputError: root is not a directory.
@@ -313,13 +325,16 @@ def discover(suite: Suite, root: str | os.PathLike[str]) -> Discovery:
         matches = _outermost([f for f in folders if subset.matches(f.name)])
         if not matches and len(suite.subsets) == 1 and subset.layout == "wang2020":
             matches = [root]
-        outcomes = [_collect(subset, folder, root) for folder in matches]
+        outcomes = [_collect(subset, folder, root, discovery or DiscoveryConfig()) for folder in matches]
         usable = [o for o in outcomes if isinstance(o, SubsetFiles)]
         if len(usable) > 1:
             places = ", ".join(o.location for o in usable)
             raise LayoutError(f"{subset.title} was found in several places under {root} ({places}); point `root` at one tree")
         if usable:
             found.found.append(usable[0])
+            left_out = usable[0].left_out.describe()
+            if left_out:
+                found.notes.append(f"{subset.title}: {left_out}")
         elif outcomes:
             found.notes.extend(o for o in outcomes if isinstance(o, str))
         else:
@@ -342,8 +357,12 @@ def _no_layout_message(suite: Suite, root: Path, notes: list[str]) -> str:
     return message + (f"; {'; '.join(notes)}" if notes else "")
 
 
-def discover_pair(real: str | os.PathLike[str], fake: str | os.PathLike[str], name: str) -> Discovery:
+def discover_pair(
+    real: str | os.PathLike[str], fake: str | os.PathLike[str], name: str, discovery: DiscoveryConfig | None = None
+) -> Discovery:
     """The ``bench folder`` case: every image under ``real`` is real, every image under ``fake`` is fake.
+
+    Files are taken by content; the ones left out become a note (see ``discover``).
 
     Raises:
         InputError: a folder is missing, holds no images, or lies inside the other.
@@ -357,10 +376,17 @@ def discover_pair(real: str | os.PathLike[str], fake: str | os.PathLike[str], na
     real_dir, fake_dir = (folders[o].resolve() for o in ("real", "fake"))
     if real_dir == fake_dir or real_dir in fake_dir.parents or fake_dir in real_dir.parents:
         raise InputError(f"`real` {real} and `fake` {fake} overlap; each image must have one label")
+    left_out = LeftOut()
     for option, folder in folders.items():
-        images[option] = list_images(folder)
-        if not images[option]:
-            raise InputError(f"`{option}` {folder} holds no image files")
-    found = SubsetFiles(suite.subsets[0], images["real"], images["fake"], f"{folders['real']} + {folders['fake']}")
-    return Discovery(suite, f"{folders['real']} | {folders['fake']}", [found])
+        listing = list_images(folder, discovery)
+        images[option] = listing.images
+        left_out.extend(listing.left_out)
+        if not listing.images:
+            note = listing.left_out.describe()
+            raise InputError(f"`{option}` {folder} holds no image files" + (f" ({note})" if note else ""))
+    location = f"{folders['real']} + {folders['fake']}"
+    found = SubsetFiles(suite.subsets[0], images["real"], images["fake"], location, left_out)
+    note = left_out.describe()
+    notes = [f"{suite.subsets[0].title}: {note}"] if note else []
+    return Discovery(suite, f"{folders['real']} | {folders['fake']}", [found], notes=notes)
 

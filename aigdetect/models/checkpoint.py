@@ -8,6 +8,7 @@ detector from the contents is ``factory``'s job; this module only reads and writ
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..errors import CheckpointError
-from ..fileio import atomic_write
+from ..errors import CheckpointError, InputFileError
+from ..fileio import atomic_write, open_input
 
 CHECKPOINT_FORMAT = "aigdetect.detector"
 CHECKPOINT_VERSION = 1
@@ -25,6 +26,15 @@ METADATA_KEY = "aigdetect"
 BACKBONE_PREFIX = "backbone."
 TRAIN_STATE_PREFIX = "train_state."
 DETECTOR_PREFIXES = ("adapters.", "head.")
+MAX_NAME_CHARS = 200
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "backbone": (dict,),
+    "mole": (dict,),
+    "name": (str, type(None)),
+    "provenance": (dict, type(None)),
+    "backbone_embedded": (bool,),
+    "aigdetect_version": (str,),
+}
 
 
 def write_checkpoint(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
@@ -37,8 +47,12 @@ def write_checkpoint(path: str | os.PathLike[str], tensors: dict[str, torch.Tens
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and metadata, turning every kind of damage into a ``CheckpointError``."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        open_input(path, follow_symlinks=True)[0].close()
+    except InputFileError as exc:
+        if exc.reason == "missing":
+            raise CheckpointError(f"checkpoint not found: {path}") from None
+        raise CheckpointError(f"{path} cannot be read as a checkpoint: {exc.detail}") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
@@ -49,8 +63,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         raise CheckpointError(f"{path} is a safetensors file but not an aigdetect checkpoint (no '{METADATA_KEY}' metadata)")
     try:
         meta = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format') if isinstance(meta, dict) else meta!r}")
     version = meta.get("format_version", 0)
@@ -60,3 +74,38 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
             f"({CHECKPOINT_VERSION}); upgrade aigdetect"
         )
     return tensors, meta
+
+
+def check_detector_metadata(meta: dict[str, Any], origin: str) -> None:
+    """Refuse detector metadata of the wrong types or ranges before anything is built from it.
+
+    A NaN threshold would turn every verdict into "real" (``score > nan`` is never true) and break
+    strict JSON output; a list where the name belongs would break every writer.
+
+    Raises:
+        CheckpointError: a missing or mistyped field, a threshold outside [0, 1], or a name that is
+            too long or holds control characters.
+    """
+    for key, types in _FIELD_TYPES.items():
+        if key in ("backbone", "mole") and key not in meta:
+            raise CheckpointError(f"{origin}: checkpoint metadata has no {key!r} entry")
+        if key in meta and not isinstance(meta[key], types):
+            raise CheckpointError(f"{origin}: checkpoint metadata {key!r} has the wrong type ({type(meta[key]).__name__})")
+    threshold = meta.get("threshold", 0.5)
+    number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+    if not number or not math.isfinite(threshold) or not 0 <= threshold <= 1:
+        raise CheckpointError(f"{origin}: checkpoint threshold must be a number in [0, 1], got {str(threshold)[:40]}")
+    name = meta.get("name")
+    if name is not None and (len(name) > MAX_NAME_CHARS or not name.isprintable()):
+        raise CheckpointError(f"{origin}: checkpoint name must be printable and at most {MAX_NAME_CHARS} characters")
+
+
+def check_detector_tensors(tensors: dict[str, torch.Tensor], origin: str) -> None:
+    """Detector weights are floating point: an integer or boolean tensor would be cast silently.
+
+    Raises:
+        CheckpointError: naming the first tensor that is not.
+    """
+    for key, tensor in tensors.items():
+        if key.startswith((*DETECTOR_PREFIXES, BACKBONE_PREFIX)) and not tensor.dtype.is_floating_point:
+            raise CheckpointError(f"{origin}: tensor {key} is {str(tensor.dtype).removeprefix('torch.')}, not floating point")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -10,6 +11,18 @@ from ..settings import check_known_keys, require_finite
 
 RouterKind = Literal["linear", "proto"]
 ROUTERS: tuple[str, ...] = ("linear", "proto")
+
+MAX_RANK = 1024
+"""LoRA ranks above this exceed the width of every released CLIP ViT (1664 at most) by design of
+the method; the bound keeps a checkpoint's config from asking for gigabytes of adapters."""
+MAX_EXPERTS = 64
+
+
+def _integer(name: str, value: object) -> int:
+    """An integral value as an int (numpy integers included); anything else, bools too, is refused."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ConfigError(f"`{name}` must be an integer, got {str(value)[:40]!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,11 @@ class MoLEConfig:
     cls_expert: bool = field(default=False, metadata={"help": "Send the CLS token to its own LoRA expert."})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "expert_ranks", tuple(int(r) for r in self.expert_ranks))
+        for name in ("blocks", "shared_rank", "top_k"):
+            object.__setattr__(self, name, _integer(name, getattr(self, name)))
+        if not isinstance(self.expert_ranks, (list, tuple)) or len(self.expert_ranks) > MAX_EXPERTS:
+            raise ConfigError(f"`expert_ranks` must list 1 to {MAX_EXPERTS} ranks")
+        object.__setattr__(self, "expert_ranks", tuple(_integer("expert_ranks", r) for r in self.expert_ranks))
         if self.shared_alpha is None:
             object.__setattr__(self, "shared_alpha", float(self.shared_rank))
         if self.expert_alphas is None:
@@ -57,10 +74,12 @@ class MoLEConfig:
             require_finite("expert_alphas", alpha)
         if self.blocks < 0:
             raise ConfigError(f"`blocks` must be >= 0, got {self.blocks}")
-        if self.shared_rank <= 0:
-            raise ConfigError(f"`shared_rank` must be > 0, got {self.shared_rank}")
-        if not self.expert_ranks or any(r <= 0 for r in self.expert_ranks):
-            raise ConfigError(f"`expert_ranks` must be a non-empty list of positive ranks, got {list(self.expert_ranks)}")
+        if not 0 < self.shared_rank <= MAX_RANK:
+            raise ConfigError(f"`shared_rank` must be between 1 and {MAX_RANK}, got {self.shared_rank}")
+        if not self.expert_ranks or any(not 0 < r <= MAX_RANK for r in self.expert_ranks):
+            raise ConfigError(
+                f"`expert_ranks` must be a non-empty list of ranks between 1 and {MAX_RANK}, got {list(self.expert_ranks)}"
+            )
         if len(self.expert_alphas) != len(self.expert_ranks):
             raise ConfigError(
                 f"`expert_alphas` has {len(self.expert_alphas)} values but there are {len(self.expert_ranks)} experts"

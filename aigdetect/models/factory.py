@@ -10,11 +10,39 @@ import torch
 from ..errors import AigdetectError, CheckpointError, ConfigError
 from ..version import __version__
 from .backbones import BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
-from .checkpoint import BACKBONE_PREFIX, DETECTOR_PREFIXES, TRAIN_STATE_PREFIX, read_checkpoint, write_checkpoint
+from .checkpoint import (
+    BACKBONE_PREFIX,
+    DETECTOR_PREFIXES,
+    TRAIN_STATE_PREFIX,
+    check_detector_metadata,
+    check_detector_tensors,
+    read_checkpoint,
+    write_checkpoint,
+)
 from .choice import DetectorChoice, resolve_choice
 from .config import MoLEConfig
 from .detector import Detector
 from .zoo import DEFAULT_DETECTOR, RANDOM_WEIGHTS, builtin_path
+
+MAX_PARAMETERS = 3_000_000_000
+"""Parameters of a whole detector (12 GB in float32), counted before anything is allocated. The
+largest released CLIP vision tower, ViT-bigG/14, has 1.8 billion."""
+
+
+def _meta_counts(source: BackboneSource, mole: MoLEConfig) -> dict[str, float]:
+    with torch.device("meta"):
+        return Detector(build_visual(source), source, mole).parameter_counts()
+
+
+def check_size(source: BackboneSource, mole: MoLEConfig) -> None:
+    """Refuse a detector too large to build, counted on the meta device (no memory).
+
+    Raises:
+        ConfigError: more than ``MAX_PARAMETERS`` parameters, or ``mole`` does not fit the backbone.
+    """
+    total = int(_meta_counts(source, mole)["total_params"])
+    if total > MAX_PARAMETERS:
+        raise ConfigError(f"the {source.label()} detector would have {total:,} parameters, over the limit of {MAX_PARAMETERS:,}")
 
 
 def create_detector(
@@ -31,17 +59,17 @@ def create_detector(
     from ``seed``, so two calls with the same arguments give identical detectors.
     """
     source = resolve_backbone(model)
+    mole = mole or MoLEConfig()
+    check_size(source, mole)
     visual = load_backbone(source, backbone_weights, cache_dir=cache_dir, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        return Detector(visual, source, mole or MoLEConfig())
+        return Detector(visual, source, mole)
 
 
 def parameter_summary(model: str | os.PathLike[str], mole: MoLEConfig) -> dict[str, float]:
     """Trainable and total parameter counts of a detector, built on the meta device (no weights, no memory)."""
-    source = resolve_backbone(model)
-    with torch.device("meta"):
-        return Detector(build_visual(source), source, mole).parameter_counts()
+    return _meta_counts(resolve_backbone(model), mole)
 
 
 def detector_metadata(detector: Detector) -> dict[str, Any]:
@@ -85,15 +113,22 @@ def detector_from_checkpoint(
     backbone_weights: str | os.PathLike[str] | None = None,
     cache_dir: str | None = None,
 ) -> Detector:
-    """Rebuild a detector from checkpoint contents; backbone weights come from the file when embedded."""
+    """Rebuild a detector from checkpoint contents; backbone weights come from the file when embedded.
+
+    Metadata types, the threshold, every size in the configs and the tensors' dtypes are checked
+    before anything is built (``check_detector_metadata``, ``check_size``).
+    """
+    check_detector_metadata(meta, origin)
+    check_detector_tensors(tensors, origin)
     try:
         source = BackboneSource.from_dict(meta["backbone"])
         mole = MoLEConfig.from_dict(meta["mole"])
-        threshold = float(meta.get("threshold", 0.5))
+        check_size(source, mole)
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{origin}: checkpoint metadata is incomplete or invalid ({exc})") from None
+        raise CheckpointError(f"{origin}: checkpoint metadata is incomplete or invalid ({str(exc)[:200]})") from None
     except AigdetectError as exc:
         raise CheckpointError(f"{origin}: {exc}") from None
+    threshold = float(meta.get("threshold", 0.5))
     embedded = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
     # A stored backbone is the model's own: "none" (no download) must not swap it for a fresh random one.
     if embedded and (backbone_weights is None or str(backbone_weights) == RANDOM_WEIGHTS):

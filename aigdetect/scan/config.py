@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..evidence.config import EvidenceConfig
@@ -83,6 +83,11 @@ class ScanConfig:
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS, metadata={"help": "Refuse images with more pixels than this, from the header alone."}
     )
+    max_bytes: int = field(
+        default=DEFAULT_MAX_BYTES,
+        metadata={"help": "Refuse images whose decode would take more memory than this (bytes), from the header alone."},
+    )
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     shard: tuple[int, int] | None = field(
         default=None,
         metadata={"help": "K/N: scan only shard K (0..N-1) of N, chosen by a hash of each path; `out` OUT writes OUT.partK."},
@@ -115,8 +120,8 @@ class ScanConfig:
             raise ConfigError(f"`threshold` is a probability and must be within [0, 1], got {self.threshold}")
         if not 0 <= self.crops <= MAX_CROPS:
             raise ConfigError(f"`crops` must be between 0 and {MAX_CROPS}, got {self.crops}")
-        if self.max_pixels < 1:
-            raise ConfigError(f"`max_pixels` must be >= 1, got {self.max_pixels}")
+        if self.max_pixels < 1 or self.max_bytes < 1:
+            raise ConfigError(f"`max_pixels` and `max_bytes` must be >= 1, got {self.max_pixels} and {self.max_bytes}")
         if self.shard is not None:
             check_shard(self.shard)
         if self.resume and self.out is None:

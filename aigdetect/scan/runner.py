@@ -28,7 +28,7 @@ from .resume import ResumeIndex, key_digest
 from .rows import Row, RowContext, Tally, found_key, record_row, scan_columns
 from .shard import shard_of
 from .sidecar import RowSettings, read_sidecar, sidecar_path, write_sidecar
-from .walk import FoundFile, require_paths, walk_paths, walk_stream
+from .walk import FoundFile, WalkRules, require_paths, walk_paths, walk_stream
 from .writers import (
     Previous,
     RowWriter,
@@ -72,6 +72,7 @@ class ScanSummary:
         scored: rows produced by this run.
         resumed: rows kept from an earlier run by ``resume``.
         stale: rows of an earlier output that were rescanned because their settings or version differ.
+        skipped: entries left out by the discovery rules (system junk, hidden entries, globs).
         elapsed_s: wall time of the scoring (after the detector was loaded).
     """
 
@@ -84,6 +85,7 @@ class ScanSummary:
     scored: int = 0
     resumed: int = 0
     stale: int = 0
+    skipped: int = 0
     elapsed_s: float = 0.0
 
     @property
@@ -103,6 +105,7 @@ class ScanSummary:
             **self.tally.as_dict(),
             "scored": self.scored,
             "resumed": self.resumed,
+            "skipped": self.skipped,
             "detector": self.settings.detector,
             "engine": self.settings.engine,
             "threshold": self.settings.threshold,
@@ -189,14 +192,16 @@ def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
     return own
 
 
-def _entries(config: ScanConfig) -> Iterator[FoundFile]:
-    """This scan's entries in path order, streamed (collected first only to follow links in folders)."""
+def _entries(config: ScanConfig, rules: WalkRules | None = None) -> Iterator[FoundFile]:
+    """This scan's entries in path order, streamed (collected first only to follow links in folders);
+    ``rules`` counts what they leave out."""
+    rules = rules or WalkRules(config.discovery)
     if config.follow_symlinks:
         found: Iterator[FoundFile] = iter(
-            walk_paths(config.paths, recursive=config.recursive, follow_symlinks=True, listed=config.listed)
+            walk_paths(config.paths, recursive=config.recursive, follow_symlinks=True, listed=config.listed, rules=rules)
         )
     else:
-        found = walk_stream(config.paths, recursive=config.recursive, listed=config.listed)
+        found = walk_stream(config.paths, recursive=config.recursive, listed=config.listed, rules=rules)
     own = _own_files(config)
     for entry in found:
         if not own(entry) and (config.shard is None or shard_of(entry.path, config.shard[1]) == config.shard[0]):
@@ -328,9 +333,10 @@ def run_scan(
             writer = open_writer(config.output_format, context.columns, out=config.out, stream=stream)
         if config.out is not None:
             write_sidecar(config.out, settings, complete=False, shard=config.shard)
+        rules = WalkRules(config.discovery)
         todo = (
             ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns)
-            for f in _entries(config)
+            for f in _entries(config, rules)
             if not kept or key_digest(found_key(f, context.detector)) not in kept
         )
         batches = _scorer(source, todo, config, perturb)
@@ -348,6 +354,7 @@ def run_scan(
                 if progress:
                     progress(ScanProgress(summary.scored, total - summary.resumed, errors))
             summary.elapsed_s = time.perf_counter() - started
+            summary.skipped = rules.skipped
             writer.close()
             if config.out is not None and summary.resumed and summary.scored:
                 merge_runs(growing_file(config.out, config.output_format), config.output_format,
@@ -374,7 +381,7 @@ def _scorer(
     device = resolve_device(config.runtime.device)
     reading = ReadOptions(
         size=detector.image_size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels,
-        sha256=config.sha256, evidence=config.evidence,
+        max_bytes=config.max_bytes, sha256=config.sha256, evidence=config.evidence,
     )  # fmt: skip
     return score_items(
         detector, itertools.chain([first], todo), device=device, batch_size=config.runtime.batch_size_for(device.type),

@@ -15,10 +15,31 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ..data.config import DiscoveryConfig
+from ..data.files import PathFilter
 from ..errors import InputError
 from .paths import display_path, sort_key
 
 NOT_FOLLOWED = ("symlink", "symbolic link, not followed (pass --follow-symlinks)")
+
+
+class WalkRules:
+    """Which entries inside folders a scan leaves out (system junk, hidden entries, globs), counted.
+
+    Paths named on the command line are always scanned; the rules apply to what is found inside them,
+    with globs matched against the path relative to the folder named.
+    """
+
+    def __init__(self, discovery: DiscoveryConfig | None = None) -> None:
+        self.filter = PathFilter(discovery or DiscoveryConfig())
+        self.skipped = 0
+
+    def leaves_out(self, root: str, path: str, name: str, is_file: bool) -> bool:
+        relative = os.path.relpath(path, root).replace(os.sep, "/")
+        if self.filter.skips(name, relative) or (is_file and not self.filter.wants(relative)):
+            self.skipped += 1
+            return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -65,7 +86,7 @@ def _not_followed(path: str, info: os.stat_result) -> FoundFile:
     return FoundFile(path, info.st_size, info.st_mtime_ns, problem=NOT_FOLLOWED)
 
 
-_Pending = tuple[str, os.stat_result, frozenset[tuple[int, int]]]
+_Pending = tuple[str, os.stat_result, frozenset[tuple[int, int]], str]
 
 
 class _Walker:
@@ -75,9 +96,10 @@ class _Walker:
     under its real path, and a link into the scanned tree is reported rather than walked again.
     """
 
-    def __init__(self, recursive: bool, follow_symlinks: bool) -> None:
+    def __init__(self, recursive: bool, follow_symlinks: bool, rules: WalkRules) -> None:
         self.recursive = recursive
         self.follow_symlinks = follow_symlinks
+        self.rules = rules
         self.entered: dict[tuple[int, int], str] = {}
         self.found: list[FoundFile] = []
         self.folders: list[_Pending] = []
@@ -86,7 +108,7 @@ class _Walker:
     def add_root(self, path: str) -> None:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
-            self.folders.append((path, info, frozenset()))
+            self.folders.append((path, info, frozenset(), path))
         else:
             self.found.append(_file(path, info, follow=True))
 
@@ -98,10 +120,10 @@ class _Walker:
                 self.linked_folder(*self.links.popleft())
         return self.found
 
-    def linked_folder(self, path: str, info: os.stat_result, ancestors: frozenset[tuple[int, int]]) -> None:
+    def linked_folder(self, path: str, info: os.stat_result, ancestors: frozenset[tuple[int, int]], root: str) -> None:
         key = (info.st_dev, info.st_ino)
         if key not in self.entered:
-            self.folder(path, info, ancestors)
+            self.folder(path, info, ancestors, root)
             return
         target = display_path(self.entered[key])
         if key in ancestors:
@@ -109,7 +131,7 @@ class _Walker:
         else:
             self.found.append(FoundFile(path, problem=("duplicate", f"links to {target}, which is scanned already; not entered")))
 
-    def folder(self, path: str, info: os.stat_result, ancestors: frozenset[tuple[int, int]]) -> None:
+    def folder(self, path: str, info: os.stat_result, ancestors: frozenset[tuple[int, int]], root: str) -> None:
         key = (info.st_dev, info.st_ino)
         if key in self.entered:
             return
@@ -123,20 +145,21 @@ class _Walker:
         inside = ancestors | {key}
         for entry in entries:
             try:
-                self.entry(entry, inside)
+                if not self.rules.leaves_out(root, entry.path, entry.name, not entry.is_dir()):
+                    self.entry(entry, inside, root)
             except OSError as exc:
                 self.found.append(FoundFile(entry.path, problem=("unreadable", exc.strerror or str(exc))))
 
-    def entry(self, entry: os.DirEntry[str], ancestors: frozenset[tuple[int, int]]) -> None:
+    def entry(self, entry: os.DirEntry[str], ancestors: frozenset[tuple[int, int]], root: str) -> None:
         if entry.is_symlink():
-            self.link(entry.path, ancestors)
+            self.link(entry.path, ancestors, root)
         elif entry.is_dir(follow_symlinks=False):
             if self.recursive:
-                self.folders.append((entry.path, entry.stat(follow_symlinks=False), ancestors))
+                self.folders.append((entry.path, entry.stat(follow_symlinks=False), ancestors, root))
         else:
             self.found.append(_file(entry.path, entry.stat(follow_symlinks=False)))
 
-    def link(self, path: str, ancestors: frozenset[tuple[int, int]]) -> None:
+    def link(self, path: str, ancestors: frozenset[tuple[int, int]], root: str) -> None:
         if not self.follow_symlinks:
             self.found.append(_not_followed(path, os.lstat(path)))
             return
@@ -151,11 +174,16 @@ class _Walker:
         if not stat.S_ISDIR(info.st_mode):
             self.found.append(_file(path, info, follow=True))
         elif self.recursive:
-            self.links.append((path, info, ancestors))
+            self.links.append((path, info, ancestors, root))
 
 
 def walk_paths(
-    paths: Iterable[str], *, recursive: bool = True, follow_symlinks: bool = False, listed: Iterable[str] = ()
+    paths: Iterable[str],
+    *,
+    recursive: bool = True,
+    follow_symlinks: bool = False,
+    listed: Iterable[str] = (),
+    rules: WalkRules | None = None,
 ) -> list[FoundFile]:
     """List every entry under ``paths`` and ``listed``, sorted by the bytes of the path, each path once.
 
@@ -170,7 +198,7 @@ def walk_paths(
     """
     paths = list(paths)
     require_paths(paths)
-    walker = _Walker(recursive, follow_symlinks)
+    walker = _Walker(recursive, follow_symlinks, rules or WalkRules())
     for path in paths:
         walker.add_root(path)
     for path in listed:
@@ -194,7 +222,7 @@ def _listing(path: str) -> Iterator[os.DirEntry[str] | FoundFile]:
     return iter(entries)
 
 
-def _tree(root: str, info: os.stat_result, recursive: bool) -> Iterator[FoundFile]:
+def _tree(root: str, info: os.stat_result, recursive: bool, rules: WalkRules) -> Iterator[FoundFile]:
     """Every entry under one folder, in the byte order of the paths, without holding the tree.
 
     Depth first, each folder's entries sorted with a folder's name counting as ``name/``: that
@@ -212,9 +240,12 @@ def _tree(root: str, info: os.stat_result, recursive: bool) -> Iterator[FoundFil
             yield entry
             continue
         try:
+            folder_entry = entry.is_dir(follow_symlinks=False)
+            if rules.leaves_out(root, entry.path, entry.name, not folder_entry):
+                continue
             if entry.is_symlink():
                 yield _not_followed(entry.path, entry.stat(follow_symlinks=False))
-            elif entry.is_dir(follow_symlinks=False):
+            elif folder_entry:
                 folder = entry.stat(follow_symlinks=False)
                 if recursive and (folder.st_dev, folder.st_ino) not in entered:
                     entered.add((folder.st_dev, folder.st_ino))
@@ -225,7 +256,9 @@ def _tree(root: str, info: os.stat_result, recursive: bool) -> Iterator[FoundFil
             yield FoundFile(entry.path, problem=("unreadable", exc.strerror or str(exc)))
 
 
-def walk_stream(paths: Iterable[str], *, recursive: bool = True, listed: Iterable[str] = ()) -> Iterator[FoundFile]:
+def walk_stream(
+    paths: Iterable[str], *, recursive: bool = True, listed: Iterable[str] = (), rules: WalkRules | None = None
+) -> Iterator[FoundFile]:
     """The entries of ``walk_paths`` without following links in folders, streamed: the same rows in
     the same order, while memory stays that of the deepest folder, not of the whole tree.
 
@@ -243,7 +276,7 @@ def walk_stream(paths: Iterable[str], *, recursive: bool = True, listed: Iterabl
             continue
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
-            trees.append(_tree(path, info, recursive))
+            trees.append(_tree(path, info, recursive, rules or WalkRules()))
         else:
             loose.append(_file(path, info, follow=True))
     loose.sort(key=lambda f: sort_key(f.path))
