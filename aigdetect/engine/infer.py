@@ -6,24 +6,27 @@ decode, or whose decoder crashes its worker, becomes an error record and never s
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from ..data.config import DEFAULT_MAX_PIXELS
+from ..data.device_jpeg import JpegFile, decode_centers, read_jpeg
 from ..data.images import decode_center, decode_image, to_rgb_array
 from ..data.transforms import center_crop, crop_grid, eval_tensor, normalize_pixels
 from ..errors import ImageDecodeError, InputError
 from ..models.detector import Detector
 from .pool import Crashed, OrderedPool
 from .records import ImageRecord
-from .runtime import DEVICE_PATTERN, available_cores, default_batch_size
+from .runtime import DEVICE_PATTERN, available_cores, default_batch_size, resolve_precision
 
 Perturbation = Callable[[np.ndarray], np.ndarray]
 
@@ -43,8 +46,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 SMALL_MODEL_PARAMETERS = 5_000_000
-PREFETCH_FACTOR = 2
-"""Batches a decode worker may run ahead of the forward pass."""
+PREFETCH_BATCHES = 2
+"""Batches the decode workers may run ahead of the one being assembled; with the task each worker
+holds, this bounds what waits in memory (two batches of 12-megapixel JPEG bytes with ``gpu_decode``)."""
+POOL_DEPTH = 2
+"""Tasks queued on one decode worker, so that it never waits for its next file."""
 
 
 @contextmanager
@@ -68,25 +74,56 @@ def threads_beside_workers(device: torch.device, workers: int, parameters: int) 
 
 
 def autocast_for(device: torch.device):
-    """fp16 autocast on CUDA. Not bf16: its 8-bit mantissa merges adjacent pixel levels after CLIP
+    """fp16 autocast on CUDA, for training (scoring casts a copy of the model instead, see
+    ``inference_copy``). Not bf16: its 8-bit mantissa merges adjacent pixel levels after CLIP
     normalisation (spacing 2^-6 near 2..4), while fp16's spacing stays far below one level (~0.015)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return nullcontext()
 
 
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def inference_copy(detector: Detector, device: torch.device, precision: str = "fp32") -> Detector:
+    """The detector as scoring runs it: on ``device``, in eval mode, its backbone and bypasses in
+    ``precision``, its head in fp32 (so the logit and its sigmoid are fp32).
+
+    Casting a frozen fp32 model once costs less than autocast, which casts every weight again at
+    every forward. The caller's detector is left exactly as it was (device, dtype, mode): tensors
+    are converted into the copy, and those that need no change (fp32 on the same device) are shared
+    with it rather than duplicated, so an fp32 copy on the CPU costs no memory.
+    """
+    dtype = PRECISION_DTYPES[precision]
+    memo: dict[int, Any] = {id(b.last): None for b in detector.bypasses.values() if b.last is not None}
+    for module, cast in ((detector.visual, dtype), (detector.head, torch.float32)):
+        for param in module.parameters():
+            memo[id(param)] = nn.Parameter(param.detach().to(device, cast), requires_grad=False)
+        for buffer in module.buffers():
+            memo[id(buffer)] = buffer.to(device, cast if buffer.is_floating_point() else buffer.dtype)
+    return copy.deepcopy(detector, memo).eval()
+
+
 @dataclass(frozen=True)
 class _Decoder:
-    """Turns one (index, path) into its record and uint8 views; runs in a decode worker."""
+    """Turns one (index, path) into its record and what the main process needs: uint8 views, the
+    bytes of a JPEG to decode on the device (``jpeg_bytes``), or None for a failed file. Runs in a
+    decode worker."""
 
     size: int
     crops: int
     perturb: Perturbation | None
     max_pixels: int
+    jpeg_bytes: bool = False
 
-    def __call__(self, item: tuple[int, str | os.PathLike[str]]) -> tuple[ImageRecord, np.ndarray | None]:
+    def __call__(self, item: tuple[int, str | os.PathLike[str]]) -> tuple[ImageRecord, np.ndarray | JpegFile | None]:
         index, path = item
         record = ImageRecord(index=index, path=os.fsdecode(path))
+        if self.jpeg_bytes:
+            jpeg = read_jpeg(path, self.max_pixels)
+            if jpeg is not None:
+                record.width, record.height, record.format = jpeg.width, jpeg.height, jpeg.format
+                return record, jpeg
         try:
             if self.perturb is None and not self.crops:
                 decoded = decode_center(path, self.size, self.max_pixels)
@@ -109,20 +146,129 @@ class _Decoder:
             return record, None
 
 
-def _batches(answers: Iterator[Any], paths: Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[list[Any]]:
-    """Group the pool's answers into batches; a task whose worker died becomes a ``crashed`` record."""
-    batch: list[tuple[ImageRecord, np.ndarray | None]] = []
+Answer = tuple[ImageRecord, "np.ndarray | JpegFile | None"]
+
+
+def _settle(answer: Answer | Crashed, index: int, paths: Sequence[str | os.PathLike[str]]) -> Answer:
+    """A task whose worker died becomes a ``crashed`` record."""
+    if isinstance(answer, Crashed):
+        record = ImageRecord(index=index, path=os.fsdecode(paths[index]), error_reason="crashed",
+                             error=f"the decoder crashed ({answer.detail})")
+        return record, None
+    return answer
+
+
+def _batches(answers: Iterator[Any], paths: Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[list[Answer]]:
+    """Group the pool's answers into batches of ``batch_size``."""
+    batch: list[Answer] = []
     for index, answer in enumerate(answers):
-        if isinstance(answer, Crashed):
-            record = ImageRecord(index=index, path=os.fsdecode(paths[index]), error_reason="crashed",
-                                 error=f"the decoder crashed ({answer.detail})")
-            answer = (record, None)
-        batch.append(answer)
+        batch.append(_settle(answer, index, paths))
         if len(batch) == batch_size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+@dataclass
+class _InFlight:
+    """A batch whose forward pass is queued: its records get their scores once ``done`` has fired."""
+
+    records: list[ImageRecord]
+    scored: list[ImageRecord]
+    probs: torch.Tensor | None = None
+    done: Any = None
+
+    def finish(self) -> list[ImageRecord]:
+        """Wait for this batch alone (the next one keeps the device busy meanwhile) and fill in its scores."""
+        if self.done is not None:
+            self.done.synchronize()
+        if self.probs is not None:
+            for record, row in zip(self.scored, self.probs.numpy()):
+                record.score = float(row[0])
+                record.crop_scores = [float(v) for v in row[1:]]
+        return self.records
+
+
+class _Scorer:
+    """Queues one batch at a time on the device: assemble its pixels, run the model, copy the
+    probabilities back into pinned memory without waiting, and record an event to wait on later."""
+
+    def __init__(self, model: Detector, device: torch.device, *, precision: str, views: int, pad_to: int | None,
+                 decoder: _Decoder, paths: Sequence[str | os.PathLike[str]], workers: int) -> None:
+        self.model = model
+        self.device = device
+        self.dtype = PRECISION_DTYPES[precision]
+        self.views = views
+        self.pad_to = pad_to
+        self.decoder = decoder
+        self.paths = paths
+        self.workers = workers
+        self.cuda = device.type == "cuda"
+
+    def _on_device(self, batch: list[Answer]) -> list[Answer]:
+        """Decode the batch's JPEG bytes on the device; files it fails on go through the CPU decode."""
+        jpegs = [i for i, (_, payload) in enumerate(batch) if isinstance(payload, JpegFile)]
+        if not jpegs:
+            return batch
+        crops = decode_centers([batch[i][1] for i in jpegs], self.decoder.size, self.device)
+        batch = list(batch)
+        failed = []
+        for position, crop in zip(jpegs, crops):
+            if crop is None:
+                failed.append(position)
+            else:
+                batch[position] = (batch[position][0], crop)
+        if failed:
+            fallback = replace(self.decoder, jpeg_bytes=False)
+            pool = OrderedPool(fallback, workers=min(self.workers, 1), window=len(failed))
+            items = [(batch[p][0].index, self.paths[batch[p][0].index]) for p in failed]
+            with closing(pool.map(items)) as answers:
+                for position, (index, _), answer in zip(failed, items, answers):
+                    batch[position] = _settle(answer, index, self.paths)
+        return batch
+
+    def _pixels(self, batch: list[Answer]) -> tuple[torch.Tensor | None, list[ImageRecord]]:
+        """uint8 (N * views, 3, S, S) on the device, and the records they belong to, in batch order."""
+        scored = [record for record, payload in batch if payload is not None]
+        arrays = [payload for _, payload in batch if isinstance(payload, np.ndarray)]
+        if not scored:
+            return None, scored
+        uploaded = None
+        if arrays:
+            rows = sum(len(a) for a in arrays)
+            host = torch.empty((rows, *arrays[0].shape[1:]), dtype=torch.uint8, pin_memory=self.cuda)
+            np.concatenate(arrays, out=host.numpy())
+            uploaded = host.to(self.device, non_blocking=True)
+        if len(arrays) == len(scored):
+            return uploaded, scored
+        parts, offset = [], 0
+        for _, payload in batch:
+            if isinstance(payload, np.ndarray):
+                parts.append(uploaded[offset : offset + len(payload)])
+                offset += len(payload)
+            elif payload is not None:
+                parts.append(payload[None])
+        return torch.cat(parts), scored
+
+    def launch(self, batch: list[Answer]) -> _InFlight:
+        batch = self._on_device(batch)
+        records = [record for record, _ in batch]
+        pixels, scored = self._pixels(batch)
+        if pixels is None:
+            return _InFlight(records, scored)
+        rows = len(pixels)
+        if self.pad_to is not None and rows < self.pad_to:
+            pixels = torch.cat([pixels, pixels.new_zeros((self.pad_to - rows, *pixels.shape[1:]))])
+        logits = self.model(normalize_pixels(pixels).to(self.dtype)).logits[:rows]
+        probs = torch.sigmoid(logits.float()).view(len(scored), self.views)
+        if not self.cuda:
+            return _InFlight(records, scored, probs.cpu())
+        host = torch.empty(probs.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(probs, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return _InFlight(records, scored, host, done)
 
 
 def score_files(
@@ -135,14 +281,19 @@ def score_files(
     crops: int = 0,
     perturb: Perturbation | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    precision: str = "auto",
+    gpu_decode: bool = False,
+    compile: bool = False,
 ) -> Iterator[list[ImageRecord]]:
     """Score files in order, yielding one list of records per batch (errors included).
 
     Decoding runs in an ``OrderedPool``: a decoder that crashes its worker costs that file alone,
-    which comes back as a record with reason ``crashed``, and the scan goes on.
+    which comes back as a record with reason ``crashed``, and the scan goes on. The forward pass of
+    the next batch is queued on the device before a batch's records are yielded, so the caller
+    builds and writes rows while the device computes; each batch costs one wait, on its own event.
 
     Args:
-        detector: the model; it is moved to ``device`` and put in eval mode.
+        detector: the model; it is left as it is (a copy in ``precision`` on ``device`` scores).
         paths: image files.
         device: where the forward pass runs.
         batch_size: images per forward pass (device default when None).
@@ -151,30 +302,36 @@ def score_files(
         crops: extra crops spread over the image, scored beside the centre crop.
         perturb: applied to the decoded full image before cropping (robustness sweeps).
         max_pixels: decompression-bomb cap per image.
+        precision: auto (fp16 on CUDA, fp32 elsewhere), fp16 or fp32.
+        gpu_decode: workers hand over the bytes of plain JPEGs and the main process decodes them
+            in batches on ``device`` with ``torchvision.io.decode_jpeg`` (nvJPEG on CUDA); ignored
+            with ``crops`` or ``perturb``, which need the whole image on the host.
+        compile: run the model through ``torch.compile``; batches are padded to ``batch_size`` so
+            that one graph serves the whole run.
     """
     batch_size = batch_size or default_batch_size(device.type)
-    decoder = _Decoder(detector.image_size, crops, perturb, max_pixels)
-    pool = OrderedPool(decoder, workers=workers, window=batch_size * (PREFETCH_FACTOR * workers + 1))
-    detector.to(device).eval()
-    views = 1 + crops
+    precision = resolve_precision(precision, device.type)
+    jpeg_bytes = gpu_decode and perturb is None and not crops
+    decoder = _Decoder(detector.image_size, crops, perturb, max_pixels, jpeg_bytes)
+    window = batch_size * PREFETCH_BATCHES + workers * POOL_DEPTH
+    pool = OrderedPool(decoder, workers=workers, window=window, depth=POOL_DEPTH)
     parameters = sum(p.numel() for p in detector.parameters())
+    model = inference_copy(detector, device, precision)
+    views = 1 + crops
+    scorer = _Scorer(
+        torch.compile(model) if compile else model, device, precision=precision, views=views,
+        pad_to=batch_size * views if compile else None, decoder=decoder, paths=paths, workers=workers,
+    )
     answers = pool.map(enumerate(paths))
     with torch.inference_mode(), threads_beside_workers(device, workers, parameters), closing(answers):
+        pending: _InFlight | None = None
         for batch in _batches(answers, paths, batch_size):
-            records = [record for record, _ in batch]
-            arrays = [array for _, array in batch if array is not None]
-            if arrays:
-                pixels = torch.from_numpy(np.concatenate(arrays))
-                if device.type == "cuda":
-                    pixels = pixels.pin_memory()
-                flat = normalize_pixels(pixels.to(device, non_blocking=True))
-                with autocast_for(device):
-                    logits = detector(flat).logits
-                probs = torch.sigmoid(logits.float()).view(len(arrays), views).cpu().numpy()
-                for record, row in zip([r for r, a in batch if a is not None], probs):
-                    record.score = float(row[0])
-                    record.crop_scores = [float(v) for v in row[1:]]
-            yield records
+            queued = scorer.launch(batch)
+            if pending is not None:
+                yield pending.finish()
+            pending = queued
+        if pending is not None:
+            yield pending.finish()
 
 
 @torch.inference_mode()
