@@ -52,6 +52,8 @@ def test_inference_copy_casts_the_backbone_keeps_the_head_fp32_and_leaves_the_ca
     with torch.inference_mode():
         logits = half(pixels.half()).logits
     assert logits.dtype == torch.float32
+    with pytest.raises(ConfigError, match="bf16 is refused"):
+        inference_copy(detector, CPU, "bf16")
     same = inference_copy(detector, CPU, "fp32")
     shared = {p.data_ptr() for p in detector.parameters()}
     assert {p.data_ptr() for p in same.parameters()} == shared  # an fp32 copy on the CPU costs no memory

@@ -22,11 +22,11 @@ from ..data.config import DEFAULT_MAX_PIXELS
 from ..data.device_jpeg import JpegFile, decode_centers, read_jpeg
 from ..data.images import decode_center, decode_image, to_rgb_array
 from ..data.transforms import center_crop, crop_grid, eval_tensor, normalize_pixels
-from ..errors import ImageDecodeError, InputError
+from ..errors import ConfigError, ImageDecodeError, InputError
 from ..models.detector import Detector
 from .pool import Crashed, OrderedPool
 from .records import ImageRecord
-from .runtime import DEVICE_PATTERN, available_cores, default_batch_size, resolve_precision
+from .runtime import BF16_REFUSED, DEVICE_PATTERN, available_cores, default_batch_size, resolve_precision
 
 Perturbation = Callable[[np.ndarray], np.ndarray]
 
@@ -93,7 +93,12 @@ def inference_copy(detector: Detector, device: torch.device, precision: str = "f
     every forward. The caller's detector is left exactly as it was (device, dtype, mode): tensors
     are converted into the copy, and those that need no change (fp32 on the same device) are shared
     with it rather than duplicated, so an fp32 copy on the CPU costs no memory.
+
+    Raises:
+        ConfigError: a precision other than fp16 and fp32 (bf16 with the reason it is refused).
     """
+    if precision not in PRECISION_DTYPES:
+        raise ConfigError(BF16_REFUSED if precision == "bf16" else f"unknown `precision` {precision!r}; use fp16 or fp32")
     dtype = PRECISION_DTYPES[precision]
     memo: dict[int, Any] = {id(b.last): None for b in detector.bypasses.values() if b.last is not None}
     for module, cast in ((detector.visual, dtype), (detector.head, torch.float32)):

@@ -54,7 +54,7 @@ def resolve_precision(precision: str, device_type: str) -> str:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Device, batching and decode workers of one run; None picks the device's default."""
+    """Device, batching, decode workers and precision of one run; None and auto pick the device's default."""
 
     device: str = field(default="auto", metadata={"help": "auto (CUDA, then Apple MPS, then the CPU), cuda, cuda:N, mps or cpu."})
     batch_size: int | None = field(
@@ -68,7 +68,6 @@ class RuntimeConfig:
             f"beside a GPU; at most {MAX_WORKERS}). 0 decodes in the main process, where a crashing decoder ends the run."
         },
     )
-
     precision: str = field(
         default="auto",
         metadata={
@@ -79,14 +78,14 @@ class RuntimeConfig:
     gpu_decode: bool = field(
         default=False,
         metadata={
-            "help": "Decode baseline and progressive JPEGs on the GPU (nvJPEG), in batches, in the scanning process; "
-            "other files, and every file when no CUDA device is used, are decoded by the workers. Scores can differ "
-            "slightly from the CPU decode (another IDCT and upsampling)."
+            "help": "Decode baseline and progressive JPEGs on the GPU (nvJPEG), in batches; other files, and every file "
+            "without CUDA, are decoded by the workers. Scores can differ slightly from the CPU decode (another IDCT and "
+            "upsampling), and nvJPEG parses files in the scanning process, outside the workers' crash isolation."
         },
     )
     compile: bool = field(
         default=False,
-        metadata={"help": "Compile the detector with torch.compile: a slower start (a minute for ViT-L/14) for faster batches."},
+        metadata={"help": "Compile the detector with torch.compile: tens of seconds more at the start, for faster batches on a GPU."},
     )
 
     def __post_init__(self) -> None:
