@@ -271,7 +271,7 @@ def child_scan(spec: dict) -> dict:
         infer.score_files, precision=runtime.precision_for(device.type),
         gpu_decode=runtime.gpu_decode_for(device.type), compile=runtime.compile,
     )
-    detector = load_detector(spec["checkpoint"], backbone_weights="none")
+    detector = load_detector(spec["checkpoint"], backbone_weights="none", allow_random_backbone=True)
     config = ScanConfig(paths=(spec["folder"],), out=spec["out"], output_format="csv", runtime=runtime)
     summary = runner.run_scan(detector, config)
     return {"img_per_s": round(summary.images_per_s or 0.0, 1), "files": summary.scored, "errors": summary.tally.errors,
@@ -300,7 +300,7 @@ def child_baseline(spec: dict) -> dict:
             return self.transform(Image.open(self.paths[index]).convert("RGB"))
 
     device = torch.device(spec["device"])
-    detector = load_detector(spec["checkpoint"], backbone_weights="none").to(device).eval()
+    detector = load_detector(spec["checkpoint"], backbone_weights="none", allow_random_backbone=True).to(device).eval()
     paths = sorted(str(p) for p in Path(spec["folder"]).iterdir())
     loader = DataLoader(Files(paths, detector.image_size), batch_size=128, num_workers=4, shuffle=False)
     scores: list[float] = []
