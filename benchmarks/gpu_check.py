@@ -6,15 +6,16 @@ random backbone weights (the same cost as OpenAI's weights), and measures:
       use, and that copy under torch.compile; the largest score difference of each against fp32;
   phase 2, end to end: the scan (``run_scan``, what ``aigdetect scan`` runs, with the best settings of
       phase 1) in a child process, against the UnivFD validate.py pipeline (PIL, CenterCrop, ToTensor,
-      Normalize, 4 DataLoader workers, batch 128, fp32) in another, on the same files; the decode
-      workers alone; scan/baseline and scan/ceiling (the best model-only figure);
+      Normalize, 4 DataLoader workers, batch 128, fp32) in another, on the first ``--baseline-files``
+      of the same files (its rate is steady long before); the decode workers alone; scan/baseline
+      and scan/ceiling (the best model-only figure);
   phase 3, GPU JPEG decoding on the 12-megapixel set: files/s of the decode alone against the CPU
       workers, the largest pixel and score differences against the CPU decode, and the scan with it;
   phase 4, the peak of GPU memory in each step.
 Steps run in order of importance and one that would overrun ``--budget-s`` is skipped, so the least
 important go first: vitb16, then torch.compile, then GPU decoding. Figures go to $OUT/gpu_check.json
-after every step (a time-out keeps what finished), and one table with the targets is printed at the
-end (also $OUT/gpu_check.txt). A missed target names the stage that bounds it.
+and the table with the targets to $OUT/gpu_check.txt after every step (a time-out keeps what
+finished); the table is printed at the end. A missed target names the stage that bounds it.
 
     bash benchmarks/gpu_check.sh WHEELS_DIR                 # on the GPU machine, about 7 minutes
     python benchmarks/gpu_check.py --device cpu --models tests/assets/tiny.json --png 64 --jpeg 4 \\
@@ -68,10 +69,12 @@ class Budget:
 
 
 class Report:
-    """Results as they arrive, written to $OUT/gpu_check.json after every step."""
+    """Results as they arrive: $OUT/gpu_check.json and the table in $OUT/gpu_check.txt, rewritten
+    after every step, so that a run cut short keeps both."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, headline: str) -> None:
         self.out = out
+        self.headline = headline
         self.data: dict[str, Any] = {"steps": {}, "skipped": []}
 
     def save(self, key: str, value: Any) -> None:
@@ -86,6 +89,7 @@ class Report:
 
     def _write(self) -> None:
         (self.out / "gpu_check.json").write_text(json.dumps(self.data, indent=1, default=str))
+        (self.out / "gpu_check.txt").write_text(table(self) + "\n")
 
 
 def sync(device: torch.device) -> None:
@@ -301,7 +305,7 @@ def child_baseline(spec: dict) -> dict:
 
     device = torch.device(spec["device"])
     detector = load_detector(spec["checkpoint"], backbone_weights="none", allow_random_backbone=True).to(device).eval()
-    paths = sorted(str(p) for p in Path(spec["folder"]).iterdir())
+    paths = sorted(str(p) for p in Path(spec["folder"]).iterdir())[: spec["files"]]
     loader = DataLoader(Files(paths, detector.image_size), batch_size=128, num_workers=4, shuffle=False)
     scores: list[float] = []
     began = time.perf_counter()
@@ -358,7 +362,7 @@ def end_to_end(model: str, kind: str, folder: Path, best: dict, ceiling: float, 
     result["scan"] = child("scan", spec, device, budget.left())
     workers = result["scan"].get("workers") or args.workers or 1
     result["decode_only_img_per_s"] = decode_only(folder, size, workers, False, device)
-    base_spec = {"device": device.type, "checkpoint": str(checkpoint), "folder": str(folder),
+    base_spec = {"device": device.type, "checkpoint": str(checkpoint), "folder": str(folder), "files": args.baseline_files,
                  "out": str(tmp / f"{kind}_{Path(model).stem}_base.csv")}
     result["baseline"] = child("baseline", base_spec, device, budget.left())
     scan_rate, base_rate = result["scan"].get("img_per_s"), result["baseline"].get("img_per_s")
@@ -474,7 +478,7 @@ def targets(report: Report, headline: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def table(report: Report, headline: str) -> str:
+def table(report: Report) -> str:
     lines = ["| step | figure |", "| --- | --- |"]
     for key, value in report.data["steps"].items():
         if key.startswith(("model ", "compile ")) and "error" not in value:
@@ -495,7 +499,7 @@ def table(report: Report, headline: str) -> str:
             scan = value.get("scan_gpu_decode", {})
             lines.append(f"| {key} | {fields}; scan with it {scan.get('img_per_s') or scan.get('error')} img/s |")
     lines += ["", "| target | figure | verdict |", "| --- | --- | --- |"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(report, headline)]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(report, report.headline)]
     lines += [f"skipped: {s['step']} ({s['why']})" for s in report.data["skipped"]]
     return "\n".join(lines)
 
@@ -522,7 +526,8 @@ def estimate(step: str, model: str, kind: str, args, phase1: dict) -> float:
     if step == "compile":
         return COMPILE_S.get(Path(model).stem, 60.0)
     if step == "scan":
-        return 2 * SCAN_START_S + files / 3000 + files / min(fp32, 1500.0 if kind == "png256" else 40.0)
+        baseline = min(files, args.baseline_files)
+        return 2 * SCAN_START_S + files / 3000 + baseline / min(fp32, 1500.0 if kind == "png256" else 40.0)
     return SCAN_START_S + args.jpeg / 20
 
 
@@ -535,6 +540,8 @@ def main() -> None:
     parser.add_argument("--jpeg-size", default="4000x3000", help="WIDTHxHEIGHT of the large JPEGs")
     parser.add_argument("--batch", type=int, default=256, help="batch of the model-only runs and of the scans")
     parser.add_argument("--workers", type=int, default=None, help="scan decode workers (default: the scan's own)")
+    parser.add_argument("--baseline-files", type=int, default=6000,
+                        help="files the UnivFD pipeline scores (the first of each set; its rate is steady long before)")
     parser.add_argument("--min-time-s", type=float, default=2.0, help="timed seconds per model-only variant")
     parser.add_argument("--compare-files", type=int, default=64, help="JPEGs whose GPU and CPU decodes are compared")
     parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget; steps that would overrun are skipped")
@@ -549,7 +556,7 @@ def main() -> None:
     args.models = [m for m in args.models.split(",") if m]
     args.jpeg_size = tuple(int(v) for v in args.jpeg_size.lower().split("x"))
     device = torch.device(args.device)
-    report = Report(Path(os.environ.get("OUT", ".")))
+    report = Report(Path(os.environ.get("OUT", ".")), Path(args.models[0]).stem)
     report.save("env", {"torch": torch.__version__, "cuda": torch.version.cuda, "cores": os.cpu_count(),
                         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                         "args": {k: v for k, v in vars(args).items() if k != "child"}})
@@ -591,9 +598,7 @@ def main() -> None:
             report.save(key, result)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    text = table(report, Path(args.models[0]).stem)
-    print(text)
-    (report.out / "gpu_check.txt").write_text(text + "\n")
+    print(table(report))
 
 
 if __name__ == "__main__":
