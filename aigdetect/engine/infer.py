@@ -2,6 +2,8 @@
 
 Decoding runs in worker processes so it overlaps with the forward pass; a file that fails to
 decode, or whose decoder crashes its worker, becomes an error record and never stops its batch.
+On a GPU, the next batch is queued before the records of the current one are handed back, so that
+rows are built and written while the device computes.
 """
 
 from __future__ import annotations
