@@ -63,3 +63,9 @@ def write_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, fmt
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, format=fmt)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exported engines go to a folder of the test session, never to the user's cache."""
+    monkeypatch.setenv("AIGDETECT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "aigdetect-cache"))

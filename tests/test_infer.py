@@ -63,7 +63,9 @@ def test_cpu_threads_leave_room_for_workers_beside_small_models(monkeypatch):
         assert torch.get_num_threads() == 4
         assert default_workers("cpu") == 2 and default_workers("cuda") == 4
         monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 32)
-        assert default_workers("cpu") == 16 and default_workers("cuda") == 16
+        assert default_workers("cpu") == 16 and default_workers("cuda") == 32
+        monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 192)
+        assert default_workers("cpu") == 64 and default_workers("cuda") == 64
     finally:
         torch.set_num_threads(before)
 

@@ -14,6 +14,7 @@ from aigdetect import score_images
 from aigdetect.data import jpeg_crop
 from aigdetect.data.crops import center_crop, center_origin
 from aigdetect.data.images import decode_center, decode_image
+from aigdetect.data.plain_jpeg import frame_components
 from aigdetect.data.transforms import eval_tensor
 from aigdetect.errors import ImageDecodeError
 
@@ -170,11 +171,11 @@ def test_codings_other_than_huffman_are_decoded_whole(tmp_path, photo, cuts, cod
 
 def test_frame_header_walks_the_markers(photo):
     data = _jpeg_bytes(photo)
-    assert jpeg_crop._frame_header(data) == (0xC0, 8)
+    assert frame_components(data) == (0xC0, 8, (1, 2, 3))
     arithmetic = turbojpeg.compress(np.ascontiguousarray(photo), 90, turbojpeg.SAMP.Y420, arithmetic=True)
-    assert jpeg_crop._frame_header(arithmetic) == (0xC9, 8)
-    assert jpeg_crop._frame_header(b"\x89PNG\r\n") is None
-    assert jpeg_crop._frame_header(data[:20]) is None
+    assert frame_components(arithmetic)[:2] == (0xC9, 8)
+    assert frame_components(b"\x89PNG\r\n") is None
+    assert frame_components(data[:20]) is None
 
 
 def test_files_libjpeg_warns_about_fall_back_to_the_full_decode(tmp_path, photo, cuts):

@@ -55,6 +55,10 @@ AllowRandomBackboneOption = Annotated[bool, option(DetectorChoice, "allow_random
 DeviceOption = Annotated[str, option(RuntimeConfig, "device")]
 BatchSizeOption = Annotated[int | None, option(RuntimeConfig, "batch_size")]
 WorkersOption = Annotated[int | None, option(RuntimeConfig, "workers")]
+BackendOption = Annotated[str, option(RuntimeConfig, "backend")]
+PrecisionOption = Annotated[str, option(RuntimeConfig, "precision")]
+GpuDecodeOption = Annotated[bool, option(RuntimeConfig, "gpu_decode")]
+CompileOption = Annotated[bool, option(RuntimeConfig, "compile")]
 
 
 def detector_choice(

@@ -23,11 +23,15 @@ from .common import cli_errors, command_line
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
+    BackendOption,
     BatchSizeOption,
     CacheDirOption,
     CheckpointOption,
+    CompileOption,
     DetectorModelOption,
     DeviceOption,
+    GpuDecodeOption,
+    PrecisionOption,
     WorkersOption,
     default,
     detector_choice,
@@ -203,6 +207,10 @@ def scan(
     device: DeviceOption = default(RuntimeConfig, "device"),
     batch_size: BatchSizeOption = default(RuntimeConfig, "batch_size"),
     workers: WorkersOption = default(RuntimeConfig, "workers"),
+    backend: BackendOption = default(RuntimeConfig, "backend"),
+    precision: PrecisionOption = default(RuntimeConfig, "precision"),
+    gpu_decode: GpuDecodeOption = default(RuntimeConfig, "gpu_decode"),
+    compile: CompileOption = default(RuntimeConfig, "compile"),
     recursive: Annotated[bool, option(ScanConfig, "recursive", "--recursive/--no-recursive")] = default(
         ScanConfig, "recursive"
     ),
@@ -268,7 +276,8 @@ def scan(
         crops=crops,
         recursive=recursive,
         follow_symlinks=follow_symlinks,
-        runtime=RuntimeConfig(device=place_at.device, batch_size=batch_size, workers=workers),
+        runtime=RuntimeConfig(device=place_at.device, batch_size=batch_size, workers=workers, backend=backend,
+                              precision=precision, gpu_decode=gpu_decode, compile=compile),  # fmt: skip
         max_pixels=max_pixels,
         max_bytes=max_bytes,
         discovery=DiscoveryConfig(hidden=hidden, include=tuple(include), exclude=tuple(exclude)),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from .crops import center_origin
+from .plain_jpeg import frame_components
 
 try:
     import turbojpeg
@@ -60,26 +61,6 @@ def cut_window(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     x1 = min(width, left + size + MARGIN)
     y1 = min(height, top + size + MARGIN)
     return x0, y0, x1 - x0, y1 - y0
-
-
-def _frame_header(data: bytes) -> tuple[int, int] | None:
-    """(SOFn marker, sample precision) of a JPEG, found by walking its marker segments."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 4 < len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            pos += 2
-        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return marker, data[pos + 4]
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return None
 
 
 def read_limit(width: int, height: int) -> int:
@@ -178,7 +159,8 @@ def cut_center(data: bytes, width: int, height: int, size: int) -> CenterCut | N
     file that Pillow cannot decode would otherwise come out decodable. The full decode then decides,
     exactly as it would without this shortcut, whether the file can be read.
     """
-    if _frame_header(data) not in _HUFFMAN_8BIT:
+    frame = frame_components(data)
+    if frame is None or frame[:2] not in _HUFFMAN_8BIT:
         return None
     x, y, w, h = cut_window(width, height, size)
     try:

@@ -7,7 +7,8 @@ replay its data exactly and lets a multi-process run see the very batches a sing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,21 +114,73 @@ def collate(items: list[tuple[int, int, torch.Tensor | None, int]]) -> Batch:
     )
 
 
+SHM_PATH = "/dev/shm"
+PREFETCH_FACTOR = 2
+"""Batches each DataLoader worker keeps ready (torch's default)."""
+SHM_HEADROOM = 1.5
+"""Shared memory asked for per batch in flight, as a multiple of its pixels (labels, indices, slack)."""
+
+
+@dataclass(frozen=True)
+class LoaderPlan:
+    """Workers and batches ahead each that fit in the shared memory; ``note`` says what was cut and why."""
+
+    workers: int
+    prefetch_factor: int | None
+    note: str | None = None
+
+
+def plan_loader(workers: int, batch_bytes: int) -> LoaderPlan:
+    """Fit DataLoader workers to the free space of /dev/shm.
+
+    Each worker hands its batches over in shared memory (both of torch's sharing strategies,
+    file_descriptor and file_system, create their segments in /dev/shm), so ``workers`` x
+    ``PREFETCH_FACTOR`` batches sit there at once: 16 workers of 64 ViT-L crops hold about 1.2 GB,
+    while Docker gives a container 64 MB by default, and a full /dev/shm kills the workers with a bus
+    error. When they do not fit, each worker keeps one batch ahead, then there are fewer workers,
+    then none (loading in the training process needs no shared memory). Where there is no /dev/shm
+    (macOS, Windows), torch shares memory otherwise and nothing changes.
+    """
+    if workers == 0:
+        return LoaderPlan(0, None)
+    try:
+        stats = os.statvfs(SHM_PATH)
+    except OSError:
+        return LoaderPlan(workers, PREFETCH_FACTOR)
+    free = stats.f_bavail * stats.f_frsize
+    per_batch = batch_bytes * SHM_HEADROOM
+    if workers * PREFETCH_FACTOR * per_batch <= free:
+        return LoaderPlan(workers, PREFETCH_FACTOR)
+    fit = min(workers, int(free // per_batch))
+    size = f"{SHM_PATH} has {free / 2**20:.0f} MiB free, and {workers} workers need {workers * PREFETCH_FACTOR * per_batch / 2**20:.0f} MiB"
+    advice = "give it more room (docker run --shm-size=2g) to load at full speed"
+    if fit == 0:
+        return LoaderPlan(0, None, f"{size}: loading images in the training process instead; {advice}")
+    return LoaderPlan(fit, 1, f"{size}: loading with {fit} workers and one batch ahead each; {advice}")
+
+
 def batch_loader(
     dataset: LabeledImages,
     batches: Sequence[Sequence[int]],
     *,
     workers: int,
     pin_memory: bool,
+    note: Callable[[str], None] | None = None,
 ) -> DataLoader:
     """A loader over precomputed index batches (one epoch's shard, possibly resumed mid-way).
 
-    Workers are re-created per loader so that they pick up ``dataset.epoch``.
+    Workers are re-created per loader so that they pick up ``dataset.epoch``. Their number is fitted
+    to the free shared memory (``plan_loader``); ``note`` receives the one-line reason when it is cut.
     """
+    largest = max((len(b) for b in batches), default=0)
+    plan = plan_loader(workers, largest * 3 * dataset.size * dataset.size)
+    if plan.note is not None and note is not None:
+        note(plan.note)
     return DataLoader(
         dataset,
         batch_sampler=[list(b) for b in batches],
-        num_workers=workers,
+        num_workers=plan.workers,
+        prefetch_factor=plan.prefetch_factor,
         collate_fn=collate,
         pin_memory=pin_memory,
         persistent_workers=False,

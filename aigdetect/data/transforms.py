@@ -27,10 +27,23 @@ def to_chw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
+_ON_DEVICE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP mean and std on ``device``, copied there once: a blocking copy per batch would make the
+    host wait for the GPU to finish the previous batch before it could queue the next one."""
+    if device.type == "cpu":
+        return _MEAN, _STD
+    if device not in _ON_DEVICE:
+        _ON_DEVICE[device] = (_MEAN.to(device), _STD.to(device))
+    return _ON_DEVICE[device]
+
+
 def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 (..., 3, H, W) on any device -> float32 with CLIP mean and std, in ToTensor/Normalize's
     op order; elementwise IEEE operations, so a batch on the GPU equals ``normalize`` bit for bit."""
-    mean, std = _MEAN.to(pixels.device), _STD.to(pixels.device)
+    mean, std = _mean_std(pixels.device)
     return pixels.float().div_(255).sub_(mean).div_(std)
 
 

@@ -26,22 +26,14 @@ import numpy as np
 from ..errors import ConfigError
 from .engine_cache import EntryKey, cached_entry
 from .export import DEFAULT_OPSET, MIN_OPSET, write_onnx_graph
+from .runtime import BACKENDS, WHY_NOT
 
 if TYPE_CHECKING:
     from ..models.detector import Detector
 
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+ENGINE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 SUPPORTED: dict[str, tuple[str, ...]] = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
-_WHY_NOT: dict[tuple[str, str], str] = {
-    ("torch", "bf16"): "the torch backend runs fp32 only; for bf16 use the openvino backend",
-    ("torch", "int8"): "the torch backend runs fp32 only; for int8 use the onnxruntime backend",
-    ("onnxruntime", "bf16"): "ONNX Runtime has no bf16 path on the CPU; for bf16 use the openvino backend",
-    ("openvino", "int8"): (
-        "OpenVINO int8 needs NNCF post-training quantization, which aigdetect does not depend on "
-        "(OpenVINO runs ONNX Runtime's int8 graph slower than its own fp32); for int8 use the onnxruntime backend"
-    ),
-}
+TORCH_EAGER_ONLY = "the torch runner is the eager reference and runs fp32 only"
 _EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "onnxruntime": (("onnxruntime", "onnx", "onnxscript"), "onnx"),
     "openvino": (("openvino", "onnx", "onnxscript"), "openvino"),
@@ -78,10 +70,10 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in ENGINE_PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {self.precision!r}")
         if self.precision not in SUPPORTED[self.backend]:
-            raise ConfigError(f"{self.backend} cannot run {self.precision}: {_WHY_NOT[(self.backend, self.precision)]}")
+            raise ConfigError(f"{self.backend} cannot run {self.precision}: {TORCH_EAGER_ONLY if self.backend == 'torch' else WHY_NOT[(self.backend, self.precision)]}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.opset < MIN_OPSET:

@@ -2,27 +2,34 @@
 
 Decoding runs in worker processes so it overlaps with the forward pass; a file that fails to
 decode, or whose decoder crashes its worker, becomes an error record and never stops its batch.
+On a GPU, the next batch is queued before the records of the current one are handed back, so that
+rows are built and written while the device computes.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
+from ..data.device_jpeg import decode_centers
 from ..data.images import decode_center, to_rgb_array
+from ..data.plain_jpeg import JpegFile
 from ..data.transforms import eval_tensor, normalize_pixels
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..models.detector import Detector
 from .pool import Crashed, OrderedPool
-from .reading import FileReader, ReadItem, ReadOptions
+from .reading import FileReader, JpegFallback, ReadItem, ReadOptions
 from .records import ImageRecord
-from .runtime import DEVICE_PATTERN, available_cores, default_batch_size
+from .runtime import BF16_REFUSED, DEVICE_PATTERN, available_cores, default_batch_size, resolve_precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -40,24 +47,36 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 SMALL_MODEL_PARAMETERS = 5_000_000
-PREFETCH_FACTOR = 2
-"""Batches a decode worker may run ahead of the forward pass."""
+PREFETCH_BATCHES = 2
+"""Batches the decode workers may run ahead of the one being assembled; with the task each worker
+holds, this bounds what waits in memory (two batches of 12-megapixel JPEG bytes with ``gpu_decode``)."""
+POOL_DEPTH = 2
+"""Tasks queued on one decode worker, so that it never waits for its next file."""
+
+
+def compute_threads(device: torch.device, workers: int, parameters: int) -> int | None:
+    """Intra-op threads for the forward pass on the CPU; None keeps every core.
+
+    A small model is decode-bound, and intra-op threads that outnumber the free cores spin against
+    the workers: on 2 cores that made a scan seven times slower. So it gets only the cores its
+    decode workers leave free. A CLIP-sized model (``parameters`` at or above
+    ``SMALL_MODEL_PARAMETERS``) is compute-bound and keeps every core, since its decode workers
+    sleep most of the time.
+    """
+    if device.type != "cpu" or workers <= 0 or parameters >= SMALL_MODEL_PARAMETERS:
+        return None
+    return max(1, min(torch.get_num_threads(), available_cores() - workers))
 
 
 @contextmanager
 def threads_beside_workers(device: torch.device, workers: int, parameters: int) -> Iterator[None]:
-    """On the CPU, give a small model only the cores its decode workers leave free.
-
-    A small model is decode-bound, and intra-op threads that outnumber the free cores spin against
-    the workers: on 2 cores that made a scan seven times slower. A CLIP-sized model (``parameters``
-    at or above ``SMALL_MODEL_PARAMETERS``) is compute-bound and keeps every core, since its
-    decode workers sleep most of the time.
-    """
-    if device.type != "cpu" or workers <= 0 or parameters >= SMALL_MODEL_PARAMETERS:
+    """torch's intra-op threads set to ``compute_threads`` for the duration."""
+    threads = compute_threads(device, workers, parameters)
+    if threads is None:
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, available_cores() - workers)))
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -65,28 +84,186 @@ def threads_beside_workers(device: torch.device, workers: int, parameters: int) 
 
 
 def autocast_for(device: torch.device):
-    """fp16 autocast on CUDA. Not bf16: its 8-bit mantissa merges adjacent pixel levels after CLIP
+    """fp16 autocast on CUDA, for training (scoring casts a copy of the model instead, see
+    ``inference_copy``). Not bf16: its 8-bit mantissa merges adjacent pixel levels after CLIP
     normalisation (spacing 2^-6 near 2..4), while fp16's spacing stays far below one level (~0.015)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return nullcontext()
 
 
-def _batches(answers: Iterator[Any], batch_size: int) -> Iterator[list[Any]]:
-    """Group the pool's answers into batches; a task whose worker died becomes a ``crashed`` record."""
-    batch: list[tuple[ImageRecord, np.ndarray | None]] = []
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def inference_copy(detector: Detector, device: torch.device, precision: str = "fp32") -> Detector:
+    """The detector as scoring runs it: on ``device``, in eval mode, its backbone and bypasses in
+    ``precision``, its head in fp32 (so the logit and its sigmoid are fp32).
+
+    Casting a frozen fp32 model once costs less than autocast, which casts every weight again at
+    every forward. The caller's detector is left exactly as it was (device, dtype, mode): tensors
+    are converted into the copy, and those that need no change (fp32 on the same device) are shared
+    with it rather than duplicated, so an fp32 copy on the CPU costs no memory.
+
+    Raises:
+        ConfigError: a precision other than fp16 and fp32 (bf16 with the reason it is refused).
+    """
+    if precision not in PRECISION_DTYPES:
+        raise ConfigError(BF16_REFUSED if precision == "bf16" else f"unknown `precision` {precision!r}; use fp16 or fp32")
+    dtype = PRECISION_DTYPES[precision]
+    memo: dict[int, Any] = {id(b.last): None for b in detector.bypasses.values() if b.last is not None}
+    for module, cast in ((detector.visual, dtype), (detector.head, torch.float32)):
+        for param in module.parameters():
+            memo[id(param)] = nn.Parameter(param.detach().to(device, cast), requires_grad=False)
+        for buffer in module.buffers():
+            memo[id(buffer)] = buffer.to(device, cast if buffer.is_floating_point() else buffer.dtype)
+    return copy.deepcopy(detector, memo).eval()
+
+
+Answer = tuple[ImageRecord, "np.ndarray | JpegFile | torch.Tensor | None"]
+
+
+def _settle(answer: Answer | Crashed, index: int) -> Answer:
+    """A task whose worker died becomes a ``crashed`` record."""
+    if isinstance(answer, Crashed):
+        item: ReadItem = answer.task[1]
+        record = ImageRecord(index=index, path=item.path, size=item.size, mtime_ns=item.mtime_ns,
+                             error_reason="crashed", error=f"the decoder crashed ({answer.detail})")  # fmt: skip
+        return record, None
+    return answer
+
+
+def _batches(answers: Iterator[Any], batch_size: int) -> Iterator[list[Answer]]:
+    """Group the pool's answers into batches of ``batch_size``."""
+    batch: list[Answer] = []
     for index, answer in enumerate(answers):
-        if isinstance(answer, Crashed):
-            item: ReadItem = answer.task[1]
-            record = ImageRecord(index=index, path=item.path, size=item.size, mtime_ns=item.mtime_ns,
-                                 error_reason="crashed", error=f"the decoder crashed ({answer.detail})")  # fmt: skip
-            answer = (record, None)
-        batch.append(answer)
+        batch.append(_settle(answer, index))
         if len(batch) == batch_size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+@dataclass
+class _InFlight:
+    """A batch whose forward pass is queued: its records get their scores once ``done`` has fired."""
+
+    records: list[ImageRecord]
+    scored: list[ImageRecord]
+    probs: torch.Tensor | None = None
+    done: Any = None
+
+    def finish(self) -> list[ImageRecord]:
+        """Wait for this batch alone (the next one keeps the device busy meanwhile) and fill in its scores."""
+        if self.done is not None:
+            self.done.synchronize()
+        if self.probs is not None:
+            for record, row in zip(self.scored, self.probs.numpy()):
+                record.score = float(row[0])
+                record.crop_scores = [float(v) for v in row[1:]]
+        return self.records
+
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+"""Normalised fp32 pixels (B, 3, S, S) in, logits (B, 1) out."""
+
+
+def _forward(detector: Detector, device: torch.device, *, backend: str, precision: str, compile: bool,
+             threads: int | None) -> Forward:  # fmt: skip
+    """The scoring forward pass: a copy of the detector in ``precision`` on ``device`` (torch), or the
+    detector exported to a CPU engine (``backends``)."""
+    if backend == "torch":
+        model = inference_copy(detector, device, precision)
+        run = torch.compile(model) if compile else model
+        dtype = PRECISION_DTYPES[precision]
+        return lambda pixels: run(pixels.to(dtype), losses=False).logits
+    if device.type != "cpu":
+        raise ConfigError(f"`backend` {backend} runs on the CPU, not {device}")
+    from .backends import EngineConfig, open_runner
+
+    runner = open_runner(detector, EngineConfig(backend, precision, threads=threads))
+    return lambda pixels: torch.from_numpy(runner.logits(pixels.numpy())).view(-1, 1)
+
+
+class _Scorer:
+    """Queues one batch at a time on the device: assemble its pixels, run the model, copy the
+    probabilities back into pinned memory without waiting, and record an event to wait on later."""
+
+    def __init__(self, forward: Forward, device: torch.device, *, views: int, pad_to: int | None,
+                 reading: ReadOptions, workers: int) -> None:  # fmt: skip
+        self.forward = forward
+        self.device = device
+        self.views = views
+        self.pad_to = pad_to
+        self.reading = reading
+        self.workers = workers
+        self.cuda = device.type == "cuda"
+
+    def _on_device(self, batch: list[Answer]) -> list[Answer]:
+        """Decode the batch's JPEG bytes on the device; files it fails on are decoded on the CPU."""
+        jpegs = [i for i, (_, payload) in enumerate(batch) if isinstance(payload, JpegFile)]
+        if not jpegs:
+            return batch
+        crops = decode_centers([batch[i][1] for i in jpegs], self.reading.size, self.device)
+        batch = list(batch)
+        failed = []
+        for position, crop in zip(jpegs, crops):
+            if crop is None:
+                failed.append(position)
+            else:
+                batch[position] = (batch[position][0], crop)
+        if failed:
+            pool = OrderedPool(JpegFallback(self.reading), workers=min(self.workers, 1), window=len(failed))
+            with closing(pool.map([batch[p] for p in failed])) as answers:
+                for position, answer in zip(failed, answers):
+                    if isinstance(answer, Crashed):
+                        record = batch[position][0]
+                        record.error_reason, record.error = "crashed", f"the decoder crashed ({answer.detail})"
+                        answer = (record, None)
+                    batch[position] = answer
+        return batch
+
+    def _pixels(self, batch: list[Answer]) -> tuple[torch.Tensor | None, list[ImageRecord]]:
+        """uint8 (N * views, 3, S, S) on the device, and the records they belong to, in batch order."""
+        scored = [record for record, payload in batch if payload is not None]
+        arrays = [payload for _, payload in batch if isinstance(payload, np.ndarray)]
+        if not scored:
+            return None, scored
+        uploaded = None
+        if arrays:
+            rows = sum(len(a) for a in arrays)
+            host = torch.empty((rows, *arrays[0].shape[1:]), dtype=torch.uint8, pin_memory=self.cuda)
+            np.concatenate(arrays, out=host.numpy())
+            uploaded = host.to(self.device, non_blocking=True)
+        if len(arrays) == len(scored):
+            return uploaded, scored
+        parts, offset = [], 0
+        for _, payload in batch:
+            if isinstance(payload, np.ndarray):
+                parts.append(uploaded[offset : offset + len(payload)])
+                offset += len(payload)
+            elif payload is not None:
+                parts.append(payload[None])
+        return torch.cat(parts), scored
+
+    def launch(self, batch: list[Answer]) -> _InFlight:
+        batch = self._on_device(batch)
+        records = [record for record, _ in batch]
+        pixels, scored = self._pixels(batch)
+        if pixels is None:
+            return _InFlight(records, scored)
+        rows = len(pixels)
+        if self.pad_to is not None and rows < self.pad_to:
+            pixels = torch.cat([pixels, pixels.new_zeros((self.pad_to - rows, *pixels.shape[1:]))])
+        logits = self.forward(normalize_pixels(pixels))[:rows]
+        probs = torch.sigmoid(logits.float()).view(len(scored), self.views)
+        if not self.cuda:
+            return _InFlight(records, scored, probs.cpu())
+        host = torch.empty(probs.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(probs, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return _InFlight(records, scored, host, done)
 
 
 def score_items(
@@ -97,15 +274,22 @@ def score_items(
     batch_size: int | None = None,
     workers: int = 0,
     reading: ReadOptions | None = None,
+    backend: str = "torch",
+    precision: str = "auto",
+    gpu_decode: bool = False,
+    compile: bool = False,
 ) -> Iterator[list[ImageRecord]]:
     """Score files in order, yielding one list of records per batch (errors included).
 
     Decoding runs in an ``OrderedPool``: a decoder that crashes its worker costs that file alone,
     which comes back as a record with reason ``crashed``, and the run goes on. ``items`` is read
-    lazily, as workers need more, so a scan of millions of files never holds their list.
+    lazily, as workers need more, so a scan of millions of files never holds their list. The
+    forward pass of the next batch is queued on the device before a batch's records are yielded,
+    so the caller builds and writes rows while the device computes; each batch costs one wait, on
+    its own event.
 
     Args:
-        detector: the model; it is moved to ``device`` and put in eval mode.
+        detector: the model; it is left as it is (a copy in ``precision`` on ``device`` scores).
         items: the files, with what the walk knows of them.
         device: where the forward pass runs.
         batch_size: images per forward pass (device default when None).
@@ -113,32 +297,39 @@ def score_items(
             ends the process.
         reading: what a worker reads of each file (crops, perturbation, caps, hash, evidence);
             by default the detector's centre crop only.
+        backend: torch, or a CPU engine (onnxruntime, openvino) that the detector is exported to.
+        precision: auto (fp16 for torch on CUDA, fp32 elsewhere), or one the backend runs
+            (``runtime.BACKEND_PRECISIONS``).
+        gpu_decode: workers hand over the bytes of plain JPEGs and this process decodes them in
+            batches on ``device`` with ``torchvision.io.decode_jpeg`` (nvJPEG on CUDA); ignored
+            when ``reading`` needs the whole image (crops, perturbation, watermarks).
+        compile: run the model through ``torch.compile``; batches are padded to ``batch_size`` so
+            that one graph serves the whole run.
     """
     batch_size = batch_size or default_batch_size(device.type)
+    precision = resolve_precision(precision, device.type)
     reading = reading or ReadOptions(size=detector.image_size)
     if reading.size != detector.image_size:
         raise ValueError(f"reading size {reading.size} is not the detector's input size {detector.image_size}")
-    pool = OrderedPool(FileReader(reading), workers=workers, window=batch_size * (PREFETCH_FACTOR * workers + 1))
-    detector.to(device).eval()
-    views = 1 + reading.crops
+    reading = replace(reading, jpeg_bytes=gpu_decode and not reading.whole_image)
+    window = batch_size * PREFETCH_BATCHES + workers * POOL_DEPTH
+    pool = OrderedPool(FileReader(reading), workers=workers, window=window, depth=POOL_DEPTH)
     parameters = sum(p.numel() for p in detector.parameters())
+    views = 1 + reading.crops
+    forward = _forward(detector, device, backend=backend, precision=precision, compile=compile,
+                       threads=compute_threads(device, workers, parameters))  # fmt: skip
+    scorer = _Scorer(forward, device, views=views, pad_to=batch_size * views if compile else None,
+                     reading=replace(reading, jpeg_bytes=False), workers=workers)  # fmt: skip
     answers = pool.map(enumerate(items))
     with torch.inference_mode(), threads_beside_workers(device, workers, parameters), closing(answers):
+        pending: _InFlight | None = None
         for batch in _batches(answers, batch_size):
-            records = [record for record, _ in batch]
-            arrays = [array for _, array in batch if array is not None]
-            if arrays:
-                pixels = torch.from_numpy(np.concatenate(arrays))
-                if device.type == "cuda":
-                    pixels = pixels.pin_memory()
-                flat = normalize_pixels(pixels.to(device, non_blocking=True))
-                with autocast_for(device):
-                    logits = detector(flat, losses=False).logits
-                probs = torch.sigmoid(logits.float()).view(len(arrays), views).cpu().numpy()
-                for record, row in zip([r for r, a in batch if a is not None], probs):
-                    record.score = float(row[0])
-                    record.crop_scores = [float(v) for v in row[1:]]
-            yield records
+            queued = scorer.launch(batch)
+            if pending is not None:
+                yield pending.finish()
+            pending = queued
+        if pending is not None:
+            yield pending.finish()
 
 
 def score_files(
@@ -149,11 +340,16 @@ def score_files(
     batch_size: int | None = None,
     workers: int = 0,
     reading: ReadOptions | None = None,
+    backend: str = "torch",
+    precision: str = "auto",
+    gpu_decode: bool = False,
+    compile: bool = False,
 ) -> Iterator[list[ImageRecord]]:
     """``score_items`` for plain paths (symbolic links followed as ``reading`` says)."""
     reading = reading or ReadOptions(size=detector.image_size)
     items = (ReadItem(os.fsdecode(path), reading.follow_symlinks) for path in paths)
-    return score_items(detector, items, device=device, batch_size=batch_size, workers=workers, reading=reading)
+    return score_items(detector, items, device=device, batch_size=batch_size, workers=workers, reading=reading,
+                       backend=backend, precision=precision, gpu_decode=gpu_decode, compile=compile)  # fmt: skip
 
 
 @torch.inference_mode()

@@ -9,6 +9,7 @@ a FIFO or a link after the walk is refused instead of read.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -18,6 +19,7 @@ import numpy as np
 from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from ..data.crops import center_crop, crop_grid
 from ..data.images import DecodedImage, opened_image
+from ..data.plain_jpeg import JpegFile, jpeg_payload
 from ..errors import ImageDecodeError, InputFileError
 from ..evidence import EvidenceConfig, read_metadata_evidence, read_watermark_evidence
 from ..evidence.watermark import WATERMARKS_AVAILABLE
@@ -41,6 +43,8 @@ class ReadOptions:
         follow_symlinks: read a file that is a symbolic link (``score_files`` of plain paths).
         sha256: hash the file's bytes (chain of custody).
         evidence: read metadata (and, when asked, watermark) evidence; None skips it.
+        jpeg_bytes: hand over the bytes of plain JPEGs instead of their pixels, for a batched
+            decode where the model runs (``plain_jpeg``); ignored when the whole image is needed.
     """
 
     size: int
@@ -51,6 +55,7 @@ class ReadOptions:
     follow_symlinks: bool = True
     sha256: bool = False
     evidence: EvidenceConfig | None = field(default=None)
+    jpeg_bytes: bool = False
 
     @property
     def watermarks(self) -> bool:
@@ -87,11 +92,12 @@ def file_sha256(handle: BinaryIO) -> str:
 
 @dataclass(frozen=True)
 class FileReader:
-    """Turns one (index, path) into its record and uint8 views (V, 3, S, S); runs in a decode worker."""
+    """Turns one (index, path) into its record and uint8 views (V, 3, S, S), or the bytes of a JPEG
+    to decode on the device, or None for a file that failed; runs in a decode worker."""
 
     options: ReadOptions
 
-    def __call__(self, task: tuple[int, ReadItem]) -> tuple[ImageRecord, np.ndarray | None]:
+    def __call__(self, task: tuple[int, ReadItem]) -> tuple[ImageRecord, np.ndarray | JpegFile | None]:
         index, item = task
         record = ImageRecord(index=index, path=item.path, size=item.size, mtime_ns=item.mtime_ns)
         if item.problem is not None:
@@ -109,6 +115,9 @@ class FileReader:
                 if options.sha256:
                     record.sha256 = file_sha256(handle)
                 decoded = self._decode(handle, record)
+                if isinstance(decoded, JpegFile):
+                    record.width, record.height, record.format = decoded.width, decoded.height, decoded.format
+                    return record, decoded
             except ImageDecodeError as exc:
                 record.error_reason, record.error = exc.reason, exc.detail
                 return record, None
@@ -122,13 +131,17 @@ class FileReader:
             record.error_reason, record.error = "too-large", "out of memory while preprocessing"
             return record, None
 
-    def _decode(self, handle: BinaryIO, record: ImageRecord) -> DecodedImage:
+    def _decode(self, handle: BinaryIO, record: ImageRecord) -> DecodedImage | JpegFile:
         options = self.options
         with opened_image(handle, options.max_pixels, options.max_bytes, name=record.path) as opened:
             if options.evidence is not None:
                 record.findings = read_metadata_evidence(opened.image, handle, path=record.path, config=options.evidence)
             if options.whole_image:
                 return opened.decode()
+            if options.jpeg_bytes:
+                payload = jpeg_payload(handle, opened.image, record.size or 0, options.max_pixels, record.path)
+                if payload is not None:
+                    return payload
             return opened.decode_center(options.size)
 
     def _views(self, decoded: DecodedImage, record: ImageRecord) -> np.ndarray:
@@ -142,3 +155,22 @@ class FileReader:
         if options.crops:
             views += crop_grid(array, options.size, options.crops)
         return np.stack([np.ascontiguousarray(v.transpose(2, 0, 1)) for v in views])
+
+
+@dataclass(frozen=True)
+class JpegFallback:
+    """Decodes on the CPU the bytes of a JPEG that the device decoder refused: the very bytes the
+    worker read, so the row still describes one version of the file. Runs in a decode worker."""
+
+    options: ReadOptions
+
+    def __call__(self, task: tuple[ImageRecord, JpegFile]) -> tuple[ImageRecord, np.ndarray | None]:
+        record, jpeg = task
+        options = self.options
+        try:
+            with opened_image(io.BytesIO(jpeg.data), options.max_pixels, options.max_bytes, name=record.path) as opened:
+                decoded = opened.decode_center(options.size)
+        except ImageDecodeError as exc:
+            record.error_reason, record.error = exc.reason, exc.detail
+            return record, None
+        return record, decoded.array.transpose(2, 0, 1)[None].copy()

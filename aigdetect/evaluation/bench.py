@@ -17,15 +17,26 @@ import torch
 
 from ..engine.infer import score_files
 from ..engine.reading import Perturbation, ReadOptions
+from ..engine.runtime import RuntimeConfig
 from ..metrics import accuracy, average_precision, oracle_threshold
 from ..models.detector import Detector
-from .bench_config import BenchConfig
+from .bench_config import REFERENCE_ENGINE, BenchConfig
 from .suites import Discovery, SubsetFiles, Suite
 
 THRESHOLD_KINDS = ("calibrated", "0.5", "oracle")
 ACCURACY_FIELDS = ("acc", "real_acc", "fake_acc", "balanced_acc")
 METRIC_KEYS = ("ap", *(f"{name}_{kind}" for kind in THRESHOLD_KINDS for name in ACCURACY_FIELDS))
 ALL = "all"
+
+
+def engine_of(runtime: RuntimeConfig, device: torch.device) -> str:
+    """``backend-precision`` as it runs on ``device``."""
+    return f"{runtime.backend}-{runtime.precision_for(device.type)}"
+
+
+def needs_reference(runtime: RuntimeConfig, device: torch.device) -> bool:
+    """A precision other than fp32 asked for by name: its effect on the metrics is measured, never assumed."""
+    return runtime.precision != "auto" and runtime.precision_for(device.type) != "fp32"
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,9 @@ class PassResult:
 
 @dataclass
 class BenchResult:
-    """Everything a bench report shows; ``reencoded`` is the same suite scored after ``--reencode``."""
+    """Everything a bench report shows; ``reencoded`` is the same suite scored after ``--reencode``,
+    ``reference`` the same suite scored by the fp32 torch reference when ``engine`` runs another
+    precision by request."""
 
     suite: Suite
     discovery: Discovery
@@ -121,6 +134,8 @@ class BenchResult:
     clean: PassResult
     reencoded: PassResult | None = None
     notes: list[str] = field(default_factory=list)
+    engine: str = REFERENCE_ENGINE
+    reference: PassResult | None = None
 
 
 def subset_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[dict[str, float], dict[str, float]]:
@@ -199,17 +214,22 @@ def score_pass(
     progress: ProgressFn | None = None,
 ) -> PassResult:
     """Score all subsets in one ``score_files`` run (full batches across subset boundaries)."""
+    runtime = config.runtime
     items = [(f.subset.key, label, path) for f in found for label, paths in ((0, f.real), (1, f.fake)) for path in paths]
     predictions: list[Prediction] = []
     for batch in score_files(
         detector,
         [path for _, _, path in items],
         device=device,
-        batch_size=config.runtime.batch_size_for(device.type),
-        workers=config.runtime.workers_for(device.type),
+        batch_size=runtime.batch_size_for(device.type),
+        workers=runtime.workers_for(device.type),
         reading=ReadOptions(
             size=detector.image_size, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes
         ),
+        backend=runtime.backend,
+        precision=runtime.precision_for(device.type),
+        gpu_decode=runtime.gpu_decode_for(device.type),
+        compile=runtime.compile,
     ):
         for record in batch:
             key, label, _ = items[record.index]
@@ -268,7 +288,8 @@ def run_bench(
         discovery: from ``suites.discover`` or ``suites.discover_pair``.
         origin: the checkpoint path or built-in name, for the report.
         device: where to run the forward pass.
-        config: sampling, re-encoding and batching.
+        config: sampling, re-encoding, batching and engine; a precision other than fp32 asked for
+            by name also scores the suite with the fp32 torch reference, for the metrics' shift.
         progress: called after every batch.
     """
     sampled = sample_files(discovery, config.max_per_class, config.seed)
@@ -285,5 +306,11 @@ def run_bench(
             stage=f"reencode {config.reencode.label}",
             progress=progress,
         )
+    reference = None
+    if needs_reference(config.runtime, device):
+        fp32 = replace(config, runtime=replace(config.runtime, backend="torch", precision="fp32"))
+        reference = score_pass(detector, sampled.found, discovery.suite, device=device, config=fp32,
+                               stage=REFERENCE_ENGINE, progress=progress)  # fmt: skip
     notes = list(discovery.notes) + pass_notes(clean)
-    return BenchResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, clean, reencoded, notes)
+    return BenchResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, clean, reencoded, notes,
+                       engine_of(config.runtime, device), reference)  # fmt: skip

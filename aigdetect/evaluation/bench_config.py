@@ -13,6 +13,8 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from ..engine.reading import Perturbation
 
+REFERENCE_ENGINE = "torch-fp32"
+"""The engine every other one is measured against."""
 PAPER_BLUR = (1.0, 2.0, 3.0, 4.0)
 PAPER_JPEG = (90, 80, 70, 60, 50, 40, 30)
 

@@ -110,12 +110,18 @@ def bench_dict(result: BenchResult, command: str) -> dict[str, Any]:
             "clean": clean,
             "reencoded": None,
             "reencode_delta": None,
+            "engine": result.engine,
+            "reference": None,
+            "engine_delta": None,
             "compare": None,
         }
     )
     if result.reencoded is not None:
         data["reencoded"] = pass_dict(result.reencoded)
         data["reencode_delta"] = pass_delta(data["reencoded"], clean)
+    if result.reference is not None:
+        data["reference"] = pass_dict(result.reference)
+        data["engine_delta"] = pass_delta(clean, data["reference"])
     return json_safe(data)
 
 
@@ -127,6 +133,7 @@ def robustness_dict(result: RobustnessResult, command: str) -> dict[str, Any]:
         {
             "notes": result.notes,
             "errors": _errors(first.predictions),
+            "engine": result.engine,
             "sweep": {"blur": list(result.sweep.blur), "jpeg": list(result.sweep.jpeg), "clean": result.sweep.clean},
             "levels": [
                 {"perturbation": level.kind, "level": level.value, "label": level.label, **pass_dict(res)}

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.detector import Detector
-from .bench import BenchConfig, DetectorInfo, PassResult, ProgressFn, pass_notes, pipeline, sample_files, score_pass
-from .bench_config import Level, SweepConfig
+from .bench import BenchConfig, DetectorInfo, PassResult, ProgressFn, engine_of, pass_notes, pipeline, sample_files, score_pass
+from .bench_config import REFERENCE_ENGINE, Level, SweepConfig
 from .suites import Discovery, Suite
 
 
@@ -28,6 +28,7 @@ class RobustnessResult:
     sweep: SweepConfig
     levels: list[tuple[Level, PassResult]]
     notes: list[str] = field(default_factory=list)
+    engine: str = REFERENCE_ENGINE
 
 
 def run_robustness(
@@ -61,4 +62,5 @@ def run_robustness(
         )
         results.append((level, result))
     notes = list(discovery.notes) + pass_notes(results[0][1])
-    return RobustnessResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, sweep, results, notes)
+    return RobustnessResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, sweep, results, notes,
+                            engine_of(config.runtime, device))  # fmt: skip

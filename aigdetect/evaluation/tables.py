@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .bench import ALL
+from .bench_config import REFERENCE_ENGINE
 from .results import finite
 
 AVERAGE = "Average"
@@ -108,6 +109,9 @@ def paper_tables(data: dict[str, Any]) -> list[TextTable]:
     if data.get("reencoded"):
         rows.append((f"{name}, re-encoded {data['reencode']}", data["reencoded"]))
         deltas.append(("change after re-encoding", data["reencoded"], data["clean"]))
+    if data.get("reference"):
+        rows.append((f"{name}, {REFERENCE_ENGINE} reference", data["reference"]))
+        deltas.append((f"change with {data['engine']}", data["clean"], data["reference"]))
     compare = data.get("compare")
     if compare:
         other = compare["detector"]["name"]
@@ -212,6 +216,20 @@ def reencode_table(data: dict[str, Any]) -> TextTable | None:
     )
 
 
+def engine_table(data: dict[str, Any]) -> TextTable | None:
+    """How far the metrics moved with a reduced-precision engine, against the fp32 torch reference."""
+    if not data.get("reference"):
+        return None
+    return _delta_table(
+        f"Engine check: {data['engine']} against {REFERENCE_ENGINE}",
+        data,
+        data["clean"],
+        data["reference"],
+        data["engine_delta"],
+        (data["engine"], REFERENCE_ENGINE),
+    )
+
+
 def compare_table(data: dict[str, Any]) -> TextTable | None:
     compare = data.get("compare")
     if not compare or data["kind"] != "bench":
@@ -228,7 +246,8 @@ def compare_table(data: dict[str, Any]) -> TextTable | None:
 
 def bench_tables(data: dict[str, Any]) -> list[TextTable]:
     """What the terminal shows for a bench run, in order."""
-    return [t for t in (subset_table(data), reencode_table(data), compare_table(data)) if t is not None]
+    tables = (subset_table(data), reencode_table(data), engine_table(data), compare_table(data))
+    return [t for t in tables if t is not None]
 
 
 def sweep_groups(data: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..evaluation.bench_config import REFERENCE_ENGINE
 from ..evaluation.tables import TextTable, bench_tables, family_table, paper_tables, pct, robustness_tables
 from ..fileio import open_input, read_capped
 from ..version import __version__
@@ -73,6 +74,7 @@ def _facts(data: dict[str, Any]) -> list[tuple[str, str]]:
         ("Suite", data["suite"]["title"]),
         ("Detector", f"{detector['name']} ({detector.get('origin', '')}, backbone {detector.get('backbone', '')})"),
         ("Calibrated threshold", _threshold(data.get("threshold"))),
+        ("Engine", str(data.get("engine") or REFERENCE_ENGINE)),
         ("Root", str(data.get("root", ""))),
         ("Command", str(data.get("command", ""))),
         ("Sampling", f"{sampling.get('max_per_class') or 'all'} images per class, seed {sampling.get('seed')}"),
@@ -128,6 +130,8 @@ def write_bench_html(data: dict[str, Any], out_dir: str | os.PathLike[str]) -> P
     details = [subset_details(data["clean"], "Per subset, as stored")]
     if data.get("reencoded"):
         details.append(subset_details(data["reencoded"], f"Per subset, re-encoded {data['reencode']}"))
+    if data.get("reference"):
+        details.append(subset_details(data["reference"], f"Per subset, {REFERENCE_ENGINE} reference"))
     return _page(data, out_dir, tables, details, None)
 
 

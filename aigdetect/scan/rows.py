@@ -22,7 +22,7 @@ Row = dict[str, Any]
 
 BASE_COLUMNS: tuple[str, ...] = (
     "path", "status", "verdict", "model_verdict", "score", "threshold", "generator", "evidence", "detector",
-    "width", "height", "format", "error_reason", "error_detail", "size", "mtime_ns", "sha256",
+    "engine", "width", "height", "format", "error_reason", "error_detail", "size", "mtime_ns", "sha256",
 )
 CROP_COLUMNS: tuple[str, ...] = ("crop_mean", "crop_max")
 EVIDENCE_COLUMNS: tuple[str, ...] = ("model_verdict", "generator", "evidence")
@@ -53,6 +53,7 @@ class RowContext:
     """What every row of one scan shares."""
 
     detector: str
+    engine: str
     threshold: float
     bands: tuple[float, float]
     columns: tuple[str, ...]
@@ -64,6 +65,7 @@ def _base(record: ImageRecord, context: RowContext) -> Row:
         path=display_path(record.path),
         threshold=context.threshold,
         detector=context.detector,
+        engine=context.engine,
         size=record.size,
         mtime_ns=record.mtime_ns,
         evidence=[],

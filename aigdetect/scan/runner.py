@@ -131,7 +131,7 @@ def _settings(source: DetectorSource, config: ScanConfig) -> RowSettings:
     bands = validate_bands(threshold, config.bands if config.bands is not None else default_bands(threshold))
     return RowSettings(
         detector=source.identity,
-        engine="torch-fp32",
+        engine=config.runtime.engine_label(),
         threshold=threshold,
         bands=bands,
         columns=scan_columns(config.crops),
@@ -315,7 +315,7 @@ def run_scan(
     require_paths(config.paths)
     source = _source(detector)
     settings = _settings(source, config)
-    context = RowContext(settings.detector, settings.threshold, settings.bands, settings.columns)
+    context = RowContext(settings.detector, settings.engine, settings.threshold, settings.bands, settings.columns)
     summary = ScanSummary(config.out, config.output_format, settings, command=command)
     check_output(config, protected)
     with ExitStack() as stack:
@@ -383,7 +383,9 @@ def _scorer(
         size=detector.image_size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels,
         max_bytes=config.max_bytes, sha256=config.sha256, evidence=config.evidence,
     )  # fmt: skip
+    runtime = config.runtime
     return score_items(
-        detector, itertools.chain([first], todo), device=device, batch_size=config.runtime.batch_size_for(device.type),
-        workers=config.runtime.workers_for(device.type), reading=reading,
+        detector, itertools.chain([first], todo), device=device, batch_size=runtime.batch_size_for(device.type),
+        workers=runtime.workers_for(device.type), reading=reading, backend=runtime.backend,
+        precision=runtime.precision_for(device.type), gpu_decode=runtime.gpu_decode_for(device.type), compile=runtime.compile,
     )  # fmt: skip
