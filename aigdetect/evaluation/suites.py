@@ -159,9 +159,12 @@ SUITES: Registry[Suite] = Registry(
         Suite(
             name="dalle2",
             title="DALL-E 2 test set of DIRE (Table 3)",
-            subsets=(Subset("dalle2", "DALL-E 2", DIFFUSION, ("dalle2", "dalle_2", "dall-e-2"), "wang2020"),),
+            subsets=(
+                Subset("dalle2", "DALL-E 2", DIFFUSION, ("dalle2", "dalle_2", "dall-e-2"), "diffusion", ("real",)),
+            ),
             families=(DIFFUSION,),
-            description="0_real and 1_fake directly under --root, or under a dalle2/ folder",
+            description="0_real and 1_fake directly under --root or under a dalle2/ folder, or DIRE's "
+            "<split>/<domain>/{real,dalle2} (fakes in dalle2/, reals in the real/ beside it)",
         ),
     ),
 )
@@ -297,7 +300,8 @@ def _outermost(paths: list[Path]) -> list[Path]:
 def discover(suite: Suite, root: str | os.PathLike[str]) -> Discovery:
     """Find the suite's subsets under ``root``.
 
-    A one-subset suite (dalle2) also accepts ``root`` itself as the subset folder.
+    A one-subset suite (dalle2) also accepts ``root`` itself as the subset folder: holding
+    ``0_real``/``1_fake``, or holding the fakes with its reals in a ``real`` folder beside it.
 
     Raises:
         InputError: root is not a directory.
@@ -311,7 +315,7 @@ def discover(suite: Suite, root: str | os.PathLike[str]) -> Discovery:
     folders = _folders(root, SEARCH_DEPTH, suite.subsets)
     for subset in suite.subsets:
         matches = _outermost([f for f in folders if subset.matches(f.name)])
-        if not matches and len(suite.subsets) == 1 and subset.layout == "wang2020":
+        if not matches and len(suite.subsets) == 1 and subset.layout in ("wang2020", "diffusion"):
             matches = [root]
         outcomes = [_collect(subset, folder, root) for folder in matches]
         usable = [o for o in outcomes if isinstance(o, SubsetFiles)]
@@ -353,14 +357,14 @@ def discover_pair(real: str | os.PathLike[str], fake: str | os.PathLike[str], na
     images: dict[str, list[Path]] = {}
     for option, folder in folders.items():
         if not folder.is_dir():
-            raise InputError(f"{option} {folder} is not a directory")
+            raise InputError(f"`{option}` {folder} is not a directory")
     real_dir, fake_dir = (folders[o].resolve() for o in ("real", "fake"))
     if real_dir == fake_dir or real_dir in fake_dir.parents or fake_dir in real_dir.parents:
         raise InputError(f"`real` {real} and `fake` {fake} overlap; each image must have one label")
     for option, folder in folders.items():
         images[option] = list_images(folder)
         if not images[option]:
-            raise InputError(f"{option} {folder} holds no image files")
+            raise InputError(f"`{option}` {folder} holds no image files")
     found = SubsetFiles(suite.subsets[0], images["real"], images["fake"], f"{folders['real']} + {folders['fake']}")
     return Discovery(suite, f"{folders['real']} | {folders['fake']}", [found])
 
