@@ -517,8 +517,12 @@ def train(config: TrainConfig, on_event: EventHandler | None = None, *, command:
     Args:
         config: the run.
         on_event: receives progress records (rank 0 only): ``data`` (layout description and counts),
-            ``start``, ``progress`` (every step), ``step`` (every ``log_every`` steps: losses, lr,
-            images/s, routing telemetry), ``eval``, and ``done`` (the summary).
+            ``run`` (run id, command, version, date), ``recipe`` (the recipe and the settings used,
+            with those that replaced its values), ``start``, ``micro_batch`` (before the first
+            step), ``progress`` (every step), ``step`` (every ``log_every`` steps: losses, lr,
+            images/s, routing telemetry), ``eval`` (with any learning-rate drop), and ``done`` (the
+            summary). All but ``data`` and ``progress`` also go to ``config.log``, each line with the
+            run id.
         command: the command line, recorded in the checkpoint's provenance.
 
     Raises:

@@ -85,8 +85,10 @@ def _help(text: str) -> dict[str, str]:
 class TrainConfig:
     """Everything that defines a training run; validated on creation. Field help is what ``train -h`` shows.
 
-    ``runtime`` (device, decode workers), ``log`` and ``resume`` may change when a run is resumed;
-    every other setting must match the run being resumed.
+    ``batch_size``, ``lr``, ``augment`` and ``val_protocol`` left unset (None) take the ``recipe``'s
+    values; set, they win over it (``recipe_overrides`` lists them). ``runtime`` (device, decode
+    workers), ``micro_batch``, ``log`` and ``resume`` may change when a run is resumed; every other
+    setting must match the run being resumed.
     """
 
     out: str = field(metadata=_help("Where to write the trained detector (.safetensors)."))
