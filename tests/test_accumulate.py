@@ -147,8 +147,9 @@ def _adapters(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if k.startswith(("adapters.", "head."))}
 
 
+@pytest.mark.parametrize("steps", [1, 2])
 @pytest.mark.parametrize("mole", [MOLES["linear-lb"], MOLES["proto-top2"]], ids=["linear", "proto"])
-def test_training_with_micro_batches_steps_like_the_whole_batch(tmp_path: Path, mole: MoLEConfig):
+def test_training_with_micro_batches_steps_like_the_whole_batch(tmp_path: Path, mole: MoLEConfig, steps: int):
     data = tmp_path / "data"
     write_synthetic_dataset(data, "wang2020", per_class=8, size=40, seed=4, val_per_class=3)
     # One undecodable file in the first batch: micro-batches are cut from the images that decoded.
@@ -156,8 +157,8 @@ def test_training_with_micro_batches_steps_like_the_whole_batch(tmp_path: Path, 
     outs = {}
     for micro in (None, 3):
         out = tmp_path / f"micro{micro}" / "m.safetensors"
-        config = TrainConfig(  # one batch is the whole training set, so both steps meet the broken file
-            out=str(out), data=str(data), model=str(TINY), backbone_weights="none", mole=mole, steps=2, batch_size=33,
+        config = TrainConfig(  # one batch is the whole training set, so every step meets the broken file
+            out=str(out), data=str(data), model=str(TINY), backbone_weights="none", mole=mole, steps=steps, batch_size=33,
             micro_batch=micro, lr=3e-3, eval_every=1, patience=0, seed=5, log=str(out.with_suffix(".jsonl")),
             runtime=RuntimeConfig(device="cpu", workers=0),
         )
