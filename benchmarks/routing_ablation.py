@@ -1,4 +1,6 @@
-"""Routing ablation: the paper's linear router against the prototype router, with and without a CLS expert.
+"""Routing ablation: the paper's linear router against the prototype router, with and without a CLS expert,
+and with each way of scaling a chosen expert (``identity``: the raw cosine, ProMoE's released code;
+``softmax``: softmax(cos / tau), this project's first prototype router).
 
 Every variant trains on the same images with the same seeds and the same optimisation settings;
 only the router differs. Each trained detector is then scored on a held-out test set and reported
@@ -54,13 +56,17 @@ class Variant:
     name: str
     router: str
     cls_expert: bool
+    gate_weight: str | None = None
 
 
 VARIANTS = (
     Variant("linear", "linear", False),
-    Variant("proto", "proto", False),
-    Variant("proto+cls", "proto", True),
+    Variant("proto", "proto", False, "identity"),
+    Variant("proto-softmax", "proto", False, "softmax"),
+    Variant("proto+cls", "proto", True, "identity"),
+    Variant("proto+cls-softmax", "proto", True, "softmax"),
 )
+DEFAULT_VARIANTS = ("linear", "proto", "proto-softmax", "proto+cls")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,7 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--eval-every", type=int, default=50)
     run.add_argument("--device", default="auto")
     run.add_argument("--workers", type=int, default=0)
-    run.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="subset of the variants to run")
+    run.add_argument(
+        "--variants", default=",".join(DEFAULT_VARIANTS), help=f"variants to run, of {', '.join(v.name for v in VARIANTS)}"
+    )
     parser.add_argument("--work", type=Path, help="folder for data, checkpoints and logs (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
     args = parser.parse_args(argv)
@@ -121,6 +129,7 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace, data: dic
         expert_ranks=tuple(int(r) for r in args.expert_ranks.split(",")),
         top_k=args.top_k,
         router=variant.router,
+        gate_weight=variant.gate_weight,
         rcl_weight=args.rcl_weight,
         rcl_temperature=args.rcl_temperature,
         cls_expert=variant.cls_expert,
@@ -249,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(chosen) - {v.name for v in VARIANTS}
     if unknown:
         sys.exit(f"error: unknown variants {', '.join(sorted(unknown))}; choose from {', '.join(v.name for v in VARIANTS)}")
-    variants = [v for v in VARIANTS if v.name in chosen]
+    variants = [next(v for v in VARIANTS if v.name == name) for name in chosen]
     with tempfile.TemporaryDirectory(prefix="routing-ablation-") as scratch:
         work = args.work or Path(scratch)
         data = prepare_data(args, work)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from aigdetect.evaluation.report import (
     RESULTS_JSON,
     RESULTS_MD,
 )
-from aigdetect.evaluation.suites import SUITES, discover, discover_pair
+from aigdetect.evaluation.suites import SUITES, Discovery, SubsetFiles, discover, discover_pair
 
 CPU = ["--device", "cpu", "--workers", "0", "--batch-size", "5"]
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not wrap table cells
@@ -110,6 +111,71 @@ def test_sample_files_is_seeded_bounded_and_per_subset(tmp_path: Path) -> None:
     alone = sample_files(type(found)(found.suite, found.root, found.found[1:]), 5, seed=3)
     assert alone.found[0].real == first.found[1].real
     assert sample_files(found, None, 0) is found
+
+
+def _univfd_read_path(real_list: list, fake_list: list, max_sample: int, seed: int) -> tuple[list, list]:
+    """UnivFD validate.py's per-dataset draw, re-written from its code: set_seed() seeds Python's global
+    random, then read_path falls back to 100, shuffles reals, shuffles fakes and cuts both."""
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        if (max_sample > len(real_list)) or (max_sample > len(fake_list)):
+            max_sample = 100
+        random.shuffle(real_list)
+        random.shuffle(fake_list)
+        return real_list[0:max_sample], fake_list[0:max_sample]
+    finally:
+        random.setstate(state)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [[(2500, 1800)], [(1500, 999), (1000, 1000)], [(1000, 1001), (120, 4000)], [(80, 300)]],
+    ids=["both-large", "one-short", "boundary", "under-100"],
+)
+@pytest.mark.parametrize("seed", [0, 7])
+def test_univfd_protocol_draws_what_validate_py_draws(counts: list[tuple[int, int]], seed: int) -> None:
+    suite = SUITES.get("univfd")
+    found = [
+        SubsetFiles(suite.subsets[i], [Path(f"s{i}/0_real/{k:05d}.png") for k in range(n_real)],
+                    [Path(f"s{i}/1_fake/{k:05d}.png") for k in range(n_fake)], f"s{i}")
+        for i, (n_real, n_fake) in enumerate(counts)
+    ]  # fmt: skip
+    sampled = sample_files(Discovery(suite, "root", found), None, seed, "univfd")
+    for before, after in zip(found, sampled.found):
+        real, fake = _univfd_read_path(list(before.real), list(before.fake), 1000, seed)
+        assert (after.real, after.fake) == (real, fake)
+    sizes = [(len(f.real), len(f.fake)) for f in sampled.found]
+    expected = {
+        (2500, 1800): (1000, 1000), (1500, 999): (100, 100), (1000, 1000): (1000, 1000),
+        (1000, 1001): (1000, 1000), (120, 4000): (100, 100), (80, 300): (80, 100),
+    }  # fmt: skip
+    assert sizes == [expected[c] for c in counts]
+    notes = " ".join(sampled.notes)
+    assert ("100 per class scored" in notes) == any(c in counts for c in [(1500, 999), (120, 4000)])
+    assert ("stops on such a subset" in notes) == ((80, 300) in counts)
+    # max_per_class takes the place of validate.py's --max_sample.
+    small = sample_files(Discovery(suite, "root", found), 50, seed, "univfd")
+    for before, after in zip(found, small.found):
+        assert (after.real, after.fake) == _univfd_read_path(list(before.real), list(before.fake), 50, seed)
+
+
+def test_bench_univfd_protocol_end_to_end(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    real = images(tmp_path / "real", 7, 40)
+    fake = images(tmp_path / "fake", 6, 41)
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "bench", "folder", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--name", "mine",
+        "--checkpoint", str(tiny_checkpoint), "--protocol", "univfd", "--max-per-class", "4", "--seed", "3", *CPU,
+        "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / RESULTS_JSON).read_text())
+    assert data["sampling"] == {"max_per_class": 4, "seed": 3, "protocol": "univfd"}
+    chosen_real, chosen_fake = _univfd_read_path(sorted(real), sorted(fake), 4, 3)
+    rows = read_predictions(out / PREDICTIONS_CSV)
+    assert [Path(r["path"]) for r in rows] == chosen_real + chosen_fake
+    assert "UnivFD's validate.py protocol: 4 images per class" in (out / RESULTS_MD).read_text()
 
 
 def test_run_bench_scores_like_detector_score_and_records_corrupt_files(tmp_path: Path) -> None:
@@ -241,7 +307,7 @@ def test_bench_folder_reencode_and_sampling(tmp_path: Path, tiny_checkpoint: Pat
     result = runner.invoke(app, [*base, "--out", str(out), "--reencode", "jpeg:95"])
     assert result.exit_code == 0, result.output
     data = json.loads((out / RESULTS_JSON).read_text())
-    assert data["reencode"] == "jpeg:95" and data["sampling"] == {"max_per_class": 3, "seed": 2}
+    assert data["reencode"] == "jpeg:95" and data["sampling"] == {"max_per_class": 3, "seed": 2, "protocol": "all"}
     rows = read_predictions(out / PREDICTIONS_CSV)
     assert len(rows) == 6 and "score_reencoded_jpeg95" in rows[0]
     labels = np.array([int(r["label"]) for r in rows])

@@ -102,6 +102,8 @@ def _helper_worker(rank: int, world: int, port: int, out_dir: str) -> None:
             "scores": [None if np.isnan(v) else v for v in scores.tolist()],
             "codes": codes.tolist(),
             "sums": distributed.sum_values([1.0, rank], ctx),
+            "counts": distributed.sum_over_ranks_(torch.tensor([[float(rank), 1.0]]), ctx).tolist(),
+            "min": distributed.min_over_ranks(5 - 2 * rank, ctx),
         }
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
@@ -122,6 +124,7 @@ def test_gradient_averaging_and_gathering_over_two_gloo_processes(tmp_path):
     assert result["scores"] == [0.0, 0.1, 0.2, 0.3, 0.4, None]
     assert result["codes"] == [1, 2, 0]
     assert result["sums"] == [2.0, 1.0]
+    assert result["counts"] == [[1.0, 2.0]] and result["min"] == 3
 
 
 def _adapters(path: Path) -> dict[str, torch.Tensor]:
@@ -140,6 +143,8 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     # Augmentation stays on: each image's random draws depend on (seed, epoch, index) only, so
     # both runs see identical pixels. The load-balancing loss keeps its default weight: its
     # dispatch fractions are counted over both ranks, so the two runs optimise the same loss.
+    # The two processes also split their 4 images into micro-batches of 3 and 1, whose
+    # accumulated gradients (balance loss included) equal the whole batch's.
     mole = MoLEConfig(blocks=3)
     single = train(TrainConfig(out=str(tmp_path / "one.safetensors"), data=str(data), mole=mole, **common))
     command = [
@@ -147,7 +152,7 @@ def test_two_gloo_processes_train_like_one(tmp_path):
         # "--" keeps torchrun's own parser from reading --log as an abbreviation of its --log-dir.
         "-m", "aigdetect", "--", "train", "--data", str(data), "--model", str(TINY), "--backbone-weights", "none",
         "--steps", "6", "--batch-size", "8", "--lr", "3e-3", "--eval-every", "3", "--patience", "0",
-        "--workers", "0", "--seed", "11", "--device", "cpu",
+        "--workers", "0", "--seed", "11", "--device", "cpu", "--micro-batch", "3",
         "--out", str(tmp_path / "two.safetensors"), "--log", str(tmp_path / "two.jsonl"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -34,7 +34,7 @@ def test_runtime_precision_and_gpu_decode_follow_the_device():
     assert RuntimeConfig(gpu_decode=True).gpu_decode_for("cuda")
     assert not RuntimeConfig(gpu_decode=True).gpu_decode_for("cpu")
     assert not RuntimeConfig().gpu_decode_for("cuda")
-    with pytest.raises(ConfigError, match="bf16 is refused: its 8-bit mantissa merges adjacent pixel levels"):
+    with pytest.raises(ConfigError, match="bf16 is refused for torch: its 8-bit mantissa merges adjacent pixel levels"):
         RuntimeConfig(precision="bf16")
     with pytest.raises(ConfigError, match="unknown `precision` 'fp8'"):
         RuntimeConfig(precision="fp8")

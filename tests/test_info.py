@@ -53,3 +53,31 @@ def test_info_reads_a_config_json(tiny_config):
     result = CliRunner().invoke(app, ["info", "--model", str(tiny_config), "--blocks", "2", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["trainable_params"] == 17 + 2 * (2 * 32 * 36 + 3 * 32)
+
+
+def test_blocks_all_is_every_block_as_in_table_4():
+    every = CliRunner().invoke(app, ["info", "--model", "vitb32", "--blocks", "all", "--json"])
+    assert every.exit_code == 0, every.output
+    data = json.loads(every.stdout)
+    assert data["blocks"] == 12 and data["trainable_percent"] == pytest.approx(0.792, rel=0.02)
+    twelve = json.loads(CliRunner().invoke(app, ["info", "--model", "vitb32", "--blocks", "12", "--json"]).stdout)
+    assert twelve == data
+    large = json.loads(CliRunner().invoke(app, ["info", "--model", "vitl14", "--blocks", "ALL", "--json"]).stdout)
+    assert large["blocks"] == 24
+
+
+def test_info_and_models_keep_names_and_paths_whole_at_80_columns(tiny_config):
+    runner = CliRunner(env={"COLUMNS": "80"})
+    info = runner.invoke(app, ["info", "--model", str(tiny_config), "--blocks", "all"])
+    assert info.exit_code == 0, info.output
+    assert f"model: {tiny_config}\n" in info.stdout and "last 4 blocks adapted" in info.stdout
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0, listed.output
+    from aigdetect.models.zoo import DETECTORS
+
+    for entry in DETECTORS.list():
+        assert f"{entry.name}: {entry.summary}\n" in listed.stdout
+        assert f"  source: {entry.source}\n" in listed.stdout
+    table = listed.stdout[: listed.stdout.index(f"{DETECTORS.list()[0].name}: ")]
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert DETECTORS.list()[0].name in table and DETECTORS.list()[0].license in table

@@ -170,6 +170,32 @@ def test_validation_source_priority(tmp_path):
     assert not {s.path for s in held.train} & {s.path for s in held.val}
 
 
+def test_a_train_folder_validates_on_the_val_folder_beside_it(tmp_path):
+    # UnivFD's / CNNDetection's tree: DIR/train/<category>/... and DIR/val/<category>/...
+    _wang(tmp_path / "progan", categories=("car", "cat", "dog"), per=(4, 3))
+    for i in range(2):
+        write_image(tmp_path / "progan" / "val" / "dog" / "1_fake" / f"extra{i}.png", size=(8, 8), seed=50 + i)
+    prepared = prepare_training_data(data=tmp_path / "progan" / "train", seed=0)
+    val_root = tmp_path / "progan" / "val"
+    assert prepared.val_source == f"the val folder beside train: {val_root}"
+    assert len(prepared.train) == 21 and len(prepared.val) == 23
+    assert all(val_root in s.path.parents for s in prepared.val)
+    assert all((tmp_path / "progan" / "train") in s.path.parents for s in prepared.train)
+    assert prepared.counts()["val"]["dog"] == {"real": 4, "fake": 5}
+    # An explicit fraction still holds out from the training images; a folder not named train has no sibling rule.
+    held = prepare_training_data(data=tmp_path / "progan" / "train", val_fraction=0.25, seed=0)
+    assert "held out 0.25" in held.val_source and all(val_root not in s.path.parents for s in held.val)
+    _wang(tmp_path / "other", splits=("trainset", "val"))
+    assert "held out 0.1" in prepare_training_data(data=tmp_path / "other" / "trainset").val_source
+
+
+def test_a_val_folder_beside_train_that_fits_no_layout_is_refused(tmp_path):
+    _wang(tmp_path / "d", splits=("train",))
+    (tmp_path / "d" / "val" / "notes").mkdir(parents=True)
+    with pytest.raises(LayoutError, match="fits no known dataset layout"):
+        prepare_training_data(data=tmp_path / "d" / "train")
+
+
 def test_default_holdout_then_balanced_subset(tmp_path):
     _fill(tmp_path / "0_real", 20)
     _fill(tmp_path / "1_fake", 20)

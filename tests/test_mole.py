@@ -150,3 +150,64 @@ def test_config_round_trips_through_dict():
     config = MoLEConfig(blocks=2, expert_ranks=(2, 6), top_k=2, router="proto", cls_expert=True)
     assert MoLEConfig.from_dict(config.to_dict()) == config
     assert config.lb_weight == 0.0 and MoLEConfig().lb_weight == 0.01
+
+
+@pytest.mark.parametrize("router", ["linear", "proto"])
+def test_losses_only_in_training_and_routing_in_every_mode(router: str):
+    detector = make_tiny_detector(MoLEConfig(router=router, top_k=2))
+    pixels = torch.randn(3, 3, 32, 32)
+    detector.train()
+    trained = detector(pixels)
+    assert trained.lb_loss is not None and trained.rcl_loss is not None and trained.lb_loss > 0
+    assert all(r.lb_loss is not None and r.gate_probs is not None for r in trained.routing.values())
+    with torch.no_grad():
+        reference = detector(pixels).logits  # same kernels as the eval passes below (autograd off)
+    torch.testing.assert_close(reference, trained.logits.detach(), rtol=0, atol=1e-6)
+    detector.eval()
+    with torch.no_grad():
+        evaluated = detector(pixels)
+    with torch.inference_mode():
+        inferred = detector(pixels)
+    for output in (evaluated, inferred):
+        assert output.lb_loss is None and output.rcl_loss is None
+        assert torch.equal(output.logits, reference)
+        assert set(output.routing) == set(trained.routing) == {1, 2, 3}
+        for block, record in output.routing.items():
+            assert record.lb_loss is None and record.rcl_loss is None and record.gate_probs is None
+            assert record.tokens is None  # an eval forward keeps no activations alive
+            assert torch.equal(record.assignments, trained.routing[block].assignments)
+            assert torch.equal(record.indices, trained.routing[block].indices)
+    with pytest.raises(ConfigError, match="training-mode forward"):
+        detector.loss(evaluated, torch.tensor([0.0, 1.0, 1.0]))
+    detector.train()
+    for no_autograd in (torch.no_grad, torch.inference_mode):
+        with no_autograd():
+            assert detector(pixels).lb_loss is None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("router", ["linear", "proto"])
+def test_routing_stays_float32_under_autocast(router: str, dtype: torch.dtype):
+    bypass = _bypass(MoLEConfig(router=router, top_k=2), dim=64)
+    tokens = torch.randn(4096, 64, generator=torch.Generator().manual_seed(1))
+    reference = bypass.router(tokens)
+    with torch.autocast("cpu", dtype=dtype):
+        routed = bypass.router(tokens)
+    assert routed.probs.dtype == torch.float32 and routed.weights.dtype == torch.float32
+    assert torch.equal(routed.probs, reference.probs) and torch.equal(routed.indices, reference.indices)
+    # What it guards against: a low-precision product picks other experts for some tokens.
+    with torch.autocast("cpu", dtype=dtype):
+        low = (tokens.float() @ torch.randn(64, 3, generator=torch.Generator().manual_seed(2))).argmax(-1)
+    exact = (tokens @ torch.randn(64, 3, generator=torch.Generator().manual_seed(2))).argmax(-1)
+    assert (low != exact).any()
+
+
+@pytest.mark.parametrize("router", ["linear", "proto"])
+@pytest.mark.parametrize("training", [False, True])
+def test_bypass_forward_traces_without_a_host_sync(router: str, training: bool):
+    """fullgraph tracing fails on any device-to-host read (int(), .item(), data-dependent branches)."""
+    bypass = _bypass(MoLEConfig(router=router, top_k=2)).train(training)
+    tokens = torch.randn(2, 5, 12)
+    expected = bypass(tokens)
+    traced = torch.compile(bypass, fullgraph=True, backend="eager")
+    torch.testing.assert_close(traced(tokens), expected)

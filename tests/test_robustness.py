@@ -28,6 +28,7 @@ from aigdetect.evaluation.report import (
     RESULTS_JSON,
     RESULTS_MD,
     ROBUSTNESS_PNG,
+    robustness_figure,
 )
 from aigdetect.evaluation.robustness import run_robustness
 from aigdetect.evaluation.suites import discover_pair
@@ -161,3 +162,47 @@ def test_robustness_cli_writes_plot_and_one_row_per_level(tmp_path: Path, tiny_c
     compared = json.loads((tmp_path / "b" / RESULTS_JSON).read_text())["compare"]["levels"]
     assert [c["label"] for c in compared] == labels
     assert all(abs(c["delta"]["means"]["all"]["ap"]) < 1e-9 for c in compared)
+
+
+def _sweep(families: dict[str, dict[str, float]], average: dict[str, float]) -> dict:
+    """A robustness results dict with the given mAP per level (fractions) for each family and overall."""
+    levels = []
+    for label in average:
+        kind, _, value = label.partition(":")
+        means = {"all": {"ap": average[label]}, **{f: {"ap": aps[label]} for f, aps in families.items()}}
+        levels.append({"perturbation": kind, "level": float(value) if value else None, "means": means, "label": label})
+    return {
+        "levels": levels,
+        "suite": {"name": "univfd", "title": "UnivFD test sets (Tables 1 and 2)", "families": list(families)},
+        "detector": {"name": "mole"},
+    }
+
+
+def test_figure_panels_share_one_y_range_that_holds_every_point() -> None:
+    # JPEG costs 5 points, blur 40: on separate scales both would fill their panel.
+    gan = {"clean": 0.95, "blur:1": 0.80, "blur:2": 0.55, "jpeg:90": 0.93, "jpeg:50": 0.90}
+    diffusion = {"clean": 0.90, "blur:1": 0.75, "blur:2": 0.50, "jpeg:90": 0.88, "jpeg:50": 0.86}
+    average = {k: (gan[k] + diffusion[k]) / 2 for k in gan}
+    figure = robustness_figure(_sweep({"GAN": gan, "Diffusion": diffusion}, average))
+    blur, jpeg_axis = figure.axes[:2]
+    assert blur.get_ylim() == jpeg_axis.get_ylim()
+    low, high = blur.get_ylim()
+    assert low <= 50 and high >= 95 and high <= 100
+    points = [y for axis in (blur, jpeg_axis) for line in axis.get_lines() for y in line.get_ydata()]
+    assert low < min(points) and max(points) < high
+    assert [line.get_label() for line in jpeg_axis.get_lines()] == ["GAN", "Diffusion", "Average"]
+    assert list(blur.get_lines()[0].get_ydata()) == pytest.approx([95, 80, 55])
+    assert "Figure 4" in figure._suptitle.get_text() and "Table" not in figure._suptitle.get_text()
+
+
+def test_a_single_family_stays_visible_under_the_average() -> None:
+    only = {"clean": 0.9, "blur:1": 0.7, "jpeg:90": 0.85}
+    figure = robustness_figure(_sweep({"Diffusion": only}, dict(only)))
+    for axis in figure.axes[:2]:
+        family, average = axis.get_lines()
+        assert list(family.get_ydata()) == list(average.get_ydata())
+        # The average is narrower and dashed, drawn on top: the family line shows around and between its dashes.
+        assert family.get_visible() and average.get_visible()
+        assert family.get_linewidth() > average.get_linewidth() and family.get_linestyle() == "-"
+        assert average.get_linestyle() == "--" and average.get_zorder() > family.get_zorder()
+        assert family.get_marker() != average.get_marker()

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from conftest import make_tiny_detector
 
 from aigdetect import MoLEConfig, load_detector, save_detector
-from aigdetect.models.checkpoint import read_checkpoint
+from aigdetect.errors import ConfigError
+from aigdetect.models.checkpoint import read_checkpoint, write_checkpoint
 from aigdetect.models.mole import MoLEBypass, RoutingRecord
 from aigdetect.models.routers import (
     LinearRouter,
@@ -47,17 +48,32 @@ def _lora(expert, x: torch.Tensor) -> torch.Tensor:
     return expert.alpha / expert.rank * (expert.lora_B @ (expert.lora_A @ x))
 
 
-def test_gate_is_softmax_of_cosine_over_temperature():
-    router = PrototypeRouter(2, 2, top_k=1, temperature=0.5)
+@pytest.mark.parametrize("gate_weight", ["identity", "softmax"])
+def test_gate_distribution_is_softmax_of_cosine_over_temperature(gate_weight: str):
+    router = PrototypeRouter(2, 2, top_k=1, temperature=0.5, gate_weight=gate_weight)
     with torch.no_grad():
         router.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
-    routing = router(torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
+    routing = router(torch.tensor([[2.0, 0.0], [1.0, 3.0]]))
     e2 = math.exp(2.0)
-    # token 0: cosines (1, 0) -> softmax(2, 0); token 1: cosines (0.707, 0.707) -> uniform.
-    expected = torch.tensor([[e2 / (e2 + 1), 1 / (e2 + 1)], [0.5, 0.5]])
+    # token 0: cosines (1, 0) -> softmax(2, 0); token 1: cosines (0.316, 0.949) -> softmax(0.632, 1.897).
+    c1 = (1 / math.sqrt(10), 3 / math.sqrt(10))
+    s1 = math.exp(2 * c1[1]) / (math.exp(2 * c1[0]) + math.exp(2 * c1[1]))
+    expected = torch.tensor([[e2 / (e2 + 1), 1 / (e2 + 1)], [1 - s1, s1]])
     torch.testing.assert_close(routing.probs, expected)
-    assert routing.indices[0, 0] == 0
-    torch.testing.assert_close(routing.weights[0, 0], expected[0, 0])
+    assert routing.indices[:, 0].tolist() == [0, 1]
+    # identity scales a chosen expert by its cosine (ProMoE's code), softmax by its gate probability.
+    weights = [1.0, c1[1]] if gate_weight == "identity" else [e2 / (e2 + 1), s1]
+    torch.testing.assert_close(routing.weights[:, 0], torch.tensor(weights))
+
+
+def test_proto_defaults_to_identity_and_linear_to_softmax():
+    assert MoLEConfig(router="proto").gate_weight == "identity"
+    assert MoLEConfig().gate_weight == "softmax"
+    assert MoLEConfig(router="proto", gate_weight="softmax").gate_weight == "softmax"
+    with pytest.raises(ConfigError, match="`gate_weight` identity"):
+        MoLEConfig(router="linear", gate_weight="identity")
+    with pytest.raises(ConfigError, match="`gate_weight` must be one of identity, softmax"):
+        MoLEConfig(router="proto", gate_weight="sigmoid")
 
 
 def test_rcl_matches_hand_computed_value():
@@ -86,6 +102,48 @@ def test_unused_prototype_gives_finite_loss_and_gradients():
     for name, param in bypass.named_parameters():
         assert param.grad is None or torch.isfinite(param.grad).all(), name
     assert torch.isfinite(bypass.router.prototypes.grad[2]).all()
+
+
+def test_rcl_with_top_k_counts_a_token_for_each_of_its_experts():
+    # ProMoE's use_top_k_for_routing_contrastive: token t joins the mean of every expert in its top-k.
+    # Top-2 choices: token 0 -> {0, 2}, token 1 -> {1, 0}, token 2 -> {1, 0}. Means: m0 = mean of all
+    # three tokens, m1 = mean of tokens 1 and 2, m2 = token 0.
+    indices = torch.tensor([[0, 2], [1, 0], [1, 0]])
+    loss = routing_contrastive_loss(TOKENS, PROTOTYPES, indices, temperature=0.5)
+    means = torch.stack([TOKENS.mean(0), TOKENS[1:].mean(0), TOKENS[0]])
+    logits = F.normalize(PROTOTYPES, dim=-1) @ F.normalize(means, dim=-1).t() / 0.5
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, torch.arange(3)).item(), rel=1e-6)
+    # Top-1 of the same choices is the hand-computed case above.
+    assert routing_contrastive_loss(TOKENS, PROTOTYPES, indices[:, 0], 0.5).item() == pytest.approx(RCL_BY_HAND, rel=1e-6)
+
+
+def _rcl_by_gathering(tokens, prototypes, indices, temperature):
+    """The loss as first written: gather the used experts, then cross-entropy (needs their count on the host)."""
+    membership = torch.zeros(tokens.shape[0], prototypes.shape[0]).scatter_(1, indices.reshape(tokens.shape[0], -1), 1.0)
+    counts = membership.sum(0)
+    used = counts > 0
+    if int(used.sum()) < 2:
+        return torch.zeros(())
+    means = (membership.t() @ tokens)[used] / counts[used, None]
+    logits = F.normalize(prototypes[used], dim=-1) @ F.normalize(means, dim=-1).t() / temperature
+    return F.cross_entropy(logits, torch.arange(int(used.sum())))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rcl_without_host_sync_equals_gathering_the_used_experts(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(12, 6, generator=generator)
+    prototypes = torch.randn(5, 6, generator=generator, requires_grad=True)
+    indices = torch.randint(0, 3 if seed % 2 else 5, (12, 1 + seed % 3), generator=generator)  # some experts unused
+    loss = routing_contrastive_loss(tokens, prototypes, indices, 0.2)
+    reference = _rcl_by_gathering(tokens, prototypes, indices, 0.2)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6, abs=1e-7)
+    (grad,) = torch.autograd.grad(loss, prototypes)
+    (expected,) = torch.autograd.grad(reference, prototypes, allow_unused=True) if reference.requires_grad else (None,)
+    torch.testing.assert_close(grad, expected if expected is not None else torch.zeros_like(grad), rtol=1e-5, atol=1e-7)
+    # Traced whole with no graph break: nothing reads a device value back to the host.
+    traced = torch.compile(routing_contrastive_loss, fullgraph=True, backend="eager")
+    assert traced(tokens, prototypes, indices, 0.2).item() == pytest.approx(loss.item(), rel=1e-6)
 
 
 def test_single_used_expert_has_nothing_to_contrast():
@@ -123,10 +181,11 @@ def test_detector_loss_trains_every_prototype():
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in detector.trainable_parameters())
 
 
+@pytest.mark.parametrize("gate_weight", ["identity", "softmax"])
 @pytest.mark.parametrize("cls_expert", [False, True])
 @pytest.mark.parametrize("top_k", [1, 2, 3])
-def test_topk_output_equals_per_token_loop(top_k: int, cls_expert: bool):
-    bypass = _bypass(8, top_k=top_k, cls_expert=cls_expert, rcl_temperature=0.3)
+def test_topk_output_equals_per_token_loop(top_k: int, cls_expert: bool, gate_weight: str):
+    bypass = _bypass(8, top_k=top_k, cls_expert=cls_expert, rcl_temperature=0.3, gate_weight=gate_weight)
     x = torch.randn(2, 5, 8)
     with torch.no_grad():
         out = bypass(x)
@@ -139,8 +198,8 @@ def test_topk_output_equals_per_token_loop(top_k: int, cls_expert: bool):
                     expected = expected + _lora(bypass.cls_expert, token)
                 else:
                     cosines = torch.stack([F.cosine_similarity(token, p, dim=0) for p in prototypes])
-                    gates = torch.softmax(cosines / 0.3, dim=0)
-                    for j in sorted(range(3), key=lambda j: -gates[j].item())[:top_k]:
+                    gates = torch.softmax(cosines / 0.3, dim=0) if gate_weight == "softmax" else cosines
+                    for j in sorted(range(3), key=lambda j: -cosines[j].item())[:top_k]:
                         expected = expected + gates[j] * _lora(bypass.experts[j], token)
                 torch.testing.assert_close(out[b, t], expected, rtol=1e-4, atol=1e-5)
 
@@ -234,5 +293,32 @@ def test_checkpoint_round_trip_keeps_router_and_its_parameters(tmp_path, mole: M
     _, meta = read_checkpoint(path)
     recorded = meta["mole"]
     assert recorded["router"] == mole.router
-    for key in ("top_k", "rcl_weight", "rcl_temperature", "lb_weight", "cls_expert", "expert_ranks"):
+    for key in ("top_k", "rcl_weight", "rcl_temperature", "lb_weight", "cls_expert", "expert_ranks", "gate_weight"):
         assert recorded[key] == pytest.approx(getattr(mole, key)), key
+
+
+def test_checkpoint_saved_before_gate_weight_keeps_softmax_gates(tmp_path):
+    """Files written before `gate_weight` existed scaled proto experts by softmax; they still do."""
+    mole = MoLEConfig(router="proto", top_k=2)
+    assert mole.gate_weight == "identity"
+    old_style = make_tiny_detector(MoLEConfig(router="proto", top_k=2, gate_weight="softmax"))
+    path = tmp_path / "old.safetensors"
+    save_detector(old_style, path)
+    tensors, meta = read_checkpoint(path)
+    del meta["mole"]["gate_weight"]
+    write_checkpoint(path, tensors, meta)
+    assert "gate_weight" not in read_checkpoint(path)[1]["mole"]
+
+    loaded = load_detector(path).eval()
+    assert loaded.mole.gate_weight == "softmax"
+    assert all(b.router.gate_weight == "softmax" for b in loaded.bypasses.values())
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = old_style.eval()(pixels).logits
+        assert torch.equal(loaded(pixels).logits, expected)
+        identity = make_tiny_detector(mole).eval()
+        identity.load_adapter_state_dict(old_style.adapter_state_dict(), "test")
+        assert not torch.allclose(identity(pixels).logits, expected)
+    # Saved again, the file now names its gate.
+    save_detector(loaded, tmp_path / "again.safetensors")
+    assert read_checkpoint(tmp_path / "again.safetensors")[1]["mole"]["gate_weight"] == "softmax"

@@ -12,7 +12,7 @@ from conftest import make_tiny_detector, write_image
 from PIL import Image
 from typer.testing import CliRunner
 
-from aigdetect import MoLEConfig, save_detector
+from aigdetect import MoLEConfig, save_detector, score_images
 from aigdetect.cli import app
 from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import eval_tensor
@@ -150,3 +150,27 @@ def test_empty_folder_is_an_error(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     result = _run(tmp_path / "empty", "--checkpoint", checkpoint, "--out", tmp_path / "maps")
     assert result.exit_code == 2 and "no images" in result.stderr
+
+
+def test_maps_name_the_file_its_score_and_verdict(tmp_path: Path):
+    detector = make_tiny_detector(MoLEConfig(router="proto"))
+    paths = [write_image(tmp_path / "in" / f"photo_{i}.png", size=(48, 40), seed=20 + i) for i in range(2)]
+    scores = score_images(detector, paths)
+    assert scores[0] != scores[1]
+    detector.threshold = float(np.mean(scores))  # one image on each side of the threshold
+    checkpoint = tmp_path / "detector.safetensors"
+    save_detector(detector, checkpoint)
+    out = tmp_path / "maps"
+    result = _run(*paths, "--checkpoint", checkpoint, "--out", out)
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "routes.json").read_text())
+    assert document["threshold"] == pytest.approx(detector.threshold)
+    verdicts = []
+    for entry, path, score in zip(document["images"], paths, scores):
+        assert entry["file"] == path.name and entry["score"] == pytest.approx(float(score), abs=1e-6)
+        verdicts.append(entry["verdict"])
+        expected = "ai-generated" if score > detector.threshold else "real"
+        assert entry["verdict"] == expected
+        title = Image.open(out / entry["png"]).text["Title"]
+        assert title == f"{path.name}: score {entry['score']:.4f}, {expected} (threshold {detector.threshold:.4f})"
+    assert sorted(verdicts) == ["ai-generated", "real"]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from aigdetect import load_detector
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "routing_ablation.py"
 
 
@@ -41,11 +43,15 @@ def test_every_variant_is_trained_and_scored_on_the_same_data(tmp_path: Path, ca
         "--work", str(tmp_path / "work"), "--json", str(out),
     ])
     document = json.loads(out.read_text())
-    assert [r["variant"] for r in document["runs"]] == ["linear", "proto", "proto+cls"]
-    assert [r["variant"] for r in document["summary"]] == ["linear", "proto", "proto+cls"]
+    names = ["linear", "proto", "proto-softmax", "proto+cls"]
+    assert [r["variant"] for r in document["runs"]] == names
+    assert [r["variant"] for r in document["summary"]] == names
     for run in document["runs"]:
         assert run["unscored"] == 0 and 0.0 <= run["test_ap"] <= 1.0 and not math.isnan(run["test_acc_0.5"])
     written = sorted(p.name for p in (tmp_path / "work" / "runs").glob("*.safetensors") if ".state." not in p.name)
-    assert written == ["linear-seed0.safetensors", "proto+cls-seed0.safetensors", "proto-seed0.safetensors"]
+    assert written == sorted(f"{name}-seed0.safetensors" for name in names)
+    gates = {run["variant"]: load_detector(tmp_path / "work" / "runs" / f"{run['variant']}-seed0.safetensors").mole.gate_weight
+             for run in document["runs"]}  # fmt: skip
+    assert gates == {"linear": "softmax", "proto": "identity", "proto-softmax": "softmax", "proto+cls": "identity"}
     rows = [line.split(" | ")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert rows == ["| router", "| linear", "| proto", "| proto+cls"]
+    assert rows == ["| router", *(f"| {name}" for name in names)]

@@ -156,6 +156,31 @@ def test_dalle2_at_the_root_or_in_its_folder(tmp_path: Path) -> None:
     assert discover(SUITES.get("dalle2"), tmp_path / "b").found[0].location == "DALLE2"
 
 
+def test_dalle2_in_dires_split_domain_generator_tree(tmp_path: Path) -> None:
+    # DIRE's DiffusionForensics: <split>/<domain>/{real,<generator>}; only the test split has DALL-E 2.
+    images = tmp_path / "DiffusionForensics" / "images"
+    touch(images / "train" / "lsun_bedroom" / "real", 4)
+    touch(images / "train" / "lsun_bedroom" / "adm", 4)
+    reals = touch(images / "test" / "lsun_bedroom" / "real", 3)
+    fakes = touch(images / "test" / "lsun_bedroom" / "dalle2", 2)
+    touch(images / "test" / "lsun_bedroom" / "midjourney", 5)
+    found = discover(SUITES.get("dalle2"), images).found
+    assert len(found) == 1
+    assert (sorted(found[0].real), sorted(found[0].fake)) == (reals, fakes)
+    assert found[0].location == "test/lsun_bedroom/dalle2 + test/lsun_bedroom/real"
+    # Pointing at the generator folder itself works too; its reals are the real/ beside it.
+    direct = discover(SUITES.get("dalle2"), images / "test" / "lsun_bedroom" / "dalle2").found[0]
+    assert (sorted(direct.real), sorted(direct.fake)) == (reals, fakes)
+
+
+def test_dalle2_in_two_domains_is_refused_rather_than_picked(tmp_path: Path) -> None:
+    for domain in ("lsun_bedroom", "imagenet"):
+        touch(tmp_path / "test" / domain / "real", 1)
+        touch(tmp_path / "test" / domain / "dalle2", 1)
+    with pytest.raises(LayoutError, match="several places"):
+        discover(SUITES.get("dalle2"), tmp_path)
+
+
 def test_root_matching_no_layout_names_expected_and_found(tmp_path: Path) -> None:
     touch(tmp_path / "holiday_photos", 2)
     (tmp_path / "readme.txt").write_text("")

@@ -153,7 +153,8 @@ def test_training_writes_a_calibrated_loadable_detector_and_a_state(tmp_path, sm
     assert not any(k.startswith("train_state.") for k in read_checkpoint(result.out)[0])
 
     kinds = [e["event"] for e in events]
-    assert kinds[:2] == ["data", "start"] and kinds[-1] == "done" and kinds.count("progress") == 8
+    assert kinds[:5] == ["data", "run", "recipe", "start", "micro_batch"] and kinds[-1] == "done"
+    assert kinds.count("progress") == 8
     assert any("wang2020" in line for line in events[0]["description"])
 
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -201,6 +202,21 @@ def test_decoding_workers_do_not_change_the_result(tmp_path, small_data):
     workers = train(_config(tmp_path / "workers", small_data, steps=4, eval_every=4, workers=2))
     for key, value in _adapters(state_path_for(inline.out)).items():
         assert torch.equal(_adapters(state_path_for(workers.out))[key], value), key
+
+
+def test_a_full_shared_memory_is_noted_once_per_run_and_logged(tmp_path, small_data, monkeypatch):
+    """Every epoch and validation builds a loader; the note on /dev/shm comes once, then stays in the log."""
+    from aigdetect.data import loading
+
+    monkeypatch.setattr(loading.os, "statvfs", lambda path: os.statvfs_result((4096, 4096, 1, 1, 1, 1, 1, 1, 0, 255)))
+    events: list[dict] = []
+    log = tmp_path / "log.jsonl"
+    train(_config(tmp_path, small_data, steps=8, eval_every=4, workers=2, log=str(log)), events.append)
+    notes = [e for e in events if e["event"] == "note"]
+    assert len(notes) == 1 and notes[0]["message"].startswith("/dev/shm has 0 MiB free")
+    assert "loading images in the training process" in notes[0]["message"]
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["message"] for r in logged if r["event"] == "note"] == [notes[0]["message"]]
 
 
 def test_corrupt_files_are_skipped_and_counted(tmp_path):
@@ -259,6 +275,49 @@ def test_cli_prints_layout_and_summary(tmp_path, small_data):
     _, meta = read_checkpoint(tmp_path / "m.safetensors")
     augment = meta["provenance"]["train_config"]["augment"]
     assert (augment["flip"], augment["blur_prob"], augment["jpeg_quality"]) == (False, 0.0, [50, 90])
+
+
+def test_log_starts_every_run_with_a_run_record(tmp_path, small_data):
+    log = tmp_path / "log.jsonl"
+    for name in ("a", "b"):
+        train(_config(tmp_path / name, small_data, steps=2, eval_every=2, log=str(log)), command=f"aigdetect train {name}")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    starts = [i for i, r in enumerate(records) if r["event"] == "run"]
+    assert starts[0] == 0 and len(starts) == 2
+    from aigdetect import __version__
+
+    ids = []
+    for index, name in zip(starts, ("a", "b")):
+        record = records[index]
+        assert record["command"] == f"aigdetect train {name}" and record["version"] == __version__
+        assert record["date"].endswith("+00:00") and len(record["run_id"]) == 12
+        assert [r["event"] for r in records[index + 1 : index + 3]] == ["recipe", "start"]
+        ids.append(record["run_id"])
+    assert ids[0] != ids[1]
+    # Every record carries its run's id, so appended runs can be told apart.
+    assert [r["run_id"] for r in records] == [ids[0]] * starts[1] + [ids[1]] * (len(records) - starts[1])
+
+
+def test_summary_keeps_paths_whole_at_80_columns(tmp_path, small_data):
+    out = tmp_path / ("a-directory-name-long-enough-that-the-path-exceeds-eighty-columns" * 2) / "detector.safetensors"
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, [
+        "train", "--data", str(small_data), "--model", str(TINY), "--backbone-weights", "none", "--out", str(out),
+        "--steps", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(str(out)) > 160
+    assert f"detector: {out}\n" in result.stdout
+    assert f"training state: {state_path_for(out)}\n" in result.stdout
+    table = result.stdout[: result.stdout.index("detector: ")]
+    assert max(len(line) for line in table.splitlines()) <= 80 and "validation AP" in table
+
+
+def test_cli_blocks_all_adapts_every_block(tmp_path, small_data):
+    result = _cli(tmp_path, small_data, "--blocks", "all", "--steps", "1")
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint(tmp_path / "m.safetensors")[1]["mole"]["blocks"] == 4
+    bad = _cli(tmp_path / "x", small_data, "--blocks", "most")
+    assert bad.exit_code == 2 and "--blocks takes a number of blocks or 'all'" in bad.output
 
 
 def test_cli_refusals(tmp_path, small_data):

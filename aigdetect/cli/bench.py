@@ -56,6 +56,7 @@ OutOption = Annotated[
 ]
 MaxPerClassOption = Annotated[int | None, option(BenchConfig, "max_per_class")]
 SeedOption = Annotated[int, option(BenchConfig, "seed")]
+ProtocolOption = Annotated[str, option(BenchConfig, "protocol")]
 ReencodeOption = Annotated[str | None, option(BenchConfig, "reencode")]
 MaxPixelsOption = Annotated[int, option(BenchConfig, "max_pixels")]
 MaxBytesOption = Annotated[int, option(BenchConfig, "max_bytes")]
@@ -155,6 +156,7 @@ def _request(
     config = BenchConfig(
         max_per_class=options["max_per_class"],
         seed=options["seed"],
+        protocol=options["protocol"],
         reencode=Reencode.parse(options["reencode"]) if options["reencode"] else None,
         runtime=RuntimeConfig(
             device=options["device"], batch_size=options["batch_size"], workers=options["workers"],
@@ -195,6 +197,7 @@ def bench(
     out: OutOption = None,
     max_per_class: MaxPerClassOption = default(BenchConfig, "max_per_class"),
     seed: SeedOption = default(BenchConfig, "seed"),
+    protocol: ProtocolOption = default(BenchConfig, "protocol"),
     reencode: ReencodeOption = None,
     compare: CompareOption = None,
     max_pixels: MaxPixelsOption = default(BenchConfig, "max_pixels"),
@@ -205,6 +208,8 @@ def bench(
     Example: aigdetect bench univfd --root data/univfd --checkpoint mole.safetensors --out runs/univfd --reencode jpeg:95
 
     Example: aigdetect bench folder --real photos/ --fake generated/ --name mine --out runs/mine
+
+    Example: aigdetect bench univfd --root data/univfd --checkpoint mole.safetensors --protocol univfd
     """
     options = dict(locals())
     for key in ("ctx", "suite", "root", "real", "fake", "name"):
@@ -235,6 +240,7 @@ def robustness(
     out: OutOption = None,
     max_per_class: MaxPerClassOption = default(BenchConfig, "max_per_class"),
     seed: SeedOption = default(BenchConfig, "seed"),
+    protocol: ProtocolOption = default(BenchConfig, "protocol"),
     reencode: ReencodeOption = None,
     compare: CompareOption = None,
     max_pixels: MaxPixelsOption = default(BenchConfig, "max_pixels"),

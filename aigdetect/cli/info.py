@@ -16,6 +16,7 @@ from .options import (
     ClsExpertOption,
     ExpertAlphasOption,
     ExpertRanksOption,
+    GateWeightOption,
     LbWeightOption,
     RclTemperatureOption,
     RclWeightOption,
@@ -27,6 +28,7 @@ from .options import (
     default_list,
     mole_config,
     option,
+    parse_blocks,
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
@@ -42,6 +44,7 @@ def info(
     expert_alphas: ExpertAlphasOption = default(MoLEConfig, "expert_alphas"),
     top_k: TopKOption = default(MoLEConfig, "top_k"),
     router: RouterOption = default(MoLEConfig, "router"),
+    gate_weight: GateWeightOption = default(MoLEConfig, "gate_weight"),
     lb_weight: LbWeightOption = default(MoLEConfig, "lb_weight"),
     rcl_weight: RclWeightOption = default(MoLEConfig, "rcl_weight"),
     rcl_temperature: RclTemperatureOption = default(MoLEConfig, "rcl_temperature"),
@@ -50,27 +53,30 @@ def info(
 ) -> None:
     """Count the parameters a MoLE detector trains (needs no weights; compare with Table 4).
 
-    Example: aigdetect info --model vitb32 --blocks 3 --json
+    Example: aigdetect info --model vitb32 --blocks all --json
     """
     from rich.console import Console
     from rich.table import Table
 
     from ..models.factory import parameter_summary
 
+    depth = parse_blocks(blocks, model)
     config = mole_config(
-        blocks, shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router, lb_weight, rcl_weight,
-        rcl_temperature, cls_expert,
+        depth, shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router, lb_weight, rcl_weight,
+        rcl_temperature, cls_expert, gate_weight,
     )
     counts = parameter_summary(model, config)
     if as_json:
-        typer.echo(json.dumps({**counts, "model": model, "blocks": blocks}))
+        typer.echo(json.dumps({**counts, "model": model, "blocks": depth}))
         return
-    table = Table(title=f"{model}, last {blocks} blocks adapted")
+    console = Console(soft_wrap=True)
+    console.print(f"model: {model}", highlight=False, markup=False)
+    table = Table(title=f"last {depth} blocks adapted")
     table.add_column("trainable")
     table.add_column("total")
     table.add_column("trainable %")
     table.add_row(f"{counts['trainable_params']:,}", f"{counts['total_params']:,}", f"{counts['trainable_percent']:.3f}")
-    Console().print(table)
+    console.print(table)
 
 
 @cli_errors
@@ -86,12 +92,18 @@ def models(as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps([e.__dict__ for e in entries]))
         return
+    # The short fields fit a table at 80 columns; descriptions and sources, which hold names and
+    # paths a user copies, follow as whole lines that the terminal wraps (never cut, never split).
+    console = Console(soft_wrap=True)
     table = Table(title="Built-in detectors")
-    for column in ("name", "backbone", "adapted blocks", "description", "source", "license"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "backbone", "adapted blocks", "license"):
+        table.add_column(column, no_wrap=column == "name")
     for e in entries:
-        table.add_row(e.name, e.backbone, str(e.adapted_blocks), e.summary, e.source, e.license)
-    Console().print(table)
+        table.add_row(e.name, e.backbone, str(e.adapted_blocks), e.license)
+    console.print(table)
+    for e in entries:
+        console.print(f"{e.name}: {e.summary}", highlight=False, markup=False)
+        console.print(f"  source: {e.source}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -91,17 +91,31 @@ def parse_float_list(text: str, setting: str) -> tuple[float, ...]:
         raise ConfigError(f"`{setting}` takes comma-separated numbers, got {text!r}") from None
 
 
-BlocksOption = Annotated[int, option(MoLEConfig, "blocks")]
+BlocksOption = Annotated[str, option(MoLEConfig, "blocks", metavar="N|all")]
 SharedRankOption = Annotated[int, option(MoLEConfig, "shared_rank")]
 SharedAlphaOption = Annotated[float | None, option(MoLEConfig, "shared_alpha")]
 ExpertRanksOption = Annotated[str, option(MoLEConfig, "expert_ranks")]
 ExpertAlphasOption = Annotated[str | None, option(MoLEConfig, "expert_alphas")]
 TopKOption = Annotated[int, option(MoLEConfig, "top_k")]
 RouterOption = Annotated[str, option(MoLEConfig, "router")]
+GateWeightOption = Annotated[str | None, option(MoLEConfig, "gate_weight")]
 LbWeightOption = Annotated[float | None, option(MoLEConfig, "lb_weight")]
 RclWeightOption = Annotated[float, option(MoLEConfig, "rcl_weight")]
 RclTemperatureOption = Annotated[float, option(MoLEConfig, "rcl_temperature")]
 ClsExpertOption = Annotated[bool, option(MoLEConfig, "cls_expert", "--cls-expert/--no-cls-expert")]
+
+
+def parse_blocks(text: str | int, model: str) -> int:
+    """``--blocks``: a count, or ``all`` for every transformer block of ``model``'s vision tower."""
+    value = str(text).strip().lower()
+    if value == "all":
+        from ..models.backbones import backbone_depth
+
+        return backbone_depth(model)
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"`blocks` takes a number of blocks or 'all', got {text!r}") from None
 
 
 def mole_config(
@@ -116,8 +130,9 @@ def mole_config(
     rcl_weight: float,
     rcl_temperature: float,
     cls_expert: bool,
+    gate_weight: str | None = None,
 ) -> MoLEConfig:
-    """The MoLE options, parsed into the config that validates them."""
+    """The MoLE options, parsed into the config that validates them (``blocks`` already resolved)."""
     return MoLEConfig(
         blocks=blocks,
         shared_rank=shared_rank,
@@ -126,6 +141,7 @@ def mole_config(
         expert_alphas=parse_float_list(expert_alphas, "expert_alphas") if expert_alphas else None,
         top_k=top_k,
         router=router,  # type: ignore[arg-type]
+        gate_weight=gate_weight,
         lb_weight=lb_weight,
         rcl_weight=rcl_weight,
         rcl_temperature=rcl_temperature,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from click.core import ParameterSource
 
 from ..data.config import AugmentConfig
 from ..engine.runtime import RuntimeConfig
-from ..engine.train_config import TrainConfig
+from ..engine.train_config import RECIPES, TrainConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
 from .common import cli_errors
@@ -21,6 +23,7 @@ from .options import (
     DeviceOption,
     ExpertAlphasOption,
     ExpertRanksOption,
+    GateWeightOption,
     LbWeightOption,
     RclTemperatureOption,
     RclWeightOption,
@@ -31,8 +34,10 @@ from .options import (
     WorkersOption,
     default,
     default_list,
+    flag,
     mole_config,
     option,
+    parse_blocks,
     parse_float_list,
     parse_int_list,
     render,
@@ -57,6 +62,66 @@ def _pair(text: str, setting: str, parse: Any) -> tuple:
     if len(values) != 2:
         raise ConfigError(f"`{setting}` takes two comma-separated values LOW,HIGH, got {text!r}")
     return tuple(values)
+
+
+def _augment(ctx: typer.Context, recipe: str, given: dict[str, Any]) -> AugmentConfig | None:
+    """The augmentation options typed on the command line, over the recipe's augmentation; None
+    (the recipe's) when none was typed, so that a default never silently replaces a recipe value."""
+    typed = {k: v for k, v in given.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    if not typed:
+        return None
+    if "blur_sigma" in typed:
+        typed["blur_sigma"] = _pair(typed["blur_sigma"], "blur_sigma", parse_float_list)
+    if "jpeg_quality" in typed:
+        typed["jpeg_quality"] = _pair(typed["jpeg_quality"], "jpeg_quality", parse_int_list)
+    return replace(RECIPES.get(recipe).augment, **typed)
+
+
+def _augment_text(augment: dict[str, Any]) -> str:
+    low, high = augment["blur_sigma"]
+    qlow, qhigh = augment["jpeg_quality"]
+    return (
+        f"blur p={augment['blur_prob']:g} sigma {low:g}-{high:g}, JPEG p={augment['jpeg_prob']:g} quality "
+        f"{qlow}-{qhigh}, flip {'on' if augment['flip'] else 'off'}"
+    )
+
+
+_PROTOCOLS = {
+    "ours": "ours (clean centre crops at native resolution; keep the best AP)",
+    "peers": "peers (CNNDetection/UnivFD: resize to 256, blur and JPEG at the middle of the training ranges with "
+    "the training probabilities; keep on accuracy; lr / 10 on a plateau)",
+}
+
+
+def recipe_lines(event: dict[str, Any]) -> list[str]:
+    """The ``recipe`` event as the lines printed before training."""
+    settings = event["settings"]
+    lines = [
+        f"recipe {event['recipe']}: {event['summary']}",
+        f"  batch {settings['batch_size']}, lr {settings['lr']:g}, weight decay {event['weight_decay']:g}, "
+        f"{event['schedule']} schedule, patience {event['patience']}",
+        f"  augmentation: {_augment_text(settings['augment'])}",
+        f"  validation: {_PROTOCOLS[settings['val_protocol']]}",
+    ]
+    replaced = []
+    for name, values in event["overridden"].items():
+        if name == "augment":
+            replaced += [
+                f"{flag(key)} {_value(values['used'][key])} (recipe: {_value(values['recipe'][key])})"
+                for key in values["used"]
+                if values["used"][key] != values["recipe"][key]
+            ]
+        else:
+            replaced.append(f"{flag(name)} {_value(values['used'])} (recipe: {_value(values['recipe'])})")
+    if replaced:
+        lines.append("  given options win over the recipe: " + ", ".join(replaced))
+    return lines
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class _Renderer:
@@ -84,6 +149,18 @@ class _Renderer:
         if kind == "data":
             for line in event["description"]:
                 self.console.print(render(line), highlight=False, markup=False)
+        elif kind == "recipe":
+            for line in recipe_lines(event):
+                self.console.print(line, highlight=False, markup=False)
+        elif kind == "micro_batch" and (event["automatic"] or event["micro_batch"] < event["per_process_batch"]):
+            how = "chosen to fit GPU memory" if event["automatic"] else "as given"
+            self.progress.console.print(
+                f"micro-batches of {event['micro_batch']} images per pass ({how}); gradients accumulate to the "
+                f"batch of {event['per_process_batch']} per process",
+                highlight=False,
+            )
+        elif kind == "note":
+            self.progress.console.print(f"note: {event['message']}", highlight=False, markup=False)
         elif kind == "start":
             resumed = f", resuming at step {event['start_step']}" if event["start_step"] else ""
             self.console.print(
@@ -101,10 +178,12 @@ class _Renderer:
             rate = f"{event['images_per_s']:.0f} img/s" if event.get("images_per_s") else ""
             self.progress.update(self.task, rate=f"{rate} loss {event['loss']:.4f}")
         elif kind == "eval":
-            note = "  (best)" if event["improved"] else ""
-            stop = "  early stop: no better AP" if event["stopped_early"] else ""
+            peers = event.get("protocol") == "peers"
+            note = ("  (kept)" if peers else "  (best)") if event["improved"] else ""
+            drop = f"  plateau: lr / 10 -> {event['lr']:g}" if event.get("lr_dropped") else ""
+            stop = ("  stop: plateau at the last lr" if peers else "  early stop: no better AP") if event["stopped_early"] else ""
             self.progress.console.print(
-                f"step {event['step']}: val AP {event['val_ap']:.4f}, acc@0.5 {event['val_acc']:.4f}{note}{stop}",
+                f"step {event['step']}: val AP {event['val_ap']:.4f}, acc@0.5 {event['val_acc']:.4f}{note}{drop}{stop}",
                 highlight=False,
             )
         elif kind == "done":
@@ -124,15 +203,26 @@ def _summary_table(result: TrainResult) -> Table:
     stopped = " early stop" if result.stopped_early else ""
     table.add_row("steps (best at)", f"{result.steps} ({result.best_step}){stopped}")
     table.add_row("images (train / val)", f"{result.train_images} / {result.val_images}")
+    if result.lr_drops:
+        table.add_row("learning-rate drops (plateau)", str(result.lr_drops))
     skipped = ", ".join(f"{n} {reason}" for reason, n in result.skipped.items()) or "none"
     table.add_row("unreadable files skipped", skipped)
-    table.add_row("detector", result.out)
-    table.add_row("training state", result.state)
     return table
+
+
+def _print_summary(result: TrainResult) -> None:
+    """The metrics table, then the files written as whole lines: a path is never cut or wrapped by us."""
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    console.print(_summary_table(result))
+    console.print(f"detector: {result.out}", highlight=False, markup=False)
+    console.print(f"training state: {result.state}", highlight=False, markup=False)
 
 
 @cli_errors
 def train(
+    ctx: typer.Context,
     out: Annotated[Path, _train_option("out", dir_okay=False)],
     data: Annotated[Path | None, _train_option("data", file_okay=False)] = default(TrainConfig, "data"),
     real: Annotated[Path | None, _train_option("real", file_okay=False)] = default(TrainConfig, "real"),
@@ -142,11 +232,14 @@ def train(
     train_size: Annotated[int | None, _train_option("train_size")] = default(TrainConfig, "train_size"),
     steps: Annotated[int | None, _train_option("steps")] = default(TrainConfig, "steps"),
     epochs: Annotated[int | None, _train_option("epochs")] = default(TrainConfig, "epochs"),
-    batch_size: Annotated[int, _train_option("batch_size")] = default(TrainConfig, "batch_size"),
-    lr: Annotated[float, _train_option("lr")] = default(TrainConfig, "lr"),
+    recipe: Annotated[str, _train_option("recipe")] = default(TrainConfig, "recipe"),
+    batch_size: Annotated[int | None, _train_option("batch_size")] = default(TrainConfig, "batch_size"),
+    micro_batch: Annotated[int | None, _train_option("micro_batch")] = default(TrainConfig, "micro_batch"),
+    lr: Annotated[float | None, _train_option("lr")] = default(TrainConfig, "lr"),
     weight_decay: Annotated[float, _train_option("weight_decay")] = default(TrainConfig, "weight_decay"),
     schedule: Annotated[str, _train_option("schedule")] = default(TrainConfig, "schedule"),
     eval_every: Annotated[int, _train_option("eval_every")] = default(TrainConfig, "eval_every"),
+    val_protocol: Annotated[str | None, _train_option("val_protocol")] = default(TrainConfig, "val_protocol"),
     patience: Annotated[int, _train_option("patience")] = default(TrainConfig, "patience"),
     log_every: Annotated[int, _train_option("log_every")] = default(TrainConfig, "log_every"),
     device: DeviceOption = default(RuntimeConfig, "device"),
@@ -164,6 +257,7 @@ def train(
     expert_alphas: ExpertAlphasOption = default(MoLEConfig, "expert_alphas"),
     top_k: TopKOption = default(MoLEConfig, "top_k"),
     router: RouterOption = default(MoLEConfig, "router"),
+    gate_weight: GateWeightOption = default(MoLEConfig, "gate_weight"),
     lb_weight: LbWeightOption = default(MoLEConfig, "lb_weight"),
     rcl_weight: RclWeightOption = default(MoLEConfig, "rcl_weight"),
     rcl_temperature: RclTemperatureOption = default(MoLEConfig, "rcl_temperature"),
@@ -179,6 +273,8 @@ def train(
     """Train a MoLE detector on labelled real/fake folders (AdamW, lr 6e-4, blur/JPEG p=0.1).
 
     Example: aigdetect train --data progan/ --model vitb32 --steps 20000 --out mole.safetensors --log train.jsonl
+
+    Example: aigdetect train --data progan/train --recipe paper --model vitl14 --out mole.safetensors
     """
     config = TrainConfig(
         out=str(out),
@@ -191,24 +287,24 @@ def train(
         model=model,
         backbone_weights=backbone_weights,
         cache_dir=str(cache_dir) if cache_dir else None,
+        recipe=recipe,
         mole=mole_config(
-            blocks, shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router, lb_weight, rcl_weight,
-            rcl_temperature, cls_expert,
+            parse_blocks(blocks, model), shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router,
+            lb_weight, rcl_weight, rcl_temperature, cls_expert, gate_weight,
         ),
-        augment=AugmentConfig(
-            blur_prob=blur_prob,
-            blur_sigma=_pair(blur_sigma, "blur_sigma", parse_float_list),
-            jpeg_prob=jpeg_prob,
-            jpeg_quality=_pair(jpeg_quality, "jpeg_quality", parse_int_list),
-            flip=flip,
+        augment=_augment(
+            ctx, recipe,
+            {"blur_prob": blur_prob, "blur_sigma": blur_sigma, "jpeg_prob": jpeg_prob, "jpeg_quality": jpeg_quality, "flip": flip},
         ),
         steps=steps,
         epochs=epochs,
         batch_size=batch_size,
+        micro_batch=micro_batch,
         lr=lr,
         weight_decay=weight_decay,
         schedule=schedule,
         eval_every=eval_every,
+        val_protocol=val_protocol,
         patience=patience,
         log_every=log_every,
         seed=seed,
@@ -218,8 +314,6 @@ def train(
         max_pixels=max_pixels,
         max_bytes=max_bytes,
     )
-    from rich.console import Console
-
     from ..engine.distributed import is_main_process
     from ..engine.train import train as train_detector
 
@@ -229,7 +323,7 @@ def train(
     finally:
         renderer.progress.stop()
     if is_main_process():
-        Console().print(_summary_table(result))
+        _print_summary(result)
         for path in result.skipped_examples:
             renderer.console.print(f"skipped: {path}", highlight=False, markup=False)
 

@@ -370,6 +370,21 @@ class TrainingData:
 DEFAULT_VAL_FRACTION = 0.1
 
 
+def sibling_val(data: str | os.PathLike[str]) -> Path | None:
+    """``DIR/val`` when ``data`` is ``DIR/train``: CNNDetection's and UnivFD's training trees keep
+    their validation split beside the training split, so pointing at ``train/`` still finds it."""
+    root = Path(data)
+    candidate = root.parent / "val"
+    return candidate if root.name == "train" and candidate.is_dir() else None
+
+
+def _val_samples(root: str | os.PathLike[str], discovery: DiscoveryConfig | None) -> tuple[DatasetLayout, list[Sample], bool]:
+    """A validation root's layout and samples: its own val split when it has one, else all of it."""
+    layout = detect_layout(root, discovery)
+    split = "val" if "val" in layout.splits else "train"
+    return layout, list(layout.splits[split]), split == "val"
+
+
 def prepare_training_data(
     *,
     data: str | os.PathLike[str] | None = None,
@@ -385,26 +400,29 @@ def prepare_training_data(
 
     Validation comes from ``val`` (its own ``val`` split when it has one, else all of it), else
     from a held-out ``val_fraction`` of the training images when that is given, else from the
-    layout's own ``val`` split, else from a held-out 10%. ``train_size`` then draws a balanced,
-    seeded subset of what is left for training. ``discovery`` chooses which files are looked at.
+    layout's own ``val`` split, else, when ``data`` is a ``train`` folder, from the ``val`` folder
+    beside it, else from a held-out 10%. ``train_size`` then draws a balanced, seeded subset of
+    what is left for training. ``discovery`` chooses which files are looked at.
     """
     layout = folders_layout(real, fake, discovery) if data is None else detect_layout(data, discovery)
     train = list(layout.splits["train"]) if "train" in layout.splits else []
     if not train:
         raise LayoutError(f"{layout.root} has a val split but no train split to train on")
     val_layout = None
+    beside = sibling_val(data) if data is not None and val is None and val_fraction is None else None
     if val is not None:
-        val_layout = detect_layout(val, discovery)
-        split = "val" if "val" in val_layout.splits else "train"
-        held = list(val_layout.splits[split])
-        source = f"`val` {val}" + (" (its val split)" if split == "val" else "")
-    elif val_fraction is not None or "val" not in layout.splits:
+        val_layout, held, own = _val_samples(val, discovery)
+        source = f"`val` {val}" + (" (its val split)" if own else "")
+    elif val_fraction is None and "val" in layout.splits:
+        held = list(layout.splits["val"])
+        source = "the layout's val split"
+    elif beside is not None:
+        val_layout, held, own = _val_samples(beside, discovery)
+        source = f"the val folder beside train: {beside}" + (" (its val split)" if own else "")
+    else:
         fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
         train, held = split_holdout(train, fraction, seed)
         source = f"held out {fraction:g} of the training images, seed {seed}"
-    else:
-        held = list(layout.splits["val"])
-        source = "the layout's val split"
     if train_size is not None:
         train = balanced_subset(train, train_size, seed)
     return TrainingData(layout=layout, train=train, val=held, val_source=source, val_layout=val_layout)

@@ -19,7 +19,10 @@ from ..errors import DECODE_REASONS, ImageDecodeError
 from .config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AugmentConfig
 from .images import decode_center, decode_image
 from .layouts import Sample
-from .transforms import to_chw, train_view
+from .transforms import PeersValidation, to_chw, train_view
+
+VALIDATION_STREAM = 0x7A11
+"""Seed word of validation draws: independent of the epoch, so every validation sees the same images."""
 
 
 def reason_code(reason: str) -> int:
@@ -55,15 +58,18 @@ class Batch:
 
 
 class LabeledImages(Dataset):
-    """Labelled image files as tensors: augmented (training) or centre-cropped (evaluation).
+    """Labelled image files as tensors: augmented (training), centre-cropped (evaluation), or the
+    peers' validation view.
 
     Args:
         samples: the files and their labels.
         size: crop size, the backbone's input resolution.
-        augment: training augmentation; None gives the evaluation transform.
+        augment: training augmentation; None gives an evaluation transform.
         seed: base seed of the per-sample generators.
         max_pixels: decompression-bomb cap per image.
         max_bytes: decode-memory cap per image (see ``images.decode_bytes``).
+        validation: with ``augment`` None, the CNNDetection / UnivFD validation view instead of the
+            plain centre crop; its draws are seeded per image and the same at every validation.
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class LabeledImages(Dataset):
         seed: int = 0,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        validation: PeersValidation | None = None,
     ) -> None:
         self.samples = list(samples)
         self.size = size
@@ -81,6 +88,7 @@ class LabeledImages(Dataset):
         self.seed = seed
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
+        self.validation = validation
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -90,7 +98,10 @@ class LabeledImages(Dataset):
         """(index, label, tensor or None, failure reason code)."""
         sample = self.samples[index]
         try:
-            if self.augment is None:
+            if self.validation is not None:
+                rng = np.random.default_rng([self.seed, VALIDATION_STREAM, index])
+                view = self.validation(decode_image(sample.path, self.max_pixels, self.max_bytes).array, rng)
+            elif self.augment is None:
                 view = decode_center(sample.path, self.size, self.max_pixels, self.max_bytes).array
             else:
                 rng = np.random.default_rng([self.seed, self.epoch, index])

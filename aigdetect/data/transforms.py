@@ -7,6 +7,7 @@ cheapest order and bit-identical to torchvision's CenterCrop -> ToTensor -> Norm
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -101,3 +102,56 @@ def train_view(array: np.ndarray, size: int, config: AugmentConfig, rng: np.rand
     if config.flip and rng.random() < 0.5:
         array = array[:, ::-1]
     return array
+
+
+PEERS_LOAD_SIZE, PEERS_CROP_SIZE = 256, 224
+"""CNNDetection and UnivFD resize to 256 (the shorter side) before their 224 crop."""
+
+
+def resize_shorter(array: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize so that the shorter side is ``size``, as torchvision's ``resize(img, size)``
+    does on a PIL image: the longer side is truncated to an integer, and a match is left untouched."""
+    height, width = array.shape[:2]
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    new_width, new_height = (size, new_long) if width <= height else (new_long, size)
+    if (new_width, new_height) == (width, height):
+        return array
+    resized = Image.fromarray(array).resize((new_width, new_height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8).copy()
+
+
+@dataclass(frozen=True)
+class PeersValidation:
+    """The validation view of CNNDetection and UnivFD (their ``get_val_opt``): resize the shorter
+    side to 256, blur at the middle of the training sigma range and JPEG at the middle of its quality
+    range, each with its training probability, then the centre crop.
+
+    For another input size than 224 the resize keeps their ratio, 256/224. Draws come from the
+    generator the caller passes, so a seeded one gives the same view at every validation (theirs
+    draws anew each time).
+    """
+
+    crop: int
+    blur_prob: float
+    blur_sigma: float
+    jpeg_prob: float
+    jpeg_quality: int
+
+    @classmethod
+    def from_augment(cls, augment: AugmentConfig, crop: int) -> PeersValidation:
+        low, high = augment.blur_sigma
+        qlow, qhigh = augment.jpeg_quality
+        return cls(crop, augment.blur_prob, (low + high) / 2, augment.jpeg_prob, int((qlow + qhigh) / 2))
+
+    @property
+    def load_size(self) -> int:
+        return round(self.crop * PEERS_LOAD_SIZE / PEERS_CROP_SIZE)
+
+    def __call__(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        array = resize_shorter(array, self.load_size)
+        if rng.random() < self.blur_prob:
+            array = gaussian_blur(array, self.blur_sigma)
+        if rng.random() < self.jpeg_prob:
+            array = jpeg(array, self.jpeg_quality)
+        return center_crop(array, self.crop)

@@ -152,7 +152,7 @@ class TorchRunner(Runner):
         try:
             with torch.inference_mode():
                 batch = torch.from_numpy(pixels).to(self.detector.device)
-                return self.detector(batch, losses=False).logits.float().cpu().numpy()
+                return self.detector(batch).logits.float().cpu().numpy()
         finally:
             torch.set_num_threads(before)
 

@@ -19,8 +19,6 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.mole import RoutingRecord
-from ..models.routers import balance_from_counts, dispatch_counts
 from .infer import resolve_device
 
 
@@ -204,21 +202,19 @@ def sum_values(values: list[float], ctx: DistContext) -> list[float]:
     return tensor.tolist()
 
 
-def balance_loss_across_ranks(
-    routing: dict[int, RoutingRecord] | None, blocks: list[int], num_experts: int, ctx: DistContext
-) -> torch.Tensor | None:
-    """Sum over adapted blocks of the load-balancing loss with dispatch counted over all ranks.
+def sum_over_ranks_(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Element-wise sum across ranks, in place: the load-balancing loss's dispatch counts of the
+    global batch. Each rank keeps its own gate mass P_j; with gradients averaged by each rank's
+    share of the images, only the counts need to be global for N processes to train like one."""
+    if ctx.distributed:
+        dist.all_reduce(tensor)
+    return tensor
 
-    Each rank keeps its own gate mass P_j; only the dispatch fractions f_j are global. Since
-    gradients are averaged weighted by each rank's share of the batch, this optimises exactly the
-    single-process loss of the global batch. It is a collective: every rank calls it every step,
-    with ``routing=None`` when its whole batch failed to decode (it then returns None).
-    """
-    counts = torch.zeros(len(blocks), num_experts, device=ctx.device)
-    if routing:
-        for row, block in enumerate(blocks):
-            counts[row] = dispatch_counts(routing[block].assignments.reshape(-1), num_experts)
-    dist.all_reduce(counts)
-    if not routing:
-        return None
-    return sum(balance_from_counts(routing[b].gate_probs, counts[row]) for row, b in enumerate(blocks))
+
+def min_over_ranks(value: int, ctx: DistContext) -> int:
+    """The smallest of one integer over all ranks (the micro-batch every rank can fit)."""
+    if not ctx.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())

@@ -4,9 +4,8 @@ The graph is traced by torch's ``torch.export``-based exporter (``dynamo=True``)
 TorchScript one: the TorchScript exporter is deprecated, cannot translate the fused
 multi-head-attention kernel that eval-mode ``nn.MultiheadAttention`` takes, and bakes every
 Python value it meets into the graph without a word. ``torch.export`` tracks the batch axis as a
-symbol and fails loudly on anything data-dependent instead. The detector runs with
-``losses=False``, so the graph holds only backbone, bypasses and head; the auxiliary losses
-(whose routing contrastive term branches on the data) stay out of it.
+symbol and fails loudly on anything data-dependent instead. The detector runs in eval mode, where
+it computes no auxiliary losses, so the graph holds only backbone, bypasses and head.
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ def write_onnx_graph(detector: Detector, path: str | os.PathLike[str], *, opset:
             self.detector = detector
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            return self.detector(pixels, losses=False).logits
+            return self.detector(pixels).logits
 
     size = detector.image_size
     example = torch.zeros(2, 3, size, size, device=detector.device)

@@ -176,7 +176,7 @@ def _forward(detector: Detector, device: torch.device, *, backend: str, precisio
         model = inference_copy(detector, device, precision)
         run = torch.compile(model) if compile else model
         dtype = PRECISION_DTYPES[precision]
-        return lambda pixels: run(pixels.to(dtype), losses=False).logits
+        return lambda pixels: run(pixels.to(dtype)).logits
     if device.type != "cpu":
         raise ConfigError(f"`backend` {backend} runs on the CPU, not {device}")
     from .backends import EngineConfig, open_runner

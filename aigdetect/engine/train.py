@@ -1,13 +1,23 @@
-"""The CLIPMoLE training recipe (§4.1): AdamW on the adapters and head, validation, early stopping on
-validation AP, threshold calibration, and resumable state.
+"""The CLIPMoLE training recipe (§4.1): AdamW on the adapters and head, validation, early stopping,
+threshold calibration, and resumable state.
 
-Choices the paper leaves open, made here:
-- the learning rate stays at its initial value (``schedule="constant"``): the paper gives only the
-  initial rate 6e-4; ``cosine`` is offered as an option;
-- weight decay is AdamW's usual 0.01, the batch is CNNDetection's 64, and without ``steps`` or
-  ``epochs`` a run lasts 10 epochs, stopped earlier when validation AP has not improved for
-  ``patience`` validations;
-- the threshold maximises balanced accuracy on the validation set, using the best model.
+Two recipes (``train_config.RECIPES``) set the batch, learning rate, augmentation and validation
+protocol; settings given explicitly win over them:
+- ``default`` (ours): CNNDetection's batch 64; validation on clean centre crops at native
+  resolution; the weights with the best validation AP are kept, and the run stops after
+  ``patience`` validations without a better AP;
+- ``paper``: the supplementary's batch 1024 with the validation of CNNDetection and UnivFD
+  (``val_protocol="peers"``): images resized to 256 and blurred / JPEG-compressed at the middle of
+  the training ranges with the training probabilities; the weights are kept on accuracy at 0.5, and
+  after ``patience`` validations without a gain of 0.001 (0.002 after a drop) the learning rate is
+  divided by 10, until it would fall below 1e-6 and the run stops. As in their EarlyStopping, the
+  first validation after a drop is kept unconditionally.
+
+Choices the paper leaves open, made here: the learning rate is otherwise constant (the paper gives
+only 6e-4; ``cosine`` is an option); weight decay is AdamW's usual 0.01; without ``steps`` or
+``epochs`` a run lasts 10 epochs; the threshold maximises balanced accuracy on the validation set,
+using the kept weights. A batch that does not fit is split into micro-batches whose gradients add
+up to the whole batch's (``accumulate``).
 
 Two files are written (by rank 0 only): ``out``, the best detector so far (the final one carries the
 calibrated threshold and its provenance), and ``<out>.state.safetensors``, everything needed to
@@ -21,8 +31,10 @@ import json
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +44,26 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ..data.layouts import TrainingData, prepare_training_data
 from ..data.loading import Batch, LabeledImages, batch_loader
-from ..data.transforms import normalize_pixels
+from ..data.transforms import PeersValidation, normalize_pixels
 from ..errors import DECODE_REASONS, InputError
 from ..fileio import json_safe
 from ..metrics import Accuracy, accuracy, average_precision, calibrate_threshold
 from ..models.detector import Detector
 from ..models.factory import create_detector, save_detector
-from ..models.telemetry import routing_summary
+from ..version import __version__
 from . import distributed
+from .accumulate import fit_micro_batch, gradient_step
 from .distributed import DistContext
 from .infer import autocast_for, threads_beside_workers
 from .runtime import default_workers
 from .train_config import TrainConfig
 from .train_state import Progress, TrainingParts, refuse_unfinished_state, restore_state, write_state
+
+LOGGED_EVENTS = frozenset({"run", "recipe", "start", "micro_batch", "note", "step", "eval", "done"})
+# The peers' plateau rule (CNNDetection / UnivFD train.py and EarlyStopping): the accuracy gain a
+# validation needs before and after the first learning-rate drop, and the rate below which they stop.
+PEERS_MARGINS = (0.001, 0.002)
+PEERS_MIN_LR = 1e-6
 
 Event = dict[str, Any]
 EventHandler = Callable[[Event], None]
@@ -68,7 +87,8 @@ class TrainResult:
         val_images: validation images listed.
         skipped: unreadable files by reason, over training and validation.
         skipped_examples: a few of those files.
-        stopped_early: validation AP stopped improving before ``total_steps``.
+        stopped_early: validation stopped improving before ``total_steps``.
+        lr_drops: how often the peers protocol divided the learning rate by 10.
     """
 
     out: str
@@ -85,6 +105,7 @@ class TrainResult:
     skipped: dict[str, int]
     skipped_examples: list[str]
     stopped_early: bool
+    lr_drops: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -134,15 +155,26 @@ class _Trainer:
         self.device = ctx.device
         self.progress = Progress()
         self.log_file = None
+        self.run_id = uuid.uuid4().hex[:12]
+        self.micro: int | None = None
+        self.noted: set[str] = set()
+
+    def note(self, message: str) -> None:
+        """A one-line remark on how the run adapted to the machine, reported once per run however
+        often the cause recurs (every epoch's loader meets the same shared memory)."""
+        if message not in self.noted:
+            self.noted.add(message)
+            self.emit("note", message=message)
 
     def emit(self, event: str, **payload: Any) -> None:
-        """Report to the caller and append to the JSONL log (rank 0 only)."""
+        """Report to the caller and append to the JSONL log (rank 0 only); log lines carry the run id,
+        so that runs appended to one log can be told apart."""
         if not self.ctx.is_main:
             return
         record = json_safe({"event": event, **payload})
         self.on_event(record)
-        if self.log_file is not None and event in ("step", "eval", "done"):
-            self.log_file.write(json.dumps(record) + "\n")
+        if self.log_file is not None and event in LOGGED_EVENTS:
+            self.log_file.write(json.dumps({"run_id": self.run_id, **record}) + "\n")
             self.log_file.flush()
 
     def run(self) -> TrainResult:
@@ -166,6 +198,11 @@ class _Trainer:
             Path(config.log).parent.mkdir(parents=True, exist_ok=True)
             self.log_file = open(config.log, "a", encoding="utf-8")
         try:
+            self.emit(
+                "run", run_id=self.run_id, command=self.command, version=__version__,
+                date=datetime.now(timezone.utc).isoformat(timespec="seconds"), resume=config.resume,
+            )
+            self.emit("recipe", **config.resolved_recipe())
             self.emit(
                 "start", total_steps=self.total_steps, start_step=self.progress.step,
                 steps_per_epoch=self.steps_per_epoch,
@@ -191,20 +228,25 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.steps_per_epoch = distributed.steps_per_epoch(len(self.data.train), config.batch_size, ctx.world_size)
         self.total_steps = config.steps if config.steps is not None else config.epochs * self.steps_per_epoch
-        total = self.total_steps
-        if config.schedule == "cosine":
-            self.scheduler = LambdaLR(self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
-        else:
-            self.scheduler = LambdaLR(self.optimizer, lambda s: 1.0)
+        self.scheduler = LambdaLR(self.optimizer, lambda step: self._lr_factor(step))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda")
         size = self.detector.image_size
         self.train_set = LabeledImages(self.data.train, size, config.augment, config.seed, config.max_pixels, config.max_bytes)
-        self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels, config.max_bytes)
+        peers = PeersValidation.from_augment(config.augment, size) if config.val_protocol == "peers" else None
+        self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels, config.max_bytes, validation=peers)
         self.failed_train = torch.zeros(len(self.data.train), dtype=torch.uint8)
         self.failed_val = torch.zeros(len(self.data.val), dtype=torch.uint8)
         cores = default_workers(self.device.type) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
         self.workers = config.runtime.workers if config.runtime.workers is not None else max(1, cores)
         self.pin = self.device.type == "cuda"
+
+    def _lr_factor(self, step: int) -> float:
+        """The schedule's factor times 1/10 per learning-rate drop of the peers protocol."""
+        factor = 1.0
+        if self.config.schedule == "cosine":
+            total = self.total_steps
+            factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        return factor * 0.1**self.progress.lr_drops
 
     def _loop(self) -> None:
         config, progress = self.config, self.progress
@@ -214,7 +256,7 @@ class _Trainer:
             epoch, offset = divmod(progress.step, self.steps_per_epoch)
             batches = distributed.epoch_batches(len(self.train_set), config.batch_size, self.ctx, config.seed, epoch)
             self.train_set.epoch = epoch
-            loader = batch_loader(self.train_set, batches[offset:], workers=self.workers, pin_memory=self.pin)
+            loader = batch_loader(self.train_set, batches[offset:], workers=self.workers, pin_memory=self.pin, note=self.note)
             for batch in loader:
                 losses, routing = self._train_step(batch)
                 progress.step += 1
@@ -238,24 +280,24 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for index, code in batch.failed:
             self.failed_train[index] = code
+        self._choose_micro_batch(batch)
         losses: dict[str, float] = {}
         routing = None
         if batch.pixels is not None:
-            pixels = normalize_pixels(batch.pixels.to(self.device, non_blocking=True))
-            labels = batch.labels.to(self.device, non_blocking=True)
-            with autocast_for(self.device):
-                output = self.detector(pixels)
-            terms = self.detector.loss(output, labels, lb_loss=self._global_balance(output.routing))
-            self.scaler.scale(terms["loss"]).backward()
-            losses = {k: float(v.detach()) for k, v in terms.items()}
             upcoming = self.progress.step + 1
-            if self.ctx.is_main and (upcoming % self.config.log_every == 0 or upcoming == self.total_steps):
-                routing = routing_summary(output.routing, labels)
+            outcome = gradient_step(
+                self.detector, batch.pixels, batch.labels, device=self.device, micro_batch=self.micro,
+                backward=lambda loss: self.scaler.scale(loss).backward(),
+                share_counts=self._share_counts if self.ctx.distributed else None,
+                telemetry=self.ctx.is_main and (upcoming % self.config.log_every == 0 or upcoming == self.total_steps),
+            )
+            losses, routing = outcome.losses, outcome.routing
         else:
             # Keeps the scaler initialised, and this rank in the balance-loss collective, when its
             # whole batch failed to decode.
             self.scaler.scale(torch.zeros((), device=self.device))
-            self._global_balance(None)
+            if self.ctx.distributed and self.detector.bypasses:
+                self._share_counts(torch.zeros(len(self.detector.bypasses), self.detector.mole.num_experts, device=self.device))
         images = distributed.average_gradients(self.params, len(batch), self.ctx)
         if images:
             self.scaler.step(self.optimizer)
@@ -263,12 +305,24 @@ class _Trainer:
         self.scheduler.step()
         return losses, routing
 
-    def _global_balance(self, routing: dict | None) -> torch.Tensor | None:
-        """Under data parallelism, the balance loss with dispatch counted over the global batch."""
-        if not (self.ctx.distributed and self.detector.bypasses):
-            return None
-        blocks = sorted(self.detector.bypasses)
-        return distributed.balance_loss_across_ranks(routing, blocks, self.detector.mole.num_experts, self.ctx)
+    def _share_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        return distributed.sum_over_ranks_(counts, self.ctx)
+
+    def _choose_micro_batch(self, batch: Batch) -> None:
+        """Once per process, before its first step: the configured micro-batch, else on CUDA the
+        largest that fits (the whole batch, halved after each out-of-memory error), the same on every rank."""
+        if self.micro is not None:
+            return
+        per_rank = self.config.batch_size // self.ctx.world_size
+        automatic = self.config.micro_batch is None and self.device.type == "cuda"
+        if not automatic:
+            self.micro = self.config.micro_batch or per_rank
+        else:
+            fits = per_rank
+            if batch.pixels is not None:
+                fits = fit_micro_batch(self.detector, batch.pixels, batch.labels, self.device)
+            self.micro = distributed.min_over_ranks(fits, self.ctx)
+        self.emit("micro_batch", micro_batch=self.micro, per_process_batch=per_rank, automatic=automatic)
 
     def _log_step(self, window: _Window) -> None:
         keys = ("images", "loss", "bce", "lb", "rcl")
@@ -284,7 +338,7 @@ class _Trainer:
             bce=totals["bce"] / images,
             lb=totals["lb"] / images,
             rcl=totals["rcl"] / images,
-            lr=self.scheduler.get_last_lr()[0],
+            lr=self.optimizer.param_groups[0]["lr"],
             images_per_s=totals["images"] / elapsed if elapsed > 0 else None,
             skipped_files=int((self.failed_train > 0).sum()),
             routing=window.routing,
@@ -300,10 +354,10 @@ class _Trainer:
         """Score the validation set (sharded over ranks) and compute AP and accuracy at 0.5."""
         self.detector.eval()
         mine = distributed.shard(len(self.val_set), self.ctx)
-        size = self.config.batch_size
+        size = min(self.config.batch_size, self.micro or self.config.batch_size)
         loader = batch_loader(
             self.val_set, [mine[i : i + size] for i in range(0, len(mine), size)], workers=self.workers,
-            pin_memory=self.pin,
+            pin_memory=self.pin, note=self.note,
         )
         indices: list[int] = []
         scores: list[float] = []
@@ -333,23 +387,38 @@ class _Trainer:
 
     def _after_validation(self, result: _Validation) -> None:
         progress, config = self.progress, self.config
-        improved = progress.best_ap is None or result.ap > progress.best_ap
-        if improved:
-            progress.best_ap, progress.best_step, progress.stale = result.ap, progress.step, 0
+        dropped = False
+        if config.val_protocol == "peers":
+            keep, dropped = self._peers_rule(result.acc.overall)
+        else:
+            keep = progress.best_ap is None or result.ap > progress.best_ap
+            progress.stale = 0 if keep else progress.stale + 1
+            if config.patience and progress.stale >= config.patience and progress.step < self.total_steps:
+                progress.finished = progress.stopped_early = True
+        if keep:
+            progress.best_ap, progress.best_step = result.ap, progress.step
             progress.best = {k: v.detach().cpu().clone() for k, v in self.detector.adapter_state_dict().items()}
             if self.ctx.is_main:
                 self.detector.provenance = {"status": "training", "step": progress.step, "val_ap": result.ap}
                 save_detector(self.detector, config.out)
-        else:
-            progress.stale += 1
-        if config.patience and progress.stale >= config.patience and progress.step < self.total_steps:
-            progress.finished = progress.stopped_early = True
         self.emit(
             "eval", step=progress.step, epoch=progress.step / self.steps_per_epoch, val_ap=result.ap,
             val_acc=result.acc.overall, val_acc_real=result.acc.real, val_acc_fake=result.acc.fake,
-            best_ap=progress.best_ap, best_step=progress.best_step, improved=improved,
-            stopped_early=progress.stopped_early, skipped_files=self._skipped_count(),
+            best_ap=progress.best_ap, best_step=progress.best_step, improved=keep, protocol=config.val_protocol,
+            lr_dropped=dropped, lr=self.optimizer.param_groups[0]["lr"], stopped_early=progress.stopped_early,
+            skipped_files=self._skipped_count(),
         )
+
+    def _peers_rule(self, acc: float) -> tuple[bool, bool]:
+        """Apply ``peers_rule``; after a drop, the optimizer takes the new rate at once."""
+        progress = self.progress
+        keep, dropped = peers_rule(
+            progress, acc, patience=self.config.patience, lr=self.config.lr, last_step=progress.step >= self.total_steps
+        )
+        if dropped:
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                group["lr"] = base * self._lr_factor(self.scheduler.last_epoch)
+        return keep, dropped
 
     def _skipped_count(self) -> int:
         return int((self.failed_train > 0).sum() + (self.failed_val > 0).sum())
@@ -378,7 +447,7 @@ class _Trainer:
             out=config.out, state=str(config.state_path), steps=progress.step, total_steps=self.total_steps,
             best_step=progress.best_step, val_ap=result.ap, threshold=threshold, acc_threshold=acc_threshold,
             acc_half=result.acc, train_images=len(self.data.train), val_images=len(self.data.val), skipped=skipped,
-            skipped_examples=examples, stopped_early=progress.stopped_early,
+            skipped_examples=examples, stopped_early=progress.stopped_early, lr_drops=progress.lr_drops,
         )
         self.detector.threshold = threshold
         self.detector.provenance = self._provenance(summary)
@@ -422,14 +491,46 @@ class _Trainer:
         )
 
 
+def peers_rule(progress: Progress, acc: float, *, patience: int, lr: float, last_step: bool) -> tuple[bool, bool]:
+    """CNNDetection's and UnivFD's rule on one validation accuracy; updates ``progress`` and returns
+    (keep these weights, divide the learning rate by 10 now).
+
+    As their train.py with its EarlyStopping: a validation is kept when it is the first since the
+    start or the last drop, or when it beats the reference by the margin (0.001, then 0.002 after a
+    drop). ``patience`` validations in a row without that divide the learning rate by 10 and start
+    afresh, or end the run (``finished`` and ``stopped_early``) once the rate would fall below 1e-6.
+    ``patience`` 0 never drops or stops; neither happens at the last step.
+    """
+    margin = PEERS_MARGINS[min(progress.lr_drops, 1)]
+    if progress.reference is None or acc >= progress.reference + margin:
+        progress.reference, progress.stale = acc, 0
+        return True, False
+    progress.stale += 1
+    if not patience or progress.stale < patience or last_step:
+        return False, False
+    rate = lr
+    for _ in range(progress.lr_drops + 1):
+        rate /= 10  # divided step by step, as their optimizer's rate is, for the same boundary cases
+    if rate < PEERS_MIN_LR:
+        progress.finished = progress.stopped_early = True
+        return False, False
+    progress.lr_drops += 1
+    progress.reference, progress.stale = None, 0
+    return False, True
+
+
 def train(config: TrainConfig, on_event: EventHandler | None = None, *, command: str | None = None) -> TrainResult:
     """Train a MoLE detector and write it to ``config.out``, joining torchrun's process group if any.
 
     Args:
         config: the run.
         on_event: receives progress records (rank 0 only): ``data`` (layout description and counts),
-            ``start``, ``progress`` (every step), ``step`` (every ``log_every`` steps: losses, lr,
-            images/s, routing telemetry), ``eval``, and ``done`` (the summary).
+            ``run`` (run id, command, version, date), ``recipe`` (the recipe and the settings used,
+            with those that replaced its values), ``start``, ``micro_batch`` (before the first
+            step), ``progress`` (every step), ``step`` (every ``log_every`` steps: losses, lr,
+            images/s, routing telemetry), ``eval`` (with any learning-rate drop), and ``done`` (the
+            summary). All but ``data`` and ``progress`` also go to ``config.log``, each line with the
+            run id.
         command: the command line, recorded in the checkpoint's provenance.
 
     Raises:

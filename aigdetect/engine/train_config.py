@@ -15,16 +15,60 @@ from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AugmentConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
 from ..models.zoo import BACKBONES, RANDOM_WEIGHTS
+from ..registry import Registry
 from ..settings import check_known_keys, require_finite
 from .runtime import RuntimeConfig
 
 SCHEDULES = ("constant", "cosine")
+VAL_PROTOCOLS = ("ours", "peers")
 DEFAULT_EPOCHS = 10
 STATE_VERSION = 2
 STATE_SUFFIX = ".state.safetensors"
-# Settings a resumed run may change; every other one must match the run being resumed.
-RUNTIME_FIELDS = frozenset({"runtime", "log", "resume"})
+# Settings a resumed run may change; every other one must match the run being resumed. The
+# micro-batch changes memory use, not the result (up to float rounding).
+RUNTIME_FIELDS = frozenset({"runtime", "log", "resume", "micro_batch"})
 _PATH_FIELDS = ("out", "data", "real", "fake", "val", "log", "resume", "cache_dir")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of training settings; each applies where the run leaves its setting unset.
+
+    Attributes:
+        name: what ``recipe`` takes.
+        batch_size: global batch.
+        lr: AdamW learning rate.
+        augment: training augmentation.
+        val_protocol: how validation scores images and chooses the kept weights (``VAL_PROTOCOLS``).
+        summary: where the values come from.
+    """
+
+    name: str
+    batch_size: int
+    lr: float
+    augment: AugmentConfig
+    val_protocol: str
+    summary: str
+
+
+RECIPES: Registry[Recipe] = Registry(
+    "`recipe`",
+    (
+        Recipe(
+            "default", 64, 6e-4, AugmentConfig(), "ours",
+            "ours: CNNDetection's batch 64, the paper's lr and augmentation, clean validation kept on AP",
+        ),
+        Recipe(
+            "paper", 1024, 6e-4,
+            AugmentConfig(blur_prob=0.1, blur_sigma=(0.0, 3.0), jpeg_prob=0.1, jpeg_quality=(30, 100), flip=True),
+            "peers",
+            "CLIPMoLE §4.1 and its supplementary (batch 1024 on one GPU, AdamW lr 6e-4, blur and JPEG at p=0.1), "
+            "validated as CNNDetection and UnivFD do",
+        ),
+    ),
+)
+RECIPE_FIELDS = ("batch_size", "lr", "augment", "val_protocol")
+
 
 def state_path_for(out: str | os.PathLike[str]) -> Path:
     """``m.safetensors`` -> ``m.state.safetensors``: the resumable state written beside the detector."""
@@ -41,8 +85,10 @@ def _help(text: str) -> dict[str, str]:
 class TrainConfig:
     """Everything that defines a training run; validated on creation. Field help is what ``train -h`` shows.
 
-    ``runtime`` (device, decode workers), ``log`` and ``resume`` may change when a run is resumed;
-    every other setting must match the run being resumed.
+    ``batch_size``, ``lr``, ``augment`` and ``val_protocol`` left unset (None) take the ``recipe``'s
+    values; set, they win over it (``recipe_overrides`` lists them). ``runtime`` (device, decode
+    workers), ``micro_batch``, ``log`` and ``resume`` may change when a run is resumed; every other
+    setting must match the run being resumed.
     """
 
     out: str = field(metadata=_help("Where to write the trained detector (.safetensors)."))
@@ -74,18 +120,52 @@ class TrainConfig:
         ),
     )
     cache_dir: str | None = field(default=None, metadata=_help("Where open_clip and Hugging Face keep downloaded weights."))
+    recipe: str = field(
+        default="default",
+        metadata=_help(
+            "Preset of batch size, lr, augmentation and validation protocol: default (ours) or paper (CLIPMoLE's "
+            "batch 1024 and lr 6e-4, the peers' validation). Options given with it win over its values."
+        ),
+    )
     mole: MoLEConfig = field(default_factory=MoLEConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: AugmentConfig | None = None
     steps: int | None = field(default=None, metadata=_help("Optimizer steps to run."))
     epochs: int | None = field(
         default=None, metadata=_help(f"Passes over the training set (default {DEFAULT_EPOCHS} unless `steps`).")
     )
-    batch_size: int = field(default=64, metadata=_help("Global batch size, split over torchrun processes."))
-    lr: float = field(default=6e-4, metadata=_help("AdamW learning rate (the paper's 6e-4)."))
+    batch_size: int | None = field(
+        default=None,
+        metadata=_help("Global batch size, split over torchrun processes (default: the `recipe`'s, 64; paper 1024)."),
+    )
+    micro_batch: int | None = field(
+        default=None,
+        metadata=_help(
+            "Images per forward and backward pass on each process; the batch's gradient is accumulated from "
+            "micro-batches and equals the whole batch's. Default: the whole batch on the CPU; on CUDA the whole "
+            "batch, halved until the first step fits in GPU memory."
+        ),
+    )
+    lr: float | None = field(
+        default=None, metadata=_help("AdamW learning rate (default: the `recipe`'s, the paper's 6e-4 in both).")
+    )
     weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay."))
     schedule: str = field(default="constant", metadata=_help(f"Learning-rate schedule: {' or '.join(SCHEDULES)}."))
     eval_every: int = field(default=0, metadata=_help("Validate (and save the state) every N steps; 0: each epoch."))
-    patience: int = field(default=5, metadata=_help("Stop after N validations without a better AP; 0: never."))
+    val_protocol: str | None = field(
+        default=None,
+        metadata=_help(
+            "Validation: ours (clean centre crops at native resolution; keep the best AP) or peers (CNNDetection "
+            "and UnivFD: resize to 256, blur sigma 1.5 and JPEG q65 at the training probabilities; keep on accuracy; "
+            "divide lr by 10 on a plateau). Default: the `recipe`'s (ours; paper: peers)."
+        ),
+    )
+    patience: int = field(
+        default=5,
+        metadata=_help(
+            "ours: stop after N validations without a better AP. peers: after N without a 0.001 accuracy gain "
+            "(0.002 after a drop), divide lr by 10, and stop once it would fall below 1e-6. 0: never."
+        ),
+    )
     log_every: int = field(default=10, metadata=_help("Write a step record to `log` every N steps."))
     seed: int = field(default=0, metadata=_help("Seed of initialisation, shuffling, splits and augmentation."))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -100,6 +180,10 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        recipe = RECIPES.get(self.recipe)
+        for name in RECIPE_FIELDS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(recipe, name))
         if not self.out:
             raise ConfigError("`out` is required: the file the trained detector is written to")
         for name in _PATH_FIELDS:
@@ -129,7 +213,7 @@ class TrainConfig:
             raise ConfigError(f"`train_size` must be at least 2 (one image per class), got {self.train_size}")
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("`steps` and `epochs` are exclusive")
-        for name in ("steps", "epochs", "batch_size", "log_every", "max_pixels", "max_bytes"):
+        for name in ("steps", "epochs", "batch_size", "micro_batch", "log_every", "max_pixels", "max_bytes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"`{name}` must be >= 1, got {value}")
@@ -142,6 +226,8 @@ class TrainConfig:
             raise ConfigError(f"`lr` must be > 0, got {self.lr}")
         if self.weight_decay < 0:
             raise ConfigError(f"`weight_decay` must be >= 0, got {self.weight_decay}")
+        if self.val_protocol not in VAL_PROTOCOLS:
+            raise ConfigError(f"`val_protocol` must be one of {', '.join(VAL_PROTOCOLS)}, got {self.val_protocol!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.resume is not None and os.path.abspath(self.resume) == os.path.abspath(self.out):
@@ -151,11 +237,33 @@ class TrainConfig:
     def state_path(self) -> Path:
         return state_path_for(self.out)
 
+    def recipe_overrides(self) -> dict[str, tuple[Any, Any]]:
+        """Recipe settings this run replaces: ``{name: (recipe's value, value used)}``."""
+        recipe = RECIPES.get(self.recipe)
+        return {
+            name: (_plain(getattr(recipe, name)), _plain(getattr(self, name)))
+            for name in RECIPE_FIELDS
+            if getattr(recipe, name) != getattr(self, name)
+        }
+
+    def resolved_recipe(self) -> dict[str, Any]:
+        """What the run trains with, for the ``recipe`` event: the recipe, its settings as used, and
+        the ones options replaced."""
+        return {
+            "recipe": self.recipe,
+            "summary": RECIPES.get(self.recipe).summary,
+            "settings": {name: _plain(getattr(self, name)) for name in RECIPE_FIELDS},
+            "overridden": {name: {"recipe": mine, "used": used} for name, (mine, used) in self.recipe_overrides().items()},
+            "micro_batch": self.micro_batch,
+            "weight_decay": self.weight_decay,
+            "schedule": self.schedule,
+            "patience": self.patience,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["mole"] = self.mole.to_dict()
-        augment = asdict(self.augment)
-        data["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in augment.items()}
+        data["augment"] = _plain(self.augment)
         data["runtime"] = asdict(self.runtime)
         return data
 
@@ -179,3 +287,10 @@ class TrainConfig:
             for name in mine
             if name not in RUNTIME_FIELDS and mine[name] != theirs[name]
         ]
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON-ready data: an ``AugmentConfig`` becomes a dict with lists for its ranges."""
+    if isinstance(value, AugmentConfig):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()}
+    return value

@@ -25,7 +25,20 @@ from .train_config import STATE_SUFFIX, STATE_VERSION, TrainConfig
 
 @dataclass
 class Progress:
-    """The loop's position and early-stopping record; all of it goes into the state file."""
+    """The loop's position and early-stopping record; all of it goes into the state file.
+
+    Attributes:
+        step: optimizer steps taken.
+        best_ap: validation AP of the kept weights.
+        best_step: the step whose weights are kept.
+        stale: validations since the last kept one (peers: since the last sufficient gain).
+        finished: the run has nothing left to train.
+        stopped_early: it ended before its last step.
+        best: the kept adapter weights.
+        reference: peers protocol only, the accuracy the next validation must beat by the margin;
+            None right after a learning-rate drop (the next validation is kept unconditionally).
+        lr_drops: peers protocol only, how many times the learning rate was divided by 10.
+    """
 
     step: int = 0
     best_ap: float | None = None
@@ -34,6 +47,8 @@ class Progress:
     finished: bool = False
     stopped_early: bool = False
     best: dict[str, torch.Tensor] | None = None
+    reference: float | None = None
+    lr_drops: int = 0
 
 
 @dataclass
@@ -95,6 +110,8 @@ def write_state(path: Path, parts: TrainingParts, progress: Progress, config: Tr
         "stale": progress.stale,
         "finished": progress.finished,
         "stopped_early": progress.stopped_early,
+        "reference": progress.reference,
+        "lr_drops": progress.lr_drops,
         "data_fingerprint": data_fingerprint,
         "optimizer_groups": optimizer["param_groups"],
         "scheduler": parts.scheduler.state_dict(),
@@ -129,7 +146,7 @@ def restore_state(path: Path, parts: TrainingParts, config: TrainConfig, data_fi
     if changed:
         raise ConfigError(
             f"`resume`: the run in {path} used other settings ({'; '.join(changed)}); "
-            "rerun with its settings (only `device`, `workers` and `log` may change)"
+            "rerun with its settings (only `device`, `workers`, `micro_batch` and `log` may change)"
         )
     if state["data_fingerprint"] != data_fingerprint:
         raise InputError(f"`resume`: the training or validation files changed since {path} was written")
@@ -153,7 +170,7 @@ def restore_state(path: Path, parts: TrainingParts, config: TrainConfig, data_fi
     return Progress(
         step=int(state["step"]), best_ap=state["best_ap"], best_step=int(state["best_step"]),
         stale=int(state["stale"]), finished=bool(state["finished"]), stopped_early=bool(state["stopped_early"]),
-        best=best or None,
+        best=best or None, reference=state.get("reference"), lr_drops=int(state.get("lr_drops", 0)),
     )
 
 

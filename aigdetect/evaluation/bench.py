@@ -8,6 +8,7 @@ tables (results.md, the terminal) show percentages, as the paper does.
 from __future__ import annotations
 
 import math
+import random
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from ..engine.reading import Perturbation, ReadOptions
 from ..engine.runtime import RuntimeConfig
 from ..metrics import accuracy, average_precision, oracle_threshold
 from ..models.detector import Detector
-from .bench_config import REFERENCE_ENGINE, BenchConfig
+from .bench_config import REFERENCE_ENGINE, UNIVFD_FALLBACK, UNIVFD_MAX_SAMPLE, BenchConfig
 from .suites import Discovery, SubsetFiles, Suite
 
 THRESHOLD_KINDS = ("calibrated", "0.5", "oracle")
@@ -180,12 +181,46 @@ def summarize(suite: Suite, subsets: Sequence[SubsetResult]) -> dict[str, dict[s
     }
 
 
-def sample_files(discovery: Discovery, max_per_class: int | None, seed: int) -> Discovery:
-    """Keep at most ``max_per_class`` reals and fakes per subset, drawn without replacement.
-
-    Each (subset, class) draw is seeded from ``seed`` and the subset key, so adding or removing a
-    subset does not change which images another subset uses; the kept files stay in sorted order.
+def univfd_sample(real: Sequence, fake: Sequence, max_sample: int, seed: int) -> tuple[list, list]:
+    """UnivFD validate.py's draw for one subset: ``max_sample`` reals and fakes, or 100 of each when
+    either class has fewer than ``max_sample``; each list shuffled by Python's ``random`` seeded
+    once (their ``set_seed``), reals first, and cut. The kept files stay in shuffled order, the order
+    their threshold search walks. A class with fewer than 100 keeps all of its images.
     """
+    if max_sample > len(real) or max_sample > len(fake):
+        max_sample = UNIVFD_FALLBACK
+    rng = random.Random(seed)
+    real, fake = list(real), list(fake)
+    rng.shuffle(real)
+    rng.shuffle(fake)
+    return real[:max_sample], fake[:max_sample]
+
+
+def sample_files(discovery: Discovery, max_per_class: int | None, seed: int, protocol: str = "all") -> Discovery:
+    """The images each subset scores.
+
+    ``protocol`` all: at most ``max_per_class`` reals and fakes per subset, drawn without
+    replacement; each (subset, class) draw is seeded from ``seed`` and the subset key, so adding or
+    removing a subset does not change which images another subset uses, and the kept files stay in
+    sorted order. ``protocol`` univfd: ``univfd_sample`` per subset (``max_per_class`` replaces
+    its 1000), with a note for each subset that falls back to 100 or has fewer than 100 in a class.
+    """
+    if protocol == "univfd":
+        limit = max_per_class or UNIVFD_MAX_SAMPLE
+        found, notes = [], list(discovery.notes)
+        for f in discovery.found:
+            real, fake = univfd_sample(f.real, f.fake, limit, seed)
+            if min(len(f.real), len(f.fake)) < UNIVFD_FALLBACK:
+                notes.append(
+                    f"{f.subset.title}: {len(f.real)} real and {len(f.fake)} fake images, fewer than "
+                    f"{UNIVFD_FALLBACK} in a class; UnivFD's validate.py stops on such a subset, here all of the smaller class is scored"
+                )
+            elif len(real) < limit:
+                notes.append(
+                    f"{f.subset.title}: fewer than {limit} images in a class, {UNIVFD_FALLBACK} per class scored (UnivFD's rule)"
+                )
+            found.append(replace(f, real=real, fake=fake))
+        return replace(discovery, found=found, notes=notes)
     if max_per_class is None:
         return discovery
 
@@ -292,7 +327,7 @@ def run_bench(
             by name also scores the suite with the fp32 torch reference, for the metrics' shift.
         progress: called after every batch.
     """
-    sampled = sample_files(discovery, config.max_per_class, config.seed)
+    sampled = sample_files(discovery, config.max_per_class, config.seed, config.protocol)
     clean = score_pass(detector, sampled.found, discovery.suite, device=device, config=config, progress=progress)
     reencoded = None
     if config.reencode is not None:
@@ -311,6 +346,6 @@ def run_bench(
         fp32 = replace(config, runtime=replace(config.runtime, backend="torch", precision="fp32"))
         reference = score_pass(detector, sampled.found, discovery.suite, device=device, config=fp32,
                                stage=REFERENCE_ENGINE, progress=progress)  # fmt: skip
-    notes = list(discovery.notes) + pass_notes(clean)
+    notes = list(sampled.notes) + pass_notes(clean)
     return BenchResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, clean, reencoded, notes,
                        engine_of(config.runtime, device), reference)  # fmt: skip

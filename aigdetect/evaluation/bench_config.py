@@ -17,6 +17,9 @@ REFERENCE_ENGINE = "torch-fp32"
 """The engine every other one is measured against."""
 PAPER_BLUR = (1.0, 2.0, 3.0, 4.0)
 PAPER_JPEG = (90, 80, 70, 60, 50, 40, 30)
+PROTOCOLS = ("all", "univfd")
+UNIVFD_MAX_SAMPLE, UNIVFD_FALLBACK = 1000, 100
+"""UnivFD's validate.py scores --max_sample 1000 images per class, and 100 when a class has fewer."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,15 @@ class BenchConfig:
     max_per_class: int | None = field(
         default=None, metadata={"help": "Score a seeded random sample of at most N reals and N fakes per subset."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the `max_per_class` sample."})
+    seed: int = field(default=0, metadata={"help": "Seed of the `max_per_class` and `protocol` univfd samples."})
+    protocol: str = field(
+        default="all",
+        metadata={
+            "help": "Which images each subset scores: all (every image, or the `max_per_class` sample), or univfd "
+            "(UnivFD's validate.py: 1000 reals and 1000 fakes shuffled with `seed`, 100 each when a class has fewer "
+            "than 1000; `max_per_class` replaces the 1000)."
+        },
+    )
     reencode: Reencode | None = field(
         default=None,
         metadata={"help": "Re-encode every image before scoring (jpeg:Q or png) to expose file-format shortcuts."},
@@ -86,6 +97,8 @@ class BenchConfig:
             raise ConfigError(f"`max_per_class` must be at least 1, got {self.max_per_class}")
         if self.seed < 0:
             raise ConfigError(f"`seed` must be >= 0, got {self.seed}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"`protocol` must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
 
 
 @dataclass(frozen=True)

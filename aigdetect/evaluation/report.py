@@ -14,10 +14,11 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..fileio import atomic_write
 from .bench import ALL, METRIC_KEYS, BenchResult
+from .bench_config import UNIVFD_FALLBACK, UNIVFD_MAX_SAMPLE
 from .results import finite
 from .robustness import RobustnessResult
 from .tables import (
@@ -28,8 +29,12 @@ from .tables import (
     markdown_table,
     paper_tables,
     robustness_tables,
+    suite_label,
     sweep_groups,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RESULTS_JSON, RESULTS_CSV, RESULTS_MD = "results.json", "results.csv", "results.md"
 PREDICTIONS_CSV, ROBUSTNESS_PNG = "predictions.csv", "robustness.png"
@@ -44,7 +49,7 @@ def _markdown(data: dict[str, Any], tables: Sequence[TextTable]) -> str:
         f"- calibrated threshold: {detector['threshold']:.4g}",
         f"- root: {data['root']}",
         f"- command: `{data['command']}`",
-        f"- sampling: {data['sampling']['max_per_class'] or 'all'} images per class, seed {data['sampling']['seed']}",
+        f"- sampling: {_sampling_text(data['sampling'])}",
     ]
     if data.get("reencode"):
         lines.append(f"- re-encode: {data['reencode']}")
@@ -58,6 +63,16 @@ def _markdown(data: dict[str, Any], tables: Sequence[TextTable]) -> str:
         lines += [f"## Images that could not be decoded ({len(data['errors'])})", ""]
         lines += [f"- {e['subset']}: `{e['path']}`: {e['error']}" for e in data["errors"]] + [""]
     return "\n".join(lines)
+
+
+def _sampling_text(sampling: dict[str, Any]) -> str:
+    if sampling.get("protocol") == "univfd":
+        limit = sampling["max_per_class"] or UNIVFD_MAX_SAMPLE
+        return (
+            f"UnivFD's validate.py protocol: {limit} images per class, {UNIVFD_FALLBACK} when a class has fewer, "
+            f"seed {sampling['seed']}"
+        )
+    return f"{sampling['max_per_class'] or 'all'} images per class, seed {sampling['seed']}"
 
 
 def _csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -145,10 +160,20 @@ def write_robustness_report(result: RobustnessResult, data: dict[str, Any], out:
 
 
 def robustness_png(data: dict[str, Any]) -> bytes:
+    """``robustness_figure`` as PNG bytes."""
+    buffer = io.BytesIO()
+    robustness_figure(data).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def robustness_figure(data: dict[str, Any]) -> Figure:
     """Figure 4's layout: mAP against level, one panel per perturbation, a line per family plus the average.
 
-    Drawn on an Agg canvas without pyplot (no global backend state); matplotlib is imported here
-    so that every other command starts without it.
+    Both panels share one y range, so that a 5-point dip under JPEG and a 40-point fall under blur
+    look their size. Family lines are drawn wide and solid with their own markers; the average is a
+    narrow dashed black line on top, so a family that coincides with it (a suite with one family)
+    still shows around and between its dashes. Drawn on an Agg canvas without pyplot (no global
+    backend state); matplotlib is imported here so that every other command starts without it.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -160,27 +185,41 @@ def robustness_png(data: dict[str, Any]) -> bytes:
         for kind, title in (("blur", "Gaussian blur"), ("jpeg", "JPEG compression"))
         if any(lvl["perturbation"] == kind for lvl in data["levels"])
     ]
-    figure = Figure(figsize=(5.5 * len(panels), 4.2), dpi=110)
+    figure = Figure(figsize=(5.5 * len(panels), 4.4), dpi=110)
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    shown: list[float] = []
     for axis, (kind, title, levels) in zip(axes, panels):
         positions = list(range(len(levels)))
         labels = ["none" if lvl["perturbation"] == "clean" else f"{lvl['level']:g}" for lvl in levels]
-        for group in [*groups, ALL]:
+        for index, group in enumerate([*groups, ALL]):
             values = [finite(lvl["means"][group]["ap"]) for lvl in levels]
             ys = [math.nan if v is None else 100 * v for v in values]
-            style: dict[str, Any] = {"marker": "o", "linewidth": 1.5}
+            shown += [y for y in ys if not math.isnan(y)]
             if group == ALL:
-                style.update(color="black", linewidth=2.5)
+                style: dict[str, Any] = {"color": "black", "linewidth": 1.5, "linestyle": "--", "marker": "x", "zorder": 3}
+            else:
+                style = {"linewidth": 2.5, "marker": _MARKERS[index % len(_MARKERS)], "zorder": 2}
             axis.plot(positions, ys, label=AVERAGE if group == ALL else group, **style)
         axis.set_xticks(positions, labels)
         axis.set_xlabel("sigma" if kind == "blur" else "quality")
-        axis.set_ylabel("mAP (%)")
         axis.grid(True, alpha=0.3)
         axis.set_title(title)
+    axes[0].set_ylabel("mAP (%)")
+    axes[0].set_ylim(*_shared_range(shown))
     axes[0].legend(fontsize=8)
-    figure.suptitle(f"{data['suite']['title']}: {data['detector']['name']}", fontsize=10)
+    figure.suptitle(f"Robustness (Figure 4): {suite_label(data)}, {data['detector']['name']}", fontsize=10)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "*")
+
+
+def _shared_range(values: Sequence[float]) -> tuple[float, float]:
+    """One y range for every panel: the data padded by 5 % of its span (at least 1 point), within 0-100."""
+    if not values:
+        return 0.0, 100.0
+    low, high = min(values), max(values)
+    pad = max(1.0, 0.05 * (high - low))
+    return max(0.0, low - pad), min(100.0, high + pad)

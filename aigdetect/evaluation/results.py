@@ -89,7 +89,7 @@ def _header(
             "threshold": detector.threshold,
         },
         "threshold": detector.threshold,
-        "sampling": {"max_per_class": config.max_per_class, "seed": config.seed},
+        "sampling": {"max_per_class": config.max_per_class, "seed": config.seed, "protocol": config.protocol},
         "reencode": config.reencode.label if config.reencode else None,
         "missing": [{"key": s.key, "title": s.title, "folder": s.folders[0]} for s in discovery.missing],
     }

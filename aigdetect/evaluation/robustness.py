@@ -46,7 +46,7 @@ def run_robustness(
     ``config.reencode``, when set, runs before each perturbation so that every image enters the
     sweep in the same container format.
     """
-    sampled = sample_files(discovery, config.max_per_class, config.seed)
+    sampled = sample_files(discovery, config.max_per_class, config.seed, config.protocol)
     reencode = config.reencode.transform() if config.reencode else None
     results = []
     for level in sweep.levels():
@@ -61,6 +61,6 @@ def run_robustness(
             progress=progress,
         )
         results.append((level, result))
-    notes = list(discovery.notes) + pass_notes(results[0][1])
+    notes = list(sampled.notes) + pass_notes(results[0][1])
     return RobustnessResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, sweep, results, notes,
                             engine_of(config.runtime, device))  # fmt: skip

@@ -1,15 +1,18 @@
 """Expert-routing maps: which routed LoRA expert each image patch is sent to, in every adapted block.
 
-A map is drawn on the centre crop the detector actually scores, one panel per adapted block. Each
-patch is tinted with its top-1 expert's colour, and a small opaque square at the patch centre carries
-the exact legend colour, so the expert can be read back from the PNG whatever the image is beneath.
-The same grids, their expert counts and the PNG's panel boxes go into a JSON document.
+A map is drawn on the centre crop the detector actually scores, one panel per adapted block, under a
+title naming the file, the detector's score and its verdict at the calibrated threshold. Each patch
+is tinted with its top-1 expert's colour, and a small opaque square at the patch centre carries the
+exact legend colour, so the expert can be read back from the PNG whatever the image is beneath. The
+same grids, their expert counts, the score and verdict, and the PNG's panel boxes go into a JSON
+document.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,10 @@ SUBCELLS = 5
 DPI = 100
 GAP_PX = 16
 TITLE_PX = 40
+HEADER_LINE_PX = 20
+HEADER_CHAR_PX = 8
+VERDICTS = ("real", "ai-generated")
+"""The detector's own verdict, by its score against its calibrated threshold (score > t is AI-generated)."""
 LEGEND_ROW_PX = 26
 LEGEND_COLUMNS = 6
 
@@ -89,6 +96,8 @@ class ImageRoutes:
     png: str | None = None
     width: int | None = None
     height: int | None = None
+    score: float | None = None
+    verdict: str | None = None
     blocks: list[BlockRoutes] = field(default_factory=list)
     panels: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     error_reason: str | None = None
@@ -119,11 +128,16 @@ def require_routing(detector: Detector) -> None:
         )
 
 
-def route_image(detector: Detector, array: np.ndarray) -> list[BlockRoutes]:
-    """Route one (H, W, 3) uint8 image through the detector with the evaluation crop.
+def verdict_for(score: float, threshold: float) -> str:
+    return VERDICTS[int(score > threshold)]
+
+
+def route_image(detector: Detector, array: np.ndarray) -> tuple[float, list[BlockRoutes]]:
+    """Score and route one (H, W, 3) uint8 image through the detector with the evaluation crop.
 
     Returns:
-        One ``BlockRoutes`` per adapted block, in block order.
+        The score (probability of AI-generated, as ``scan`` gives it) and one ``BlockRoutes`` per
+        adapted block, in block order.
 
     Raises:
         InputError: the detector has no adapted blocks.
@@ -135,8 +149,10 @@ def route_image(detector: Detector, array: np.ndarray) -> list[BlockRoutes]:
     detector.eval()
     pixels = eval_tensor(array, detector.image_size)[None].to(detector.device)
     with torch.inference_mode():
-        routing = detector(pixels).routing
+        output = detector(pixels)
     detector.train(was_training)
+    routing = output.routing
+    score = float(torch.sigmoid(output.logits.float())[0])
     blocks = []
     for index, record in sorted(routing.items()):
         tokens = record.assignments[0].cpu().numpy()
@@ -158,7 +174,7 @@ def route_image(detector: Detector, array: np.ndarray) -> list[BlockRoutes]:
                 entropy=entropy,
             )
         )
-    return blocks
+    return score, blocks
 
 
 def _overlay(grid: np.ndarray, colours: Sequence[str]) -> np.ndarray:
@@ -178,12 +194,18 @@ def _panel_title(routes: BlockRoutes) -> str:
     return f"block {routes.block}\nCLS \u2192 {cls}"
 
 
+def image_title(name: str, score: float, verdict: str, threshold: float) -> str:
+    """The map's title: which file, the detector's score and its verdict at the threshold."""
+    return f"{name}: score {score:.4f}, {verdict} (threshold {threshold:.4f})"
+
+
 def render_routes(
     crop: np.ndarray,
     blocks: Sequence[BlockRoutes],
     colours: Sequence[str],
     labels: Sequence[str],
     path: str | os.PathLike[str],
+    title: str = "",
 ) -> dict[int, tuple[int, int, int, int]]:
     """Draw one panel per block (crop + expert overlay) with a legend and write a PNG atomically.
 
@@ -193,6 +215,8 @@ def render_routes(
         colours: hex colour of each expert id.
         labels: legend text of each expert id.
         path: the PNG to write.
+        title: drawn above the panels, wrapped (never cut) to the figure's width, and stored as
+            the PNG's ``Title`` text chunk.
 
     Returns:
         Each block's panel as (left, top, width, height) in PNG pixels, so a reader can locate patches.
@@ -205,14 +229,19 @@ def render_routes(
     panel = max(256, 20 * max(rows, cols))
     legend_rows = -(-len(colours) // LEGEND_COLUMNS)
     width = len(blocks) * panel + (len(blocks) + 1) * GAP_PX
-    height = TITLE_PX + panel + GAP_PX + legend_rows * LEGEND_ROW_PX
+    heading = textwrap.wrap(title, width=max(20, width // HEADER_CHAR_PX), break_on_hyphens=False) if title else []
+    header = len(heading) * HEADER_LINE_PX + (GAP_PX // 2 if heading else 0)
+    top = header + TITLE_PX
+    height = top + panel + GAP_PX + legend_rows * LEGEND_ROW_PX
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(figure)
+    for line, text in enumerate(heading):
+        figure.text(0.5, 1 - (GAP_PX // 2 + (line + 0.5) * HEADER_LINE_PX) / height, text, ha="center", va="center", fontsize=10)
     size = crop.shape[0]
     boxes = {}
     for position, routes in enumerate(blocks):
         left = GAP_PX + position * (panel + GAP_PX)
-        axes = figure.add_axes((left / width, 1 - (TITLE_PX + panel) / height, panel / width, panel / height))
+        axes = figure.add_axes((left / width, 1 - (top + panel) / height, panel / width, panel / height))
         axes.imshow(crop, interpolation="nearest", extent=(0, size, size, 0))
         axes.imshow(_overlay(routes.grid, colours), interpolation="nearest", extent=(0, size, size, 0))
         axes.vlines(np.linspace(0, size, cols + 1), 0, size, colors="white", linewidth=0.6, alpha=0.7)
@@ -221,12 +250,13 @@ def render_routes(
         axes.set_ylim(size, 0)
         axes.set_axis_off()
         axes.set_title(_panel_title(routes), fontsize=9)
-        boxes[routes.block] = (left, TITLE_PX, panel, panel)
+        boxes[routes.block] = (left, top, panel, panel)
     handles = [Patch(facecolor=c, edgecolor="none", label=label) for c, label in zip(colours, labels)]
     figure.legend(
         handles=handles, loc="lower center", ncol=min(len(handles), LEGEND_COLUMNS), frameon=False, fontsize=9
     )
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI, facecolor="white"))
+    metadata = {"Title": title} if title else None
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI, facecolor="white", metadata=metadata))
     return boxes
 
 
@@ -261,9 +291,12 @@ def _image_entry(result: ImageRoutes) -> dict[str, Any]:
         return {"path": result.path, "error_reason": result.error_reason, "error": result.error}
     return {
         "path": result.path,
+        "file": os.path.basename(result.path),
         "png": result.png,
         "width": result.width,
         "height": result.height,
+        "score": result.score,
+        "verdict": result.verdict,
         "blocks": [
             {
                 "block": b.block,
@@ -289,6 +322,7 @@ def routes_document(detector: Detector, results: Sequence[ImageRoutes], colours:
     rows, cols = patch_grid(detector)
     return {
         "detector": detector.name,
+        "threshold": detector.threshold,
         "router": mole.router,
         "top_k": mole.top_k,
         "cls_expert": mole.cls_expert,
@@ -343,9 +377,11 @@ def map_routes(
             result.error_reason, result.error = exc.reason, str(exc)
         else:
             result.width, result.height = decoded.width, decoded.height
-            result.blocks = route_image(detector, decoded.array)
+            result.score, result.blocks = route_image(detector, decoded.array)
+            result.verdict = verdict_for(result.score, detector.threshold)
             crop = center_crop(decoded.array, detector.image_size)
-            result.panels = render_routes(crop, result.blocks, colours, labels, out / png)
+            title = image_title(path.name, result.score, result.verdict, detector.threshold)
+            result.panels = render_routes(crop, result.blocks, colours, labels, out / png, title)
             result.png = png
         results.append(result)
         if on_image is not None:

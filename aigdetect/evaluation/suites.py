@@ -159,9 +159,12 @@ SUITES: Registry[Suite] = Registry(
         Suite(
             name="dalle2",
             title="DALL-E 2 test set of DIRE (Table 3)",
-            subsets=(Subset("dalle2", "DALL-E 2", DIFFUSION, ("dalle2", "dalle_2", "dall-e-2"), "wang2020"),),
+            subsets=(
+                Subset("dalle2", "DALL-E 2", DIFFUSION, ("dalle2", "dalle_2", "dall-e-2"), "diffusion", ("real",)),
+            ),
             families=(DIFFUSION,),
-            description="0_real and 1_fake directly under --root, or under a dalle2/ folder",
+            description="0_real and 1_fake directly under --root or under a dalle2/ folder, or DIRE's "
+            "<split>/<domain>/{real,dalle2} (fakes in dalle2/, reals in the real/ beside it)",
         ),
     ),
 )
@@ -307,9 +310,11 @@ def _outermost(paths: list[Path]) -> list[Path]:
 def discover(suite: Suite, root: str | os.PathLike[str], discovery: DiscoveryConfig | None = None) -> Discovery:
     """Find the suite's subsets under ``root``.
 
-    A one-subset suite (dalle2) also accepts ``root`` itself as the subset folder. Files are taken
-    by content (``data.files``); each subset's files that are not images, or were skipped (system,
-    hidden or excluded by ``discovery``, whose globs are relative to each subset folder), become a note.
+    A one-subset suite (dalle2) also accepts ``root`` itself as the subset folder: holding
+    ``0_real``/``1_fake``, or holding the fakes with its reals in a ``real`` folder beside it. Files
+    are taken by content (``data.files``); each subset's files that are not images, or were skipped
+    (system, hidden or excluded by ``discovery``, whose globs are relative to each subset folder),
+    become a note.
 
     Raises:
         InputError: root is not a directory.
@@ -323,7 +328,7 @@ def discover(suite: Suite, root: str | os.PathLike[str], discovery: DiscoveryCon
     folders = _folders(root, SEARCH_DEPTH, suite.subsets)
     for subset in suite.subsets:
         matches = _outermost([f for f in folders if subset.matches(f.name)])
-        if not matches and len(suite.subsets) == 1 and subset.layout == "wang2020":
+        if not matches and len(suite.subsets) == 1 and subset.layout in ("wang2020", "diffusion"):
             matches = [root]
         outcomes = [_collect(subset, folder, root, discovery or DiscoveryConfig()) for folder in matches]
         usable = [o for o in outcomes if isinstance(o, SubsetFiles)]

@@ -6,6 +6,7 @@ They show percentages (x 100), as the paper's tables do; missing or undefined fi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,6 +251,12 @@ def bench_tables(data: dict[str, Any]) -> list[TextTable]:
     return [t for t in tables if t is not None]
 
 
+def suite_label(data: dict[str, Any]) -> str:
+    """The suite's title without the paper tables it names ("UnivFD test sets (Tables 1 and 2)" ->
+    "UnivFD test sets"): a robustness sweep reproduces Figure 4, not those tables."""
+    return re.sub(r"\s*\(Tables? [^)]*\)", "", data["suite"]["title"]).strip() or data["suite"]["name"]
+
+
 def sweep_groups(data: dict[str, Any]) -> list[str]:
     """The families of a sweep that have means, in the suite's order."""
     means = data["levels"][0]["means"]
@@ -262,7 +269,7 @@ def robustness_tables(data: dict[str, Any]) -> list[TextTable]:
     tables = []
     for metric, label in (("ap", "mAP (%)"), ("acc_calibrated", "avg. Acc (%)")):
         table = TextTable(
-            title=f"Robustness, {label}: {data['suite']['title']}, {data['detector']['name']}",
+            title=f"Robustness, {label}: {suite_label(data)} (Figure 4), {data['detector']['name']}",
             columns=["Level", *groups, AVERAGE],
             caption="Average = mean over all subsets." + (f" Acc at the {_threshold_caption(data)}." if metric != "ap" else ""),
         )

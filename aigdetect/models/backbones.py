@@ -210,6 +210,18 @@ def resolve_backbone(model: str | os.PathLike[str]) -> BackboneSource:
     raise ConfigError(f"unknown model {text!r}; choose one of {', '.join(BACKBONES.names())} or pass a config JSON path")
 
 
+def backbone_depth(model: str | os.PathLike[str]) -> int:
+    """How many transformer blocks the backbone's vision tower has (what ``blocks`` 'all' adapts).
+
+    Raises:
+        ConfigError: ``model`` names no backbone, or its config gives no block count.
+    """
+    layers = resolve_backbone(model).config.get("vision_cfg", {}).get("layers")
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        raise ConfigError(f"model {model} has no transformer depth in its vision_cfg.layers ({layers!r})")
+    return layers
+
+
 def build_visual(source: BackboneSource, *, meta: bool = False) -> nn.Module:
     """Build the randomly initialised vision tower; ``meta`` allocates nothing (for counting)."""
     config = source.config

@@ -11,6 +11,7 @@ from ..settings import check_known_keys, require_finite
 
 RouterKind = Literal["linear", "proto"]
 ROUTERS: tuple[str, ...] = ("linear", "proto")
+GATE_WEIGHTS: tuple[str, ...] = ("identity", "softmax")
 
 MAX_RANK = 1024
 """LoRA ranks above this exceed the width of every released CLIP ViT (1664 at most) by design of
@@ -32,7 +33,10 @@ class MoLEConfig:
     Each field's help text (its metadata) is what ``aigdetect train -h`` and ``info -h`` show.
     """
 
-    blocks: int = field(default=3, metadata={"help": "Adapt the last N transformer blocks (0: a linear probe, UnivFD)."})
+    blocks: int = field(
+        default=3,
+        metadata={"help": "Adapt the last N transformer blocks (0: a linear probe, UnivFD; 'all' on the command line: every block)."},
+    )
     shared_rank: int = field(default=8, metadata={"help": "Rank of the shared LoRA expert that every token passes through."})
     shared_alpha: float | None = field(
         default=None, metadata={"help": "LoRA alpha of the shared expert (scaling alpha/rank); default: its rank."}
@@ -44,6 +48,13 @@ class MoLEConfig:
     top_k: int = field(default=1, metadata={"help": "Routed experts per token."})
     router: RouterKind = field(
         default="linear", metadata={"help": "linear (softmax over W_g x, the paper's) or proto (ProMoE prototypes)."}
+    )
+    gate_weight: str | None = field(
+        default=None,
+        metadata={
+            "help": "How a chosen expert's output is scaled: identity (the raw cosine, as ProMoE's code) or softmax "
+            "(softmax(cos/tau)); default identity for proto, softmax (the only choice) for linear."
+        },
     )
     lb_weight: float | None = field(
         default=None, metadata={"help": "Load-balancing loss weight lambda; default 0.01 for linear, 0 for proto."}
@@ -66,6 +77,8 @@ class MoLEConfig:
             object.__setattr__(self, "expert_alphas", tuple(float(r) for r in self.expert_ranks))
         else:
             object.__setattr__(self, "expert_alphas", tuple(float(a) for a in self.expert_alphas))
+        if self.gate_weight is None:
+            object.__setattr__(self, "gate_weight", "identity" if self.router == "proto" else "softmax")
         if self.lb_weight is None:
             object.__setattr__(self, "lb_weight", 0.01 if self.router == "linear" else 0.0)
         for name in ("shared_alpha", "lb_weight", "rcl_weight", "rcl_temperature"):
@@ -92,6 +105,10 @@ class MoLEConfig:
             )
         if self.router not in ROUTERS:
             raise ConfigError(f"`router` must be one of {', '.join(ROUTERS)}, got {self.router!r}")
+        if self.gate_weight not in GATE_WEIGHTS:
+            raise ConfigError(f"`gate_weight` must be one of {', '.join(GATE_WEIGHTS)}, got {self.gate_weight!r}")
+        if self.router == "linear" and self.gate_weight != "softmax":
+            raise ConfigError("`gate_weight` identity scales by a prototype's cosine: it needs `router` proto")
         if self.lb_weight < 0 or self.rcl_weight < 0:
             raise ConfigError("loss weights (`lb_weight`, `rcl_weight`) must be >= 0")
         if self.rcl_temperature <= 0:
@@ -114,8 +131,11 @@ class MoLEConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MoLEConfig:
+        """Rebuild a saved config. One saved before ``gate_weight`` existed scaled experts by softmax:
+        it keeps doing so, whatever today's default for its router."""
         check_known_keys(cls, data, "MoLE config")
         values = dict(data)
+        values.setdefault("gate_weight", "softmax")
         for key in ("expert_ranks", "expert_alphas"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .backbones import BackboneSource
 from .config import MoLEConfig
-from .mole import RoutingRecord, inject_mole
+from .mole import RoutingRecord, computes_losses, inject_mole
 from .state_keys import key_problems
 
 ADAPTER_PREFIX = "adapters."
@@ -24,14 +24,14 @@ class DetectorOutput:
 
     Attributes:
         logits: real/fake logits, shape (B,); sigmoid gives the probability of AI-generated.
-        lb_loss: sum over blocks of the load-balancing loss (unweighted).
-        rcl_loss: sum over blocks of the routing contrastive loss (unweighted).
-        routing: per-block routing records keyed by resblock index.
+        lb_loss: sum over blocks of the load-balancing loss (unweighted); None outside training.
+        rcl_loss: sum over blocks of the routing contrastive loss (unweighted); None outside training.
+        routing: per-block routing records keyed by resblock index (kept in every mode).
     """
 
     logits: torch.Tensor
-    lb_loss: torch.Tensor
-    rcl_loss: torch.Tensor
+    lb_loss: torch.Tensor | None
+    rcl_loss: torch.Tensor | None
     routing: dict[int, RoutingRecord] = field(default_factory=dict)
 
 
@@ -80,36 +80,47 @@ class Detector(nn.Module):
             bypass.train(mode)
         return self
 
-    def forward(self, pixels: torch.Tensor, *, losses: bool = True) -> DetectorOutput:
+    def forward(self, pixels: torch.Tensor) -> DetectorOutput:
         """Score normalised pixels of shape (B, 3, S, S) where S is the backbone's image size.
 
-        With ``losses=False`` the bypasses compute neither auxiliary losses nor routing records
-        (both come back zero and empty): the logits are the same, and the graph holds no
-        data-dependent branch, so it exports to ONNX.
+        The auxiliary losses are computed only by a training-mode forward with autograd on (not
+        under ``no_grad`` or ``inference_mode``); every forward records the routing (for telemetry
+        and routing maps).
         """
-        for bypass in self.bypasses.values():
-            bypass.record = losses
         features = self.visual(pixels)
         logits = self.head(features.to(self.head.weight.dtype)).squeeze(-1)
-        zero = logits.new_zeros((), dtype=torch.float32)
         routing = {i: b.last for i, b in self.bypasses.items() if b.last is not None}
-        lb = sum((r.lb_loss for r in routing.values()), zero)
-        rcl = sum((r.rcl_loss for r in routing.values()), zero)
+        if not computes_losses(self):
+            return DetectorOutput(logits=logits, lb_loss=None, rcl_loss=None, routing=routing)
+        zero = logits.new_zeros((), dtype=torch.float32)
+        lb = sum((r.lb_loss for r in routing.values() if r.lb_loss is not None), zero)
+        rcl = sum((r.rcl_loss for r in routing.values() if r.rcl_loss is not None), zero)
         return DetectorOutput(logits=logits, lb_loss=lb, rcl_loss=rcl, routing=routing)
 
     def loss(
-        self, output: DetectorOutput, labels: torch.Tensor, lb_loss: torch.Tensor | None = None
+        self,
+        output: DetectorOutput,
+        labels: torch.Tensor,
+        lb_loss: torch.Tensor | None = None,
+        rcl_loss: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """BCE + lambda * sum L_lb + rcl_weight * sum L_rcl; labels are 1 for fake, 0 for real.
 
-        ``lb_loss`` replaces the batch's own balance loss, e.g. one counted over every rank.
+        ``lb_loss`` and ``rcl_loss`` replace the batch's own terms, e.g. a balance loss counted
+        over every rank or every micro-batch.
+
+        Raises:
+            ConfigError: the output comes from a forward that computed no losses (eval mode, or no autograd).
         """
         lb = output.lb_loss if lb_loss is None else lb_loss
+        rcl = output.rcl_loss if rcl_loss is None else rcl_loss
+        if lb is None or rcl is None:
+            raise ConfigError("the auxiliary losses exist only after a training-mode forward with autograd on")
         bce = nn.functional.binary_cross_entropy_with_logits(output.logits.float(), labels.float())
         total = bce + self.mole.lb_weight * lb
         if self.mole.router == "proto":
-            total = total + self.mole.rcl_weight * output.rcl_loss
-        return {"loss": total, "bce": bce, "lb": lb.detach(), "rcl": output.rcl_loss.detach()}
+            total = total + self.mole.rcl_weight * rcl
+        return {"loss": total, "bce": bce, "lb": lb.detach(), "rcl": rcl.detach()}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

@@ -21,24 +21,37 @@ from .routers import (
 
 @dataclass
 class RoutingRecord:
-    """What one bypass did in its last forward pass, for losses and telemetry.
+    """What one bypass did in its last forward pass, for losses, telemetry and routing maps.
 
     Attributes:
         assignments: top-1 expert of every routed token, shape (batch, routed tokens).
         probs: gate distribution of every routed token, shape (batch, routed tokens, N).
-        lb_loss: load-balancing loss over the batch's routed tokens.
-        gate_probs: the flat (tokens, N) gate distribution with its graph, so that data-parallel
-            training can recompute the balance loss from dispatch counts summed over ranks.
-        rcl_loss: routing contrastive loss (zero for the linear router).
+        lb_loss: load-balancing loss over the batch's routed tokens; None outside training (see
+            ``computes_losses``).
+        rcl_loss: routing contrastive loss (zero for the linear router); None outside training.
         cls_routed: whether the CLS token went through the router (False with ``cls_expert``).
+        gate_probs: the flat (tokens, N) gate distribution with its graph, so that data-parallel
+            training and gradient accumulation can recompute the balance loss from dispatch counts
+            of the whole batch; None outside training.
+        indices: each routed token's chosen experts, best first, shape (tokens, k).
+        tokens: the flat (tokens, d) router input, kept only while the bypass is in training mode
+            (the routing contrastive loss of a batch split into micro-batches is rebuilt from it).
     """
 
     assignments: torch.Tensor
     probs: torch.Tensor
-    lb_loss: torch.Tensor
-    rcl_loss: torch.Tensor
+    lb_loss: torch.Tensor | None
+    rcl_loss: torch.Tensor | None
     cls_routed: bool
     gate_probs: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+
+
+def computes_losses(module: nn.Module) -> bool:
+    """Auxiliary losses belong to training only: an eval-mode forward, or one without autograd
+    (no_grad, inference_mode), skips them."""
+    return module.training and torch.is_grad_enabled()
 
 
 class MoLEBypass(nn.Module):
@@ -59,7 +72,9 @@ class MoLEBypass(nn.Module):
         if config.router == "linear":
             self.router: LinearRouter | PrototypeRouter = LinearRouter(dim, config.num_experts, config.top_k)
         else:
-            self.router = PrototypeRouter(dim, config.num_experts, config.top_k, config.rcl_temperature)
+            self.router = PrototypeRouter(
+                dim, config.num_experts, config.top_k, config.rcl_temperature, str(config.gate_weight)
+            )
         self.cls_expert = LoRAExpert(dim, dim, config.shared_rank, config.shared_alpha) if config.cls_expert else None
         segment = torch.cat([torch.full((e.rank,), i) for i, e in enumerate(self.experts)])
         self.register_buffer("_segment", segment, persistent=False)
@@ -67,8 +82,6 @@ class MoLEBypass(nn.Module):
             "_column_scaling", torch.tensor([e.scaling for e in self.experts])[segment], persistent=False
         )
         self.last: RoutingRecord | None = None
-        # Inference and export need only the output; the losses also hold a data-dependent branch.
-        self.record = True
 
     def routed(self, tokens: torch.Tensor, routing: Routing) -> torch.Tensor:
         """Sum of the chosen experts' outputs, each weighted by its gate value; tokens are (T, d)."""
@@ -87,25 +100,26 @@ class MoLEBypass(nn.Module):
         routed = self.routed(flat, routing).reshape(routed_part.shape)
         if self.cls_expert is not None:
             routed = torch.cat([self.cls_expert(x[:, :1]), routed], dim=1)
-        self.last = self._record(flat, routing, batch) if self.record else None
-        return delta + routed
-
-    def _record(self, flat: torch.Tensor, routing: Routing, batch: int) -> RoutingRecord:
-        """The auxiliary losses and routing telemetry of one forward pass over routed tokens ``flat``."""
         top1 = routing.indices[:, 0]
-        lb = load_balancing_loss(routing.probs, top1)
-        if isinstance(self.router, PrototypeRouter):
-            rcl = routing_contrastive_loss(flat, self.router.prototypes, top1, self.config.rcl_temperature)
-        else:
-            rcl = lb.new_zeros(())
-        return RoutingRecord(
+        lb = rcl = None
+        training = computes_losses(self)
+        if training:
+            lb = load_balancing_loss(routing.probs, top1)
+            if isinstance(self.router, PrototypeRouter):
+                rcl = routing_contrastive_loss(flat, self.router.prototypes, routing.indices, self.config.rcl_temperature)
+            else:
+                rcl = lb.new_zeros(())
+        self.last = RoutingRecord(
             assignments=top1.detach().reshape(batch, -1),
             probs=routing.probs.detach().reshape(batch, -1, self.config.num_experts),
             lb_loss=lb,
             rcl_loss=rcl,
             cls_routed=self.cls_expert is None,
-            gate_probs=routing.probs,
+            gate_probs=routing.probs if training else None,
+            indices=routing.indices.detach(),
+            tokens=flat if self.training else None,
         )
+        return delta + routed
 
 
 class MoLEMLP(nn.Module):

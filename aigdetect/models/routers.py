@@ -1,17 +1,27 @@
 """Token routers for the MoLE bypass and their auxiliary losses.
 
 ``LinearRouter`` is the paper's G(x) = softmax(W_g x). ``PrototypeRouter`` follows ProMoE: a token's
-affinity to expert j is the cosine to a learnable prototype P_j, and the gate is softmax(cos / tau), so
-gate weights stay comparable to the linear router's and top-k > 1 sums a proper distribution's mass.
+affinity to expert j is the cosine to a learnable prototype P_j; the chosen experts are the k most
+similar prototypes, and each chosen expert's output is scaled either by that cosine (``identity``,
+what ProMoE's released code does) or by softmax(cos / tau) (``softmax``).
+
+Routing always runs in float32, also under autocast: an fp16 matmul would choose experts on logits
+rounded to about three decimal digits, so a token near a tie could switch experts with the precision.
+Nothing here reads a value back to the host, so a forward pass never waits on the device.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Logit given to experts that received no token: exp() of it is exactly 0 in float32, so they drop
+# out of the contrastive softmax without a host-side check.
+_ABSENT = -1e30
 
 
 @dataclass
@@ -19,9 +29,9 @@ class Routing:
     """Routing decision for a flat batch of T tokens over N experts.
 
     Attributes:
-        probs: gate distribution over experts, shape (T, N), float32.
+        probs: gate distribution over experts, shape (T, N), float32 (telemetry and load balancing).
         indices: chosen experts, best first, shape (T, k).
-        weights: gate weight of each chosen expert, shape (T, k).
+        weights: the factor each chosen expert's output is scaled by, shape (T, k).
     """
 
     probs: torch.Tensor
@@ -30,12 +40,12 @@ class Routing:
 
     def dense_gates(self) -> torch.Tensor:
         """(T, N) matrix holding each chosen expert's gate weight and zero elsewhere."""
-        return torch.zeros_like(self.probs).scatter(1, self.indices, self.weights)
+        return torch.zeros_like(self.probs).scatter(1, self.indices, self.weights.to(self.probs.dtype))
 
 
-def _select(probs: torch.Tensor, top_k: int) -> Routing:
-    weights, indices = probs.topk(top_k, dim=-1)
-    return Routing(probs=probs, indices=indices, weights=weights)
+def full_precision(x: torch.Tensor) -> AbstractContextManager:
+    """Autocast switched off for ``x``'s device, so that float32 operands stay float32."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 class LinearRouter(nn.Module):
@@ -48,24 +58,45 @@ class LinearRouter(nn.Module):
         nn.init.normal_(self.weight, std=dim**-0.5)
 
     def forward(self, x: torch.Tensor) -> Routing:
-        logits = x.float() @ self.weight.float().t()
-        return _select(logits.softmax(dim=-1), self.top_k)
+        with full_precision(x):
+            probs = (x.float() @ self.weight.float().t()).softmax(dim=-1)
+        weights, indices = probs.topk(self.top_k, dim=-1)
+        return Routing(probs=probs, indices=indices, weights=weights)
 
 
 class PrototypeRouter(nn.Module):
-    """Cosine affinity to learnable prototypes P (N, d); gate = softmax(cos(x, P_j) / tau)."""
+    """Cosine affinity to learnable prototypes P (N, d); the k most similar prototypes are chosen.
 
-    def __init__(self, dim: int, num_experts: int, top_k: int = 1, temperature: float = 0.07) -> None:
+    Args:
+        dim: token width d.
+        num_experts: N.
+        top_k: experts per token.
+        temperature: tau of the softmax gate distribution.
+        gate_weight: ``identity`` scales a chosen expert by cos(x, P_j), ``softmax`` by
+            softmax(cos / tau)_j. Either way ``probs`` is softmax(cos / tau).
+    """
+
+    def __init__(
+        self, dim: int, num_experts: int, top_k: int = 1, temperature: float = 0.07, gate_weight: str = "identity"
+    ) -> None:
         super().__init__()
         self.top_k = top_k
         self.temperature = temperature
+        self.gate_weight = gate_weight
         self.prototypes = nn.Parameter(torch.randn(num_experts, dim) * dim**-0.5)
 
     def affinity(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x.float(), dim=-1) @ F.normalize(self.prototypes.float(), dim=-1).t()
+        with full_precision(x):
+            return F.normalize(x.float(), dim=-1) @ F.normalize(self.prototypes.float(), dim=-1).t()
 
     def forward(self, x: torch.Tensor) -> Routing:
-        return _select((self.affinity(x) / self.temperature).softmax(dim=-1), self.top_k)
+        cosines = self.affinity(x)
+        probs = (cosines / self.temperature).softmax(dim=-1)
+        if self.gate_weight == "softmax":
+            weights, indices = probs.topk(self.top_k, dim=-1)
+        else:
+            weights, indices = cosines.topk(self.top_k, dim=-1)
+        return Routing(probs=probs, indices=indices, weights=weights)
 
 
 def dispatch_counts(top1: torch.Tensor, num_experts: int) -> torch.Tensor:
@@ -76,8 +107,9 @@ def dispatch_counts(top1: torch.Tensor, num_experts: int) -> torch.Tensor:
 def balance_from_counts(probs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """N * sum_j f_j * P_j with f_j = counts_j / sum(counts) and P_j the mean gate mass of ``probs``.
 
-    Data-parallel training passes counts summed over every rank: with gradients averaged by batch
-    share, that optimises exactly the single-process loss of the global batch.
+    Data-parallel training passes counts summed over every rank, and gradient accumulation counts
+    over every micro-batch: with gradients weighted by each part's share of the images, that
+    optimises exactly the loss of the whole batch.
     """
     fraction = counts / counts.sum().clamp_min(1)
     mass = probs.float().mean(dim=0)
@@ -97,27 +129,56 @@ def load_balancing_loss(probs: torch.Tensor, top1: torch.Tensor) -> torch.Tensor
     return balance_from_counts(probs, dispatch_counts(top1, probs.shape[-1]))
 
 
+def expert_membership(indices: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """(T, N) float matrix: 1 where expert j is among a token's chosen experts (``indices`` (T,) or (T, k))."""
+    if indices.dim() == 1:
+        indices = indices[:, None]
+    return torch.zeros(indices.shape[0], num_experts, device=indices.device).scatter_(1, indices, 1.0)
+
+
+def expert_sums(tokens: torch.Tensor, membership: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per expert, the float32 sum of its tokens (N, d) and how many tokens it has (N,)."""
+    with full_precision(tokens):
+        return membership.t() @ tokens.float(), membership.sum(dim=0)
+
+
+def rcl_from_means(
+    prototypes: torch.Tensor, means: torch.Tensor, counts: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """InfoNCE between the normalised prototypes and the normalised means of their tokens.
+
+    Experts with ``counts`` 0 take no part; with fewer than two used experts the loss is exactly 0
+    (a row whose only candidate is its own positive has cross-entropy 0), so no host check is needed.
+    """
+    with full_precision(means):
+        used = counts > 0
+        logits = F.normalize(prototypes.float(), dim=-1) @ F.normalize(means.float(), dim=-1).t() / temperature
+        logits = torch.where(used[None, :], logits, logits.new_tensor(_ABSENT))
+        target = torch.arange(logits.shape[0], device=logits.device)
+        rows = F.cross_entropy(logits, target, reduction="none")
+        return (rows * used).sum() / used.sum().clamp_min(1)
+
+
+def mean_tokens(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per-expert token means from their sums; an expert without tokens gets a zero vector."""
+    return sums / counts.clamp_min(1)[:, None]
+
+
 def routing_contrastive_loss(
-    tokens: torch.Tensor, prototypes: torch.Tensor, top1: torch.Tensor, temperature: float
+    tokens: torch.Tensor, prototypes: torch.Tensor, indices: torch.Tensor, temperature: float
 ) -> torch.Tensor:
     """ProMoE's routing contrastive loss: InfoNCE between prototypes and the mean of their tokens.
 
-    Only experts that received at least one token take part, so an unused prototype neither
-    contributes nor produces a NaN; with fewer than two used experts there is nothing to contrast.
+    A token counts towards every expert it was routed to (its top-k, as ProMoE's released code
+    does); with top-1 that is its single expert. Only experts that received at least one token take
+    part, so an unused prototype neither contributes nor produces a NaN; with fewer than two used
+    experts there is nothing to contrast and the loss is 0.
 
     Args:
         tokens: routed tokens, shape (T, d).
         prototypes: expert prototypes, shape (N, d).
-        top1: each token's assigned expert, shape (T,).
+        indices: each token's chosen experts, shape (T, k), or its top-1 expert, shape (T,).
         temperature: softmax temperature tau.
     """
-    num_experts = prototypes.shape[0]
-    onehot = F.one_hot(top1, num_experts).float()
-    counts = onehot.sum(dim=0)
-    used = counts > 0
-    if int(used.sum()) < 2:
-        return tokens.new_zeros((), dtype=torch.float32)
-    means = (onehot.t() @ tokens.float())[used] / counts[used, None]
-    logits = F.normalize(prototypes.float()[used], dim=-1) @ F.normalize(means, dim=-1).t() / temperature
-    target = torch.arange(logits.shape[0], device=logits.device)
-    return F.cross_entropy(logits, target)
+    sums, counts = expert_sums(tokens, expert_membership(indices, prototypes.shape[0]))
+    return rcl_from_means(prototypes, mean_tokens(sums, counts), counts, temperature)
