@@ -57,5 +57,5 @@ def test_a_whole_scan_never_runs_ghostscript(tmp_path, tiny_checkpoint):
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (row,) = [json.loads(line) for line in done.stdout.splitlines()]
-    assert row["status"] == "error" and row["error"].startswith("unsupported:")
+    assert row["status"] == "error" and row["error_reason"] == "unsupported"
     assert not marker.exists()

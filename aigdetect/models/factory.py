@@ -14,7 +14,6 @@ from .checkpoint import (
     BACKBONE_PREFIX,
     DETECTOR_PREFIXES,
     TRAIN_STATE_PREFIX,
-    check_detector_metadata,
     check_detector_tensors,
     read_checkpoint,
     write_checkpoint,
@@ -22,6 +21,7 @@ from .checkpoint import (
 from .choice import DetectorChoice, resolve_choice
 from .config import MoLEConfig
 from .detector import Detector
+from .metadata import check_detector_metadata
 from .zoo import DEFAULT_DETECTOR, RANDOM_WEIGHTS, builtin_path
 
 MAX_PARAMETERS = 3_000_000_000

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import struct
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from ..errors import CheckpointError
 from ..fileio import open_input
 from .choice import DetectorChoice, resolve_choice
+from .metadata import check_detector_metadata
 from .zoo import BACKBONES, RANDOM_WEIGHTS
 
 MAX_HEADER_BYTES = 100 << 20
@@ -94,14 +94,13 @@ def fingerprint(choice: DetectorChoice) -> Fingerprint:
     """The id and threshold of the detector ``choice`` names, read from files only.
 
     Raises:
-        CheckpointError: the checkpoint cannot be read or its threshold is not a probability.
+        CheckpointError: the checkpoint cannot be read or its metadata is refused (``check_detector_metadata``).
         ConfigError: ``model`` names no built-in detector.
     """
     path = os.fsdecode(resolve_choice(choice))
     meta = read_metadata(path)
+    check_detector_metadata(meta, path)
     threshold = meta.get("threshold", 0.5)
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not (math.isfinite(threshold) and 0 <= threshold <= 1):
-        raise CheckpointError(f"{path}: the threshold {threshold!r} is not a probability in [0, 1]")
     digest = _file_sha256(path)
     digest.update(b"\0" + _backbone_source(meta, choice).encode("utf-8"))
     name = " ".join(str(meta.get("name") or "detector").split())

@@ -145,7 +145,7 @@ class _Walker:
         inside = ancestors | {key}
         for entry in entries:
             try:
-                if not self.rules.leaves_out(root, entry.path, entry.name, not entry.is_dir()):
+                if not self.rules.leaves_out(root, entry.path, entry.name, not _leads_to_folder(entry)):
                     self.entry(entry, inside, root)
             except OSError as exc:
                 self.found.append(FoundFile(entry.path, problem=("unreadable", exc.strerror or str(exc))))
@@ -175,6 +175,15 @@ class _Walker:
             self.found.append(_file(path, info, follow=True))
         elif self.recursive:
             self.links.append((path, info, ancestors, root))
+
+
+def _leads_to_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether an entry is a folder or a link to one; a link that cannot be resolved (a loop) is
+    not, so that it reaches the rules as a file and becomes its own row."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def walk_paths(
