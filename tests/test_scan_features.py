@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,20 @@ def test_files_from_a_list_or_stdin_with_missing_entries_as_rows(tmp_path, tiny_
         ]  # fmt: skip
 
 
+def test_the_recorded_command_repeats_each_glob_and_leaves_out_options_not_given(tmp_path, tiny_checkpoint):
+    folder = _folder(tmp_path / "imgs", 2)
+    summary_path = tmp_path / "s.json"
+    args = [str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "-q", "--summary-json", str(summary_path)]
+    assert _scan(*args, "--include", "*.png", "--include", "cam 1/**").exit_code == 0
+    command = json.loads(summary_path.read_text())["command"]
+    words = shlex.split(command)
+    at = words.index("--include")
+    assert words[at : at + 4] == ["--include", "*.png", "--include", "cam 1/**"] and words.count("--include") == 2
+    assert _scan(*args).exit_code == 0
+    assert "--include" not in json.loads(summary_path.read_text())["command"]
+    assert "--exclude" not in command
+
+
 def test_quiet_summary_json_and_fail_on(tmp_path, tiny_checkpoint):
     folder = _folder(tmp_path / "imgs", 3)
     (folder / "broken.png").write_bytes(b"\x89PNG broken")
@@ -81,7 +96,10 @@ def test_quiet_summary_json_and_fail_on(tmp_path, tiny_checkpoint):
     assert result.exit_code == 3 and result.stderr.splitlines() == ["fail-on: 1 error"]
     summary = json.loads(summary_path.read_text())
     assert (summary["files"], summary["errors"], summary["errors_by_reason"]) == (4, 1, {"unsupported": 1})
-    assert summary["aigdetect_version"] and summary["command"].startswith("aigdetect scan ") and summary["started"]
+    assert summary["aigdetect_version"] and summary["started"]
+    assert summary["command"] == shlex.join(["aigdetect", "scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--out",
+                                             str(out), "--workers", "0", "--summary-json", str(summary_path),
+                                             "--fail-on", "error", "--quiet"])  # fmt: skip
     assert summary == read_sidecar(str(out))["summary"]
     verdicts = {r["verdict"] for r in _csv(out.read_text()) if r["verdict"]}
     missing = next(v for v in ("ai-generated", "conflict", "camera-signed") if v not in verdicts)

@@ -71,6 +71,9 @@ def command_line(ctx: typer.Context) -> str:
         value = ctx.params.get(param.name)
         if param.param_type_name == "argument":
             words.extend(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None)
+        elif isinstance(value, (list, tuple)):
+            for item in value if list(value) != list(param.default or ()) else ():
+                words += [param.opts[0], str(item)]
         elif value is not None and value != param.default:
             if isinstance(value, bool):
                 words += (param.opts if value else param.secondary_opts)[:1]

@@ -208,7 +208,7 @@ def summarise(results: ScanResults, summary: dict[str, Any], thumbs: dict[int, T
         errors_by_reason=sorted(errors.items(), key=lambda item: (-item[1], item[0])),
         source=results.source,
         command=_text(summary, "command"),
-        date=_text(summary, "date", "created"),
+        date=_text(summary, "date", "created", "started"),
         version=_text(summary, "aigdetect_version", "version"),
         elapsed="" if elapsed is None else f"{elapsed:.1f} s",
         notes=notes,
