@@ -23,7 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, PngImagePlugin
 
 import aigdetect
@@ -86,18 +85,21 @@ def build_scan_folder(folder: Path, training: Path) -> None:
     shutil.copytree(training / "val", folder / "synthetic")
     photos = folder / "photos"
     photos.mkdir(parents=True)
+    jpegs = {}
     for name, array in zip(("china.jpg", "flower.jpg"), load_sample_images().images):
-        Image.fromarray(array).save(photos / name, quality=90)
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="JPEG", quality=90)
+        jpegs[name] = buffer.getvalue()
+        (photos / name).write_bytes(jpegs[name])
+    (photos / "truncated.jpg").write_bytes(jpegs["flower.jpg"][: len(jpegs["flower.jpg"]) // 3])
     generated = folder / "generated"
     generated.mkdir()
-    lighthouse, studio = synthetic_images(2, label=1, size=256, seed=SEED + 1, kinds=("photo",))
+    sdxl_pixels, firefly_pixels = synthetic_images(2, label=1, size=256, seed=SEED + 1, kinds=("photo",))
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", A1111_PARAMETERS)
-    Image.fromarray(lighthouse).save(generated / "a1111.png", pnginfo=info)
-    Image.fromarray(studio).save(generated / "firefly.jpg", quality=92, xmp=_xmp_packet(IPTC_AI_SOURCE, "Adobe Firefly"))
-    whole = io.BytesIO()
-    Image.fromarray(np.asarray(load_sample_images().images[1])).save(whole, format="JPEG", quality=90)
-    (photos / "truncated.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 3])
+    Image.fromarray(sdxl_pixels).save(generated / "a1111.png", pnginfo=info)
+    xmp = _xmp_packet(IPTC_AI_SOURCE, "Adobe Firefly")
+    Image.fromarray(firefly_pixels).save(generated / "firefly.jpg", quality=92, xmp=xmp)
 
 
 def run_scan(work: Path, checkpoint: Path) -> tuple[Path, Path]:
