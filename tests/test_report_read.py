@@ -255,7 +255,8 @@ def test_summary_view_counts_rows_and_takes_run_facts_from_the_scan(photos, tmp_
     assert view.errors_by_reason == [("too-large", 1), ("truncated", 1), ("unsupported", 1)]
     assert any(f"counts {len(rows) + 5} files but the results hold {len(rows)} rows" in n for n in view.notes)
     assert any("No previews" in n for n in view.notes)
-    assert view.date == "2026-12-01T10:00:00+00:00"
+    assert view.date == "2026-12-01T10:00:00+00:00" and view.engine == ""
+    assert summarise(results, {**summary, "engine": "onnxruntime-int8"}, {}, 0).engine == "onnxruntime-int8"
     scanned = {k: v for k, v in summary.items() if k != "date"} | {"started": "2026-12-02T08:30:00+00:00"}
     assert summarise(results, scanned, {}, 0).date == "2026-12-02T08:30:00+00:00", "a scan's own summary says `started`"
     bad = summarise(results, {**summary, "bands": [0.9, 0.1]}, {}, 0)

@@ -107,6 +107,7 @@ class SummaryView:
     errors_by_reason: list[tuple[str, int]]
     source: str
     command: str = ""
+    engine: str = ""
     date: str = ""
     version: str = ""
     elapsed: str = ""
@@ -208,6 +209,7 @@ def summarise(results: ScanResults, summary: dict[str, Any], thumbs: dict[int, T
         errors_by_reason=sorted(errors.items(), key=lambda item: (-item[1], item[0])),
         source=results.source,
         command=_text(summary, "command"),
+        engine=_text(summary, "engine"),
         date=_text(summary, "date", "created", "started"),
         version=_text(summary, "aigdetect_version", "version"),
         elapsed="" if elapsed is None else f"{elapsed:.1f} s",
