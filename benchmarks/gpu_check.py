@@ -315,7 +315,7 @@ def decode_only(folder: Path, size: int, workers: int, jpeg_bytes: bool, device:
     device decode in this process)."""
     from aigdetect.data.device_jpeg import decode_centers
     from aigdetect.data.plain_jpeg import JpegFile
-    from aigdetect.engine.infer import POOL_DEPTH, PREFETCH_BATCHES
+    from aigdetect.engine.decoding import POOL_DEPTH, PREFETCH_BATCHES
     from aigdetect.engine.pool import OrderedPool
     from aigdetect.engine.reading import FileReader, ReadItem, ReadOptions
 

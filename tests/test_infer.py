@@ -13,7 +13,7 @@ from aigdetect.data.crops import crop_grid
 from aigdetect.data.transforms import eval_tensor
 from aigdetect.engine.infer import resolve_device, score_files, threads_beside_workers
 from aigdetect.engine.reading import ReadOptions
-from aigdetect.engine.runtime import default_workers
+from aigdetect.engine.runtime import CpuCompute, cpu_compute, default_workers
 from aigdetect.errors import InputError
 
 
@@ -47,7 +47,6 @@ def test_crop_scores_are_the_scores_of_the_grid_crops(tmp_path):
 
 def test_cpu_threads_leave_room_for_workers_beside_small_models(monkeypatch):
     monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 4)
-    monkeypatch.setattr("aigdetect.engine.infer.available_cores", lambda: 4)
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     cpu, small, clip_sized = torch.device("cpu"), 65_000, 88_000_000
@@ -66,8 +65,27 @@ def test_cpu_threads_leave_room_for_workers_beside_small_models(monkeypatch):
         assert default_workers("cpu") == 16 and default_workers("cuda") == 32
         monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 192)
         assert default_workers("cpu") == 64 and default_workers("cuda") == 64
+        assert default_workers("cpu", small) == 64 and default_workers("cpu", clip_sized) == 48
+        monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 2)
+        assert default_workers("cpu", small) == 2 and default_workers("cpu", clip_sized) == 1
+        assert default_workers("cpu", None) == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "parameters, workers, cores, split",
+    [
+        (88_000_000, 1, 2, CpuCompute(streams=2, threads=1)),
+        (88_000_000, 2, 8, CpuCompute(streams=2, threads=4)),
+        (88_000_000, 1, 1, CpuCompute(streams=1, threads=1)),
+        (65_000, 2, 4, CpuCompute(streams=1, threads=2)),
+        (65_000, 8, 4, CpuCompute(streams=1, threads=1)),
+        (65_000, 0, 4, CpuCompute(streams=1, threads=4)),
+    ],
+)
+def test_cpu_compute_splits_the_cores_by_what_bounds_the_model(parameters, workers, cores, split):
+    assert cpu_compute(parameters, workers, cores) == split
 
 
 def test_device_resolution_falls_back_and_refuses_missing_cuda(monkeypatch):

@@ -4,6 +4,8 @@ decoding with its per-file fallback, and the runtime settings that choose them."
 from __future__ import annotations
 
 import io
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from aigdetect.data.transforms import eval_tensor, normalize_pixels, to_chw
 from aigdetect.engine import infer
 from aigdetect.engine.infer import inference_copy, score_files
 from aigdetect.engine.reading import ReadOptions
-from aigdetect.engine.runtime import RuntimeConfig, resolve_precision
+from aigdetect.engine.runtime import CpuCompute, RuntimeConfig, resolve_precision
 from aigdetect.errors import ConfigError
 
 CPU = torch.device("cpu")
@@ -77,6 +79,15 @@ def test_fp16_cast_scores_stay_within_tolerance_of_fp32(tmp_path):
     assert 0 < difference.max() <= 2e-3
 
 
+def _reached(forwards: list[int], count: int) -> bool:
+    """Whether ``forwards`` reaches ``count`` passes while the scoring generator is paused: a batch
+    that was queued runs in its compute thread meanwhile; one that was not never does."""
+    deadline = time.monotonic() + 60
+    while len(forwards) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return len(forwards) >= count
+
+
 def test_next_batch_is_queued_before_a_batch_is_yielded_and_outputs_are_unchanged(tmp_path):
     detector = make_tiny_detector(MoLEConfig(blocks=2))
     forwards: list[int] = []
@@ -88,8 +99,10 @@ def test_next_batch_is_queued_before_a_batch_is_yielded_and_outputs_are_unchange
     batches = score_files(detector, paths, device=CPU, batch_size=3)
     seen = []
     for batch in batches:
-        seen.append((len(forwards), [r.index for r in batch]))
-    assert seen == [(2, [0, 1, 2]), (3, [3, 4, 5]), (3, [6, 7])]
+        queued = min(len(seen) + 2, 3)  # this batch and the next, queued before this one is handed back
+        assert _reached(forwards, queued), f"batch {len(seen) + 1} was handed back before the next was queued"
+        seen.append([r.index for r in batch])
+    assert seen == [[0, 1, 2], [3, 4, 5], [6, 7]]
     assert forwards == [2, 3, 2]
     records = {r.index: r for b in score_files(detector, paths, device=CPU, batch_size=3) for r in b}
     assert records[2].error_reason == "unsupported" and records[2].score is None
@@ -100,6 +113,63 @@ def test_next_batch_is_queued_before_a_batch_is_yielded_and_outputs_are_unchange
             pixels = torch.stack([to_chw(decode_center(paths[i], 32).array) for i in good])
             expected = torch.sigmoid(detector(normalize_pixels(pixels)).logits).numpy()
             assert [records[i].score for i in good] == [float(v) for v in expected]
+
+
+def test_a_compute_bound_cpu_model_scores_in_single_threaded_streams_with_unchanged_scores(tmp_path, monkeypatch):
+    monkeypatch.setattr("aigdetect.engine.runtime.SMALL_MODEL_PARAMETERS", 1)
+    monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 2)
+    detector = make_tiny_detector(MoLEConfig(blocks=2))
+    seen: list[tuple[str, int]] = []
+    detector.register_forward_hook(
+        lambda module, inputs, output: seen.append((threading.current_thread().name, torch.get_num_threads()))
+    )
+    paths = [write_image(tmp_path / f"{i}.png", (40 + i, 36), seed=i) for i in range(9)]
+    records = [r for batch in score_files(detector, paths, device=CPU, batch_size=2, workers=1) for r in batch]
+    assert [r.index for r in records] == list(range(9))
+    assert len(seen) == 5 and {threads for _, threads in seen} == {1}
+    assert {name for name, _ in seen} <= {"aigdetect-compute-0", "aigdetect-compute-1"}
+    detector.eval()
+    with torch.inference_mode():
+        pixels = torch.stack([to_chw(decode_center(p, 32).array) for p in paths])
+        expected = torch.sigmoid(detector(normalize_pixels(pixels)).logits).flatten()
+    assert torch.allclose(torch.tensor([r.score for r in records]), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_an_error_in_a_compute_thread_reaches_the_caller(tmp_path):
+    detector = make_tiny_detector()
+
+    def fail(module, inputs, output):
+        raise RuntimeError("forward failed")
+
+    detector.register_forward_hook(fail)
+    paths = [write_image(tmp_path / f"{i}.png", (40, 36), seed=i) for i in range(3)]
+    with pytest.raises(RuntimeError, match="forward failed"):
+        list(score_files(detector, paths, device=CPU, batch_size=2))
+
+
+def test_closing_stops_the_batches_in_flight_at_their_next_block():
+    model = make_tiny_detector(MoLEConfig(blocks=2)).eval()
+    entered, gate = threading.Event(), threading.Event()
+    blocks = next(child for child in model.modules() if isinstance(child, torch.nn.ModuleList))
+
+    def hold(module, inputs):
+        entered.set()
+        assert gate.wait(60)
+
+    blocks[0].register_forward_pre_hook(hold)  # runs before the compute threads' own check
+    compute = infer._ComputeThreads(CpuCompute(streams=2, threads=1), model)
+    pixels = torch.zeros(2, 3, model.image_size, model.image_size)
+    futures = [compute.submit(torch.inference_mode()(model), pixels) for _ in range(3)]
+    assert entered.wait(60)
+    closer = threading.Thread(target=compute.close)
+    closer.start()
+    assert compute._stop.wait(60)
+    gate.set()
+    closer.join(60)
+    assert not closer.is_alive()
+    assert all(isinstance(future.exception(), infer.Stopped) for future in futures)
+    assert not any(thread.is_alive() for thread in compute._threads)
+    assert model(pixels).logits.shape == (2,)  # the hooks are gone: the model runs again
 
 
 def _jpeg(path, array, mode="RGB", **options):

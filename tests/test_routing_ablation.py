@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from aigdetect import load_detector
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "routing_ablation.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("routing_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_routing_gap_is_total_variation_averaged_over_blocks():
-    ablation = _load()
+    ablation = load_benchmark("routing_ablation")
     routing = {
         "block1": {"share_real": [1.0, 0.0], "share_fake": [0.0, 1.0]},
         "block2": {"share_real": [0.5, 0.5], "share_fake": [0.75, 0.25]},
@@ -35,7 +24,7 @@ def test_routing_gap_is_total_variation_averaged_over_blocks():
 
 @pytest.mark.slow
 def test_every_variant_is_trained_and_scored_on_the_same_data(tmp_path: Path, capsys):
-    ablation = _load()
+    ablation = load_benchmark("routing_ablation")
     out = tmp_path / "ablation.json"
     ablation.main([
         "--seeds", "0", "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--per-class", "4",

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_recipe_paper_figures_on_the_tiny_model(tmp_path: Path, capsys):
     out = tmp_path / "figures.json"
-    results = _load().main([
+    results = load_benchmark("train_throughput").main([
         "--device", "cpu", "--model", str(ROOT / "tests" / "assets" / "tiny.json"), "--backbone-weights", "none",
         "--recipe", "paper", "--batch-size", "12", "--micro-batch", "5", "--warmup", "0", "--repeats", "1",
         "--json", str(out),
@@ -35,6 +25,6 @@ def test_recipe_paper_figures_on_the_tiny_model(tmp_path: Path, capsys):
     assert results["train_over_inference"] == pytest.approx(results["inference_images_per_s"] / results["train_images_per_s"])
     assert results["train_peak_mib"] > 0 and results["autocast"] == "none"
     assert "train_over_inference:" in capsys.readouterr().out
-    defaults = _load().main(["--device", "cpu", "--model", str(ROOT / "tests" / "assets" / "tiny.json"),
+    defaults = load_benchmark("train_throughput").main(["--device", "cpu", "--model", str(ROOT / "tests" / "assets" / "tiny.json"),
                              "--backbone-weights", "none", "--recipe", "paper", "--warmup", "0", "--repeats", "1"])  # fmt: skip
     assert defaults["batch"] == 1024 and defaults["micro_batch"] == 1024

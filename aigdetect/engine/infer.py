@@ -2,16 +2,21 @@
 
 Decoding runs in worker processes so it overlaps with the forward pass; a file that fails to
 decode, or whose decoder crashes its worker, becomes an error record and never stops its batch.
-On a GPU, the next batch is queued before the records of the current one are handed back, so that
-rows are built and written while the device computes.
+The next batch is queued before the records of the current one are handed back, so that rows are
+built and written while the model computes: on a GPU behind an event, on the CPU in compute
+threads, where a CLIP-sized model runs two batches side by side (``runtime.cpu_compute``).
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager, nullcontext
+from concurrent.futures import Future
+from contextlib import ExitStack, closing, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,10 +31,19 @@ from ..data.plain_jpeg import JpegFile
 from ..data.transforms import eval_tensor, normalize_pixels
 from ..errors import ConfigError, InputError
 from ..models.detector import Detector
+from .decoding import Decoding, decode_window
 from .pool import Crashed, OrderedPool
-from .reading import FileReader, JpegFallback, ReadItem, ReadOptions
+from .reading import JpegFallback, ReadItem, ReadOptions
 from .records import ImageRecord
-from .runtime import BF16_REFUSED, DEVICE_PATTERN, available_cores, default_batch_size, resolve_precision
+from .runtime import (
+    BF16_REFUSED,
+    DEVICE_PATTERN,
+    CpuCompute,
+    compute_bound,
+    cpu_compute,
+    default_batch_size,
+    resolve_precision,
+)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -46,26 +60,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-SMALL_MODEL_PARAMETERS = 5_000_000
-PREFETCH_BATCHES = 2
-"""Batches the decode workers may run ahead of the one being assembled; with the task each worker
-holds, this bounds what waits in memory (two batches of 12-megapixel JPEG bytes with ``gpu_decode``)."""
-POOL_DEPTH = 2
-"""Tasks queued on one decode worker, so that it never waits for its next file."""
-
-
 def compute_threads(device: torch.device, workers: int, parameters: int) -> int | None:
-    """Intra-op threads for the forward pass on the CPU; None keeps every core.
+    """Intra-op threads of a single-stream forward pass on the CPU (training, the CPU engines);
+    None keeps every core.
 
-    A small model is decode-bound, and intra-op threads that outnumber the free cores spin against
-    the workers: on 2 cores that made a scan seven times slower. So it gets only the cores its
-    decode workers leave free. A CLIP-sized model (``parameters`` at or above
-    ``SMALL_MODEL_PARAMETERS``) is compute-bound and keeps every core, since its decode workers
-    sleep most of the time.
+    A decode-bound model gets only the cores its decode workers leave free (``runtime.cpu_compute``);
+    a compute-bound one keeps every core, since its decode workers sleep most of the time.
     """
-    if device.type != "cpu" or workers <= 0 or parameters >= SMALL_MODEL_PARAMETERS:
+    if device.type != "cpu" or workers <= 0 or compute_bound(parameters):
         return None
-    return max(1, min(torch.get_num_threads(), available_cores() - workers))
+    return min(torch.get_num_threads(), cpu_compute(parameters, workers).threads)
 
 
 @contextmanager
@@ -146,17 +150,21 @@ def _batches(answers: Iterator[Any], batch_size: int) -> Iterator[list[Answer]]:
 
 @dataclass
 class _InFlight:
-    """A batch whose forward pass is queued: its records get their scores once ``done`` has fired."""
+    """A batch whose forward pass is queued: its records get their scores once ``done`` has fired
+    (a CUDA event) or ``computed`` has its probabilities (a CPU compute thread)."""
 
     records: list[ImageRecord]
     scored: list[ImageRecord]
     probs: torch.Tensor | None = None
     done: Any = None
+    computed: Future[torch.Tensor] | None = None
 
     def finish(self) -> list[ImageRecord]:
         """Wait for this batch alone (the next one keeps the device busy meanwhile) and fill in its scores."""
         if self.done is not None:
             self.done.synchronize()
+        if self.computed is not None:
+            self.probs = self.computed.result()
         if self.probs is not None:
             for record, row in zip(self.scored, self.probs.numpy()):
                 record.score = float(row[0])
@@ -168,12 +176,11 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 """Normalised fp32 pixels (B, 3, S, S) in, logits (B, 1) out."""
 
 
-def _forward(detector: Detector, device: torch.device, *, backend: str, precision: str, compile: bool,
-             threads: int | None) -> Forward:  # fmt: skip
-    """The scoring forward pass: a copy of the detector in ``precision`` on ``device`` (torch), or the
+def _forward(model: nn.Module | None, detector: Detector, device: torch.device, *, backend: str, precision: str,
+             compile: bool, threads: int | None) -> Forward:  # fmt: skip
+    """The scoring forward pass: ``model`` (``inference_copy``, for the torch backend), or the
     detector exported to a CPU engine (``backends``)."""
-    if backend == "torch":
-        model = inference_copy(detector, device, precision)
+    if model is not None:
         run = torch.compile(model) if compile else model
         dtype = PRECISION_DTYPES[precision]
         return lambda pixels: run(pixels.to(dtype)).logits
@@ -185,18 +192,75 @@ def _forward(detector: Detector, device: torch.device, *, backend: str, precisio
     return lambda pixels: torch.from_numpy(runner.logits(pixels.numpy())).view(-1, 1)
 
 
+class Stopped(Exception):
+    """A batch abandoned between two blocks because its run was closed (``_ComputeThreads.close``)."""
+
+
+class _ComputeThreads:
+    """``split.streams`` threads that each run one batch of ``model`` at a time with ``split.threads``
+    intra-op threads (set in each thread: OpenMP keeps the count per calling thread).
+
+    Closing stops the batches in flight at their next block, so that Ctrl-C ends a scan within a
+    block's time rather than a batch's (a minute for ViT-L/14 on a laptop). The threads are joined,
+    never left running: the process aborts if torch is still at work in one when it exits.
+    """
+
+    def __init__(self, split: CpuCompute, model: nn.Module) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        blocks = [block for child in model.modules() if isinstance(child, nn.ModuleList) for block in child]
+        self._hooks = [block.register_forward_pre_hook(self._check) for block in blocks]
+        self._threads = [
+            threading.Thread(target=self._run, args=(split.threads,), name=f"aigdetect-compute-{index}", daemon=True)
+            for index in range(split.streams)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _check(self, module: nn.Module, inputs: Any) -> None:
+        if self._stop.is_set():
+            raise Stopped
+
+    def _run(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        while (task := self._tasks.get()) is not None:
+            future, work, args = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def submit(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._tasks.put((future, work, args))
+        return future
+
+    def close(self) -> None:
+        """Stop the batches in flight and wait for the threads to end."""
+        self._stop.set()
+        for _ in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            thread.join()
+        for hook in self._hooks:
+            hook.remove()
+
+
 class _Scorer:
-    """Queues one batch at a time on the device: assemble its pixels, run the model, copy the
-    probabilities back into pinned memory without waiting, and record an event to wait on later."""
+    """Queues one batch at a time: assemble its pixels, then run the model on the CPU compute threads
+    (``compute``), or on the GPU, copying the probabilities back into pinned memory without waiting
+    and recording an event to wait on later."""
 
     def __init__(self, forward: Forward, device: torch.device, *, views: int, pad_to: int | None,
-                 reading: ReadOptions, workers: int) -> None:  # fmt: skip
+                 reading: ReadOptions, workers: int, compute: _ComputeThreads | None = None) -> None:  # fmt: skip
         self.forward = forward
         self.device = device
         self.views = views
         self.pad_to = pad_to
         self.reading = reading
         self.workers = workers
+        self.compute = compute
         self.cuda = device.type == "cuda"
 
     def _on_device(self, batch: list[Answer]) -> list[Answer]:
@@ -246,17 +310,28 @@ class _Scorer:
                 parts.append(payload[None])
         return torch.cat(parts), scored
 
+    def _probabilities(self, pixels: torch.Tensor, scored: int) -> torch.Tensor:
+        """Probabilities (scored, views) of uint8 pixels, padded to ``pad_to`` rows when compiled."""
+        rows = len(pixels)
+        if self.pad_to is not None and rows < self.pad_to:
+            pixels = torch.cat([pixels, pixels.new_zeros((self.pad_to - rows, *pixels.shape[1:]))])
+        logits = self.forward(normalize_pixels(pixels))[:rows]
+        return torch.sigmoid(logits.float()).view(scored, self.views)
+
+    def _inference(self, pixels: torch.Tensor, scored: int) -> torch.Tensor:
+        """``_probabilities`` in a compute thread, which has its own autograd mode."""
+        with torch.inference_mode():
+            return self._probabilities(pixels, scored)
+
     def launch(self, batch: list[Answer]) -> _InFlight:
         batch = self._on_device(batch)
         records = [record for record, _ in batch]
         pixels, scored = self._pixels(batch)
         if pixels is None:
             return _InFlight(records, scored)
-        rows = len(pixels)
-        if self.pad_to is not None and rows < self.pad_to:
-            pixels = torch.cat([pixels, pixels.new_zeros((self.pad_to - rows, *pixels.shape[1:]))])
-        logits = self.forward(normalize_pixels(pixels))[:rows]
-        probs = torch.sigmoid(logits.float()).view(len(scored), self.views)
+        if self.compute is not None:
+            return _InFlight(records, scored, computed=self.compute.submit(self._inference, pixels, len(scored)))
+        probs = self._probabilities(pixels, len(scored))
         if not self.cuda:
             return _InFlight(records, scored, probs.cpu())
         host = torch.empty(probs.shape, dtype=torch.float32, pin_memory=True)
@@ -264,6 +339,15 @@ class _Scorer:
         done = torch.cuda.Event()
         done.record()
         return _InFlight(records, scored, host, done)
+
+
+def reading_for(detector: Detector, reading: ReadOptions | None, gpu_decode: bool) -> ReadOptions:
+    """What the workers read for ``detector``: by default its centre crop only; plain JPEGs as bytes
+    when they are decoded on the device (``gpu_decode``, unless the whole image is needed)."""
+    reading = reading or ReadOptions(size=detector.image_size)
+    if reading.size != detector.image_size:
+        raise ValueError(f"reading size {reading.size} is not the detector's input size {detector.image_size}")
+    return replace(reading, jpeg_bytes=gpu_decode and not reading.whole_image)
 
 
 def score_items(
@@ -284,9 +368,8 @@ def score_items(
     Decoding runs in an ``OrderedPool``: a decoder that crashes its worker costs that file alone,
     which comes back as a record with reason ``crashed``, and the run goes on. ``items`` is read
     lazily, as workers need more, so a scan of millions of files never holds their list. The
-    forward pass of the next batch is queued on the device before a batch's records are yielded,
-    so the caller builds and writes rows while the device computes; each batch costs one wait, on
-    its own event.
+    forward pass of the next batch is queued before a batch's records are yielded, so the caller
+    builds and writes rows while the model computes.
 
     Args:
         detector: the model; it is left as it is (a copy in ``precision`` on ``device`` scores).
@@ -307,29 +390,66 @@ def score_items(
             that one graph serves the whole run.
     """
     batch_size = batch_size or default_batch_size(device.type)
-    precision = resolve_precision(precision, device.type)
-    reading = reading or ReadOptions(size=detector.image_size)
-    if reading.size != detector.image_size:
-        raise ValueError(f"reading size {reading.size} is not the detector's input size {detector.image_size}")
-    reading = replace(reading, jpeg_bytes=gpu_decode and not reading.whole_image)
-    window = batch_size * PREFETCH_BATCHES + workers * POOL_DEPTH
-    pool = OrderedPool(FileReader(reading), workers=workers, window=window, depth=POOL_DEPTH)
+    decoding = Decoding(items, reading_for(detector, reading, gpu_decode), workers=workers,
+                        window=decode_window(batch_size, workers))  # fmt: skip
+    return score_decoded(detector, decoding, device=device, batch_size=batch_size, backend=backend,
+                         precision=precision, compile=compile)  # fmt: skip
+
+
+def score_decoded(
+    detector: Detector,
+    decoding: Decoding,
+    *,
+    device: torch.device,
+    batch_size: int | None = None,
+    backend: str = "torch",
+    precision: str = "auto",
+    compile: bool = False,
+) -> Iterator[list[ImageRecord]]:
+    """``score_items`` for files already being decoded (``Decoding``, started before the model was
+    loaded); the decoding is closed when the iteration ends.
+
+    On the CPU, the torch backend computes in ``runtime.cpu_compute``'s threads: up to ``streams``
+    batches at once and one more queued, each batch in one thread.
+
+    Raises:
+        ValueError: the decoding reads another size than the detector's input.
+    """
+    if decoding.reading.size != detector.image_size:
+        decoding.close()
+        raise ValueError(f"reading size {decoding.reading.size} is not the detector's input size {detector.image_size}")
+    batch_size = batch_size or default_batch_size(device.type)
+    return _scored(detector, decoding, device, batch_size, backend, resolve_precision(precision, device.type), compile)
+
+
+def _scored(detector: Detector, decoding: Decoding, device: torch.device, batch_size: int, backend: str,
+            precision: str, compile: bool) -> Iterator[list[ImageRecord]]:  # fmt: skip
     parameters = sum(p.numel() for p in detector.parameters())
+    workers = decoding.workers
+    reading = decoding.reading
     views = 1 + reading.crops
-    forward = _forward(detector, device, backend=backend, precision=precision, compile=compile,
-                       threads=compute_threads(device, workers, parameters))  # fmt: skip
-    scorer = _Scorer(forward, device, views=views, pad_to=batch_size * views if compile else None,
-                     reading=replace(reading, jpeg_bytes=False), workers=workers)  # fmt: skip
-    answers = pool.map(enumerate(items))
-    with torch.inference_mode(), threads_beside_workers(device, workers, parameters), closing(answers):
-        pending: _InFlight | None = None
-        for batch in _batches(answers, batch_size):
-            queued = scorer.launch(batch)
-            if pending is not None:
-                yield pending.finish()
-            pending = queued
-        if pending is not None:
-            yield pending.finish()
+    threaded = device.type == "cpu" and backend == "torch" and not compile
+    split = cpu_compute(parameters, workers) if threaded else None
+    with ExitStack() as stack:
+        stack.enter_context(closing(decoding))
+        stack.enter_context(threads_beside_workers(device, workers, parameters))
+        model = inference_copy(detector, device, precision) if backend == "torch" else None
+        compute = _ComputeThreads(split, model) if split is not None and model is not None else None
+        if compute is not None:
+            stack.callback(compute.close)
+        forward = _forward(model, detector, device, backend=backend, precision=precision, compile=compile,
+                           threads=compute_threads(device, workers, parameters))  # fmt: skip
+        scorer = _Scorer(forward, device, views=views, pad_to=batch_size * views if compile else None,
+                         reading=replace(reading, jpeg_bytes=False), workers=workers, compute=compute)  # fmt: skip
+        stack.enter_context(torch.inference_mode())
+        in_flight = split.streams if split is not None else 1
+        pending: deque[_InFlight] = deque()
+        for batch in _batches(iter(decoding), batch_size):
+            pending.append(scorer.launch(batch))
+            if len(pending) > in_flight:
+                yield pending.popleft().finish()
+        while pending:
+            yield pending.popleft().finish()
 
 
 def score_files(

@@ -14,6 +14,12 @@ from ..errors import ConfigError
 
 CUDA_BATCH_SIZE = 128
 CPU_BATCH_SIZE = 32
+SMALL_MODEL_PARAMETERS = 5_000_000
+"""Below this, a model is decode-bound on the CPU: decoding, not the forward pass, sets the pace."""
+CPU_STREAMS = 2
+"""Batches a compute-bound model computes at once on the CPU (``cpu_compute``)."""
+CORES_PER_WORKER = 4
+"""A compute-bound CPU run gets one decode worker per this many cores (``default_workers``)."""
 MAX_WORKERS = 64
 """Default decode workers grow with the cores up to this; a GPU scan of small images needs about one
 core per 400 images/s, and each worker holds its own copy of the decoder libraries."""
@@ -53,16 +59,61 @@ def available_cores() -> int:
 
 
 def default_batch_size(device_type: str) -> int:
+    """Images per forward pass; on the CPU, per compute stream (``cpu_compute``)."""
     return CUDA_BATCH_SIZE if device_type == "cuda" else CPU_BATCH_SIZE
 
 
-def default_workers(device_type: str) -> int:
-    """Decode workers: one per core beside an accelerator; on the CPU, half the cores (at least two,
-    so decoding overlaps with the forward pass even on small machines) and the rest compute."""
+def compute_bound(parameters: int | None) -> bool:
+    """Whether the forward pass, not decoding, sets a CPU scan's pace (unknown sizes count as large)."""
+    return parameters is None or parameters >= SMALL_MODEL_PARAMETERS
+
+
+def default_workers(device_type: str, parameters: int | None = None) -> int:
+    """Decode workers: one per core beside an accelerator. On the CPU, a decode-bound model gets half
+    the cores (at least two, so that decoding overlaps the forward pass even on small machines); a
+    compute-bound one (``parameters`` at or above ``SMALL_MODEL_PARAMETERS``, or unknown) one per
+    ``CORES_PER_WORKER`` cores, at least one, since its workers decode far faster than it scores and
+    would otherwise take cores from the forward pass."""
     cores = available_cores()
-    if device_type == "cpu":
-        return min(max(2, cores // 2), MAX_WORKERS)
-    return min(cores, MAX_WORKERS)
+    if device_type != "cpu":
+        return min(cores, MAX_WORKERS)
+    if parameters is not None and compute_bound(parameters):
+        return min(max(1, cores // CORES_PER_WORKER), MAX_WORKERS)
+    return min(max(2, cores // 2), MAX_WORKERS)
+
+
+@dataclass(frozen=True)
+class CpuCompute:
+    """How the forward pass of a CPU run uses the cores: ``streams`` batches at once, each in its own
+    thread with ``threads`` intra-op threads."""
+
+    streams: int
+    threads: int
+
+
+def cpu_compute(parameters: int, workers: int, cores: int | None = None) -> CpuCompute:
+    """The compute split beside ``workers`` decode processes on ``cores`` (default: ``available_cores``).
+
+    A decode-bound model gets one stream on the cores its workers leave free: more intra-op threads
+    than free cores spin against the workers (on 2 cores that made a scan seven times slower). A
+    compute-bound model gets ``CPU_STREAMS`` streams sharing every core, and single-threaded streams
+    never spin while a worker decodes: with one decode worker and decoding ahead of the model, whole
+    ViT-B/32 scans on 2 cores went from 1.0 to 0.8 times the wall time of a plain loop
+    (benchmarks/RESULTS.md).
+    """
+    cores = cores or available_cores()
+    if not compute_bound(parameters):
+        return CpuCompute(streams=1, threads=max(1, cores - workers) if workers > 0 else cores)
+    streams = min(CPU_STREAMS, cores)
+    return CpuCompute(streams=streams, threads=max(1, cores // streams))
+
+
+def known_device_type(device: str) -> str | None:
+    """The device type ``device`` resolves to, when that is certain without importing torch: an
+    explicit device, or ``auto`` on Linux without the NVIDIA driver (the CPU); None otherwise."""
+    if device != "auto":
+        return device.split(":")[0]
+    return "cpu" if sys.platform.startswith("linux") and cuda_ruled_out() else None
 
 
 def resolve_precision(precision: str, device_type: str) -> str:
@@ -87,13 +138,17 @@ class RuntimeConfig:
     device: str = field(default="auto", metadata={"help": "auto (CUDA, then Apple MPS, then the CPU), cuda, cuda:N, mps or cpu."})
     batch_size: int | None = field(
         default=None,
-        metadata={"help": f"Images per forward pass (default: {CUDA_BATCH_SIZE} on CUDA, {CPU_BATCH_SIZE} otherwise)."},
+        metadata={
+            "help": f"Images per forward pass (default: {CUDA_BATCH_SIZE} on CUDA, {CPU_BATCH_SIZE} otherwise; on the CPU a "
+            f"CLIP-sized model computes {CPU_STREAMS} batches side by side)."
+        },
     )
     workers: int | None = field(
         default=None,
         metadata={
-            "help": f"Decode worker processes (default: half the available cores on the CPU, at least 2; one per core "
-            f"beside a GPU; at most {MAX_WORKERS}). 0 decodes in the main process, where a crashing decoder ends the run."
+            "help": f"Decode worker processes (default on the CPU: one per {CORES_PER_WORKER} available cores for a "
+            f"CLIP-sized model, at least 1; half the cores, at least 2, for a small one; one per core beside a GPU; at most "
+            f"{MAX_WORKERS}). 0 decodes in the main process, where a crashing decoder ends the run."
         },
     )
     backend: str = field(
@@ -147,8 +202,8 @@ class RuntimeConfig:
     def batch_size_for(self, device_type: str) -> int:
         return self.batch_size or default_batch_size(device_type)
 
-    def workers_for(self, device_type: str) -> int:
-        return default_workers(device_type) if self.workers is None else self.workers
+    def workers_for(self, device_type: str, parameters: int | None = None) -> int:
+        return default_workers(device_type, parameters) if self.workers is None else self.workers
 
     def precision_for(self, device_type: str) -> str:
         return resolve_precision(self.precision, device_type)

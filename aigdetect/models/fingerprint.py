@@ -28,10 +28,41 @@ HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What identifies a detector's scores: its id, and its calibrated threshold."""
+    """What identifies a detector's scores: its id, and its calibrated threshold; with what the
+    metadata says of the model's size (None where it is silent or malformed), so that a scan can
+    plan its decoding before the model is built."""
 
     identity: str
     threshold: float
+    image_size: int | None = None
+    parameters: int | None = None
+
+
+MAX_VISION_SIZE = 1 << 16
+"""Sizes in a vision config above this are not believed (the model's own checks bound them far lower)."""
+
+
+def _sizes(meta: dict[str, Any]) -> tuple[int | None, int | None]:
+    """The input size and the approximate parameter count of the vision tower the metadata
+    describes (open_clip's defaults where it is silent): patch embedding, positions, and per layer
+    the attention's four and the MLP's two projections."""
+    backbone = meta.get("backbone")
+    config = backbone.get("config") if isinstance(backbone, dict) else None
+    vision = config.get("vision_cfg") if isinstance(config, dict) else None
+    if not isinstance(vision, dict):
+        return None, None
+    size = vision.get("image_size", 224)
+    if isinstance(size, list) and len(size) == 2:
+        size = size[0]
+    width, layers, patch = vision.get("width", 768), vision.get("layers", 12), vision.get("patch_size", 16)
+    ratio = vision.get("mlp_ratio", 4.0)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_VISION_SIZE for v in (size, width, layers, patch)):
+        return None, None
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 64:
+        return None, None
+    tokens = (size // patch) ** 2 + 1
+    per_layer = 4 * width * width + 2 * width * int(width * ratio)
+    return size, layers * per_layer + (3 * patch * patch + tokens) * width
 
 
 def _file_sha256(path: str) -> hashlib._Hash:
@@ -91,7 +122,7 @@ def _backbone_source(meta: dict[str, Any], choice: DetectorChoice) -> str:
 
 
 def fingerprint(choice: DetectorChoice) -> Fingerprint:
-    """The id and threshold of the detector ``choice`` names, read from files only.
+    """The id, threshold and sizes of the detector ``choice`` names, read from files only.
 
     Raises:
         CheckpointError: the checkpoint cannot be read or its metadata is refused (``check_detector_metadata``).
@@ -106,4 +137,4 @@ def fingerprint(choice: DetectorChoice) -> Fingerprint:
     name = " ".join(str(meta.get("name") or "detector").split())
     if choice.backbone_weights == RANDOM_WEIGHTS and not meta.get("backbone_embedded"):
         name += "+random-backbone"
-    return Fingerprint(f"{name}@{digest.hexdigest()[:12]}", float(threshold))
+    return Fingerprint(f"{name}@{digest.hexdigest()[:12]}", float(threshold), *_sizes(meta))

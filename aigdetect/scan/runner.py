@@ -13,12 +13,14 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..engine.decoding import Decoding, ahead_limit, decode_window
 from ..engine.reading import Perturbation, ReadItem, ReadOptions
-from ..errors import ConfigError
+from ..engine.runtime import known_device_type
+from ..errors import CheckpointError, ConfigError
 from ..evidence import default_bands, validate_bands
 from ..fileio import atomic_write
 from ..version import __version__
@@ -263,11 +265,17 @@ def _resume_index(config: ScanConfig, settings: RowSettings, summary: ScanSummar
 @dataclass(frozen=True)
 class DetectorSource:
     """A detector known by its id and threshold, loaded only when a file must be scored, so that a
-    resumed scan with nothing left to do, or a merge, never loads torch or the weights."""
+    resumed scan with nothing left to do, or a merge, never loads torch or the weights.
+
+    ``image_size`` and ``parameters``, when known before loading (from the checkpoint's metadata),
+    let the decode workers start while the model loads; the loaded model must have that size.
+    """
 
     identity: str
     threshold: float
     load: Callable[[], Detector]
+    image_size: int | None = None
+    parameters: int | None = None
 
 
 def _source(detector: Detector | DetectorSource) -> DetectorSource:
@@ -275,7 +283,8 @@ def _source(detector: Detector | DetectorSource) -> DetectorSource:
         return detector
     from ..models.identity import detector_id
 
-    return DetectorSource(detector_id(detector), float(detector.threshold), lambda: detector)
+    parameters = sum(p.numel() for p in detector.parameters())
+    return DetectorSource(detector_id(detector), float(detector.threshold), lambda: detector, detector.image_size, parameters)
 
 
 def run_scan(
@@ -371,21 +380,60 @@ def _scorer(
     source: DetectorSource, todo: Iterator[ReadItem], config: ScanConfig, perturb: Perturbation | None
 ) -> Iterator[list[Any]]:
     """Records of the entries left to score, one list per batch. The detector (and torch) is loaded
-    here, before the first batch is asked for, and only when some entry is left to score."""
+    here, only when some entry is left to score. When the device and the input size are known
+    without torch, the decode workers start first and decode while the model loads."""
     first = next(todo, None)
     if first is None:
         return iter(())
-    from ..engine.infer import resolve_device, score_items
+    runtime = config.runtime
+    items = itertools.chain([first], todo)
+    device_type = known_device_type(runtime.device)
+    if device_type is None or source.image_size is None:
+        from ..engine.infer import resolve_device, score_items
+
+        detector = source.load()
+        device = resolve_device(runtime.device)
+        return score_items(
+            detector, items, device=device, batch_size=runtime.batch_size_for(device.type),
+            workers=runtime.workers_for(device.type, _parameters(detector)), reading=_reading(config, detector.image_size, perturb),
+            backend=runtime.backend, precision=runtime.precision_for(device.type),
+            gpu_decode=runtime.gpu_decode_for(device.type), compile=runtime.compile,
+        )  # fmt: skip
+    batch_size = runtime.batch_size_for(device_type)
+    workers = runtime.workers_for(device_type, source.parameters)
+    window = decode_window(batch_size, workers)
+    plain = _reading(config, source.image_size, perturb)
+    reading = replace(plain, jpeg_bytes=runtime.gpu_decode_for(device_type) and not plain.whole_image)
+    decoding = Decoding(items, reading, workers=workers, window=window)
+    try:
+        detector, device = decoding.ahead_of(lambda: _load(source, runtime.device), ahead_limit(reading, window))
+        if detector.image_size != source.image_size:
+            raise CheckpointError(
+                f"the checkpoint's metadata gives an input size of {source.image_size}, its backbone {detector.image_size}"
+            )
+    except BaseException:
+        decoding.close()
+        raise
+    from ..engine.infer import score_decoded
+
+    return score_decoded(detector, decoding, device=device, batch_size=batch_size, backend=runtime.backend,
+                         precision=runtime.precision_for(device_type), compile=runtime.compile)  # fmt: skip
+
+
+def _reading(config: ScanConfig, size: int, perturb: Perturbation | None) -> ReadOptions:
+    return ReadOptions(
+        size=size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes,
+        sha256=config.sha256, evidence=config.evidence,
+    )  # fmt: skip
+
+
+def _parameters(detector: Detector) -> int:
+    return sum(p.numel() for p in detector.parameters())
+
+
+def _load(source: DetectorSource, device_name: str) -> tuple[Detector, Any]:
+    """The detector and the device it scores on (torch is imported here)."""
+    from ..engine.infer import resolve_device
 
     detector = source.load()
-    device = resolve_device(config.runtime.device)
-    reading = ReadOptions(
-        size=detector.image_size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels,
-        max_bytes=config.max_bytes, sha256=config.sha256, evidence=config.evidence,
-    )  # fmt: skip
-    runtime = config.runtime
-    return score_items(
-        detector, itertools.chain([first], todo), device=device, batch_size=runtime.batch_size_for(device.type),
-        workers=runtime.workers_for(device.type), reading=reading, backend=runtime.backend,
-        precision=runtime.precision_for(device.type), gpu_decode=runtime.gpu_decode_for(device.type), compile=runtime.compile,
-    )  # fmt: skip
+    return detector, resolve_device(device_name)
