@@ -7,7 +7,8 @@ import math
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,6 +21,19 @@ def _current_umask() -> int:
     return mask
 
 
+@contextmanager
+def naming_errors(path: str | os.PathLike[str], *aliases: str) -> Iterator[None]:
+    """Make the OSErrors raised inside name ``path`` where they name no file (a failed write or
+    flush on a file object names none, so a full disk would be reported without saying which
+    output) or name one of ``aliases`` (the temporary file behind ``path``)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None or exc.filename not in (None, *aliases):
+            raise
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> None:
     """Run ``write(tmp_path)`` then fsync and rename, so readers never see a half-written file.
 
@@ -28,14 +42,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> N
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
     os.close(fd)
     try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
+        with naming_errors(path, tmp):
+            write(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o666 & ~_current_umask())
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

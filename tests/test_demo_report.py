@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from report_support import CHROMIUM
+from report_support import require_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "demo_report.py"
@@ -22,8 +22,7 @@ ISLAND = re.compile(r'<script type="application/json" id="aig-data">(.*?)</scrip
 
 @pytest.mark.slow
 def test_demo_report_scans_what_it_built_and_photographs_the_page(tmp_path: Path) -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    require_chromium()
     shot, work = tmp_path / "shot.png", tmp_path / "work"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     command = [sys.executable, str(SCRIPT), "--out", str(shot), "--steps", "4", "--width", "900", "--height", "700",

@@ -286,10 +286,24 @@ def test_scan_html_and_report_write_the_page_of_the_rows(tmp_path, tiny_checkpoi
     assert report.exit_code == 0 and again.exists() and "report of 3 files (0 previews" in report.stderr
 
 
+def _written_rows(out: Path, output_format: str) -> list[dict]:
+    """The rows a scan has written so far: CSV or JSONL lines, or a JSON scan's journal until it finishes
+    (every line must parse: a terminated scan flushed whole batches)."""
+    journal = Path(str(out) + ".partial.jsonl")
+    if output_format == "json" and not out.exists():
+        return [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    if output_format == "json":
+        return json.loads(out.read_text())["rows"]
+    if not out.exists():
+        return []
+    return _csv(out.read_text()) if output_format == "csv" else [json.loads(line) for line in out.read_text().splitlines()]
+
+
 @pytest.mark.slow
-def test_sigterm_flushes_rows_exits_143_and_resume_completes(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("output_format", ["csv", "json", "jsonl"])
+def test_sigterm_flushes_rows_exits_143_and_resume_completes(tmp_path, tiny_checkpoint, output_format):
     folder = _folder(tmp_path / "imgs", 24)
-    out = tmp_path / "v.csv"
+    out = tmp_path / f"v.{output_format}"
     driver = (
         "import os, signal, sys, time\n"
         "import aigdetect.engine.infer as infer\n"
@@ -304,14 +318,19 @@ def test_sigterm_flushes_rows_exits_143_and_resume_completes(tmp_path, tiny_chec
         "sys.argv[0] = 'aigdetect'\n"
         "main()\n"
     )
-    common = [str(folder), "--checkpoint", str(tiny_checkpoint), "--batch-size", "2", "--workers", "1", "--out", str(out)]
+    common = [str(folder), "--checkpoint", str(tiny_checkpoint), "--batch-size", "2", "--workers", "1", "--out", str(out),
+              "--format", output_format]  # fmt: skip
     killed = subprocess.run([sys.executable, "-c", driver, "scan", *common], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert killed.returncode == 143 and killed.stderr.strip().splitlines()[-1] == "terminated"
     assert "Traceback" not in killed.stderr
-    kept = len(_csv(out.read_text())) if out.exists() else 0
-    assert 4 <= kept < 24
+    kept = _written_rows(out, output_format)
+    assert 4 <= len(kept) < 24
     resumed = _scan(*common, "--resume")
-    assert resumed.exit_code == 0 and len(_csv(out.read_text())) == 24
+    assert resumed.exit_code == 0, resumed.stderr
+    rows = _written_rows(out, output_format)
+    assert [row["path"] for row in rows] == [str(folder / f"img_{i}.png") for i in sorted(range(24), key=str)]
+    assert rows[: len(kept)] == kept
+    assert not Path(str(out) + ".partial.jsonl").exists()
 
 
 def test_a_reader_that_goes_away_ends_the_scan_quietly(tmp_path, tiny_checkpoint):

@@ -7,6 +7,7 @@ process id and command, which the refusal names.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sys
@@ -16,17 +17,26 @@ from ..errors import InputError
 
 LOCK_SUFFIX = ".lock"
 MAX_HOLDER_BYTES = 4096
+# Failures to make the lock file that are the folder's doing (missing, read-only, not writable,
+# full): the error names the output the user gave, not the lock file beside it.
+FOLDER_ERRORS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 
 
 class OutputLock:
     """Context manager: hold ``OUT.lock`` exclusively, or refuse naming the scan that holds it."""
 
     def __init__(self, out: str) -> None:
+        self.out = out
         self.path = out + LOCK_SUFFIX
         self.fd: int | None = None
 
     def __enter__(self) -> OutputLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as exc:
+            if exc.errno not in FOLDER_ERRORS:
+                raise
+            raise OSError(exc.errno, exc.strerror, self.out) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from ..errors import ConfigError, InputError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, naming_errors
 from .cells import csv_cell, unguard
 from .paths import raw_path
 from .rows import EVIDENCE_COLUMNS, INTEGER_COLUMNS, Row
 
 JOURNAL_SUFFIX = ".partial.jsonl"
+STREAM_NAME = "standard output"
 
 
 def journal_path(out: str) -> str:
@@ -54,27 +55,34 @@ def header_line(output_format: str, columns: Sequence[str]) -> list[str]:
 
 
 class RowWriter:
-    """CSV or JSONL lines on a text stream: one write and one flush per batch."""
+    """CSV or JSONL lines on a text stream: one write and one flush per batch.
 
-    def __init__(self, stream: TextIO, output_format: str, *, owns_stream: bool) -> None:
+    A failed write (a full disk, the file-size limit) raises an OSError that names ``name``, the
+    output, since the stream's own errors name no file.
+    """
+
+    def __init__(self, stream: TextIO, output_format: str, *, owns_stream: bool, name: str = STREAM_NAME) -> None:
         self.stream = stream
         self.output_format = output_format
         self.owns_stream = owns_stream
+        self.name = name
 
     def write(self, lines: Sequence[str]) -> None:
         if lines:
-            self.stream.write("".join(line + "\n" for line in lines))
-            self.stream.flush()
+            with naming_errors(self.name):
+                self.stream.write("".join(line + "\n" for line in lines))
+                self.stream.flush()
 
     def finish(self, summary: dict[str, Any], columns: Sequence[str]) -> None:
         """Complete the output; CSV and JSONL are complete already, so this only closes."""
         self.close()
 
     def close(self) -> None:
-        if self.owns_stream:
-            self.stream.close()
-        else:
-            self.stream.flush()
+        with naming_errors(self.name):
+            if self.owns_stream:
+                self.stream.close()
+            else:
+                self.stream.flush()
 
 
 def write_json(
@@ -99,7 +107,8 @@ class JsonFileWriter(RowWriter):
     """Journals rows in ``OUT.partial.jsonl``; ``finish`` turns the journal into ``OUT`` atomically."""
 
     def __init__(self, out: str) -> None:
-        super().__init__(open(journal_path(out), "a", encoding="utf-8"), "json", owns_stream=True)
+        journal = journal_path(out)
+        super().__init__(open(journal, "a", encoding="utf-8"), "json", owns_stream=True, name=journal)
         self.out = out
 
     def finish(self, summary: dict[str, Any], columns: Sequence[str]) -> None:
@@ -123,8 +132,9 @@ class JsonStreamWriter(RowWriter):
 
     def finish(self, summary: dict[str, Any], columns: Sequence[str]) -> None:
         lines = self.stream.getvalue().split("\n")[:-1]
-        write_json(self.target, summary, columns, lines)
-        self.target.flush()
+        with naming_errors(STREAM_NAME):
+            write_json(self.target, summary, columns, lines)
+            self.target.flush()
 
 
 def growing_file(out: str, output_format: str) -> str:
@@ -143,16 +153,16 @@ def open_writer(output_format: str, columns: Sequence[str], *, out: str | None, 
         raise ValueError("open_writer needs an output file or a stream")
     if output_format == "json":
         return JsonStreamWriter(stream)
-    stream.write("".join(line + "\n" for line in header_line(output_format, columns)))
-    stream.flush()
-    return RowWriter(stream, output_format, owns_stream=False)
+    writer = RowWriter(stream, output_format, owns_stream=False)
+    writer.write(header_line(output_format, columns))
+    return writer
 
 
 def append_writer(out: str, output_format: str) -> RowWriter:
     """A writer that appends to an output (or journal) that already holds its header and rows."""
     if output_format == "json":
         return JsonFileWriter(out)
-    return RowWriter(open(out, "a", encoding="utf-8"), output_format, owns_stream=True)
+    return RowWriter(open(out, "a", encoding="utf-8"), output_format, owns_stream=True, name=out)
 
 
 def _write_text(path: str, text: str) -> None:
