@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_tiny_detector, write_image
+from evidence_files import A1111, png_with_text, write
 from sklearn.metrics import accuracy_score, average_precision_score
 from typer.testing import CliRunner
 
@@ -20,7 +21,7 @@ from aigdetect.data.transforms import jpeg
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
 from aigdetect.evaluation.bench import Progress, run_bench, sample_files
-from aigdetect.evaluation.bench_config import BenchConfig, Reencode
+from aigdetect.evaluation.bench_config import PIXEL_ONLY, BenchConfig, Reencode
 from aigdetect.evaluation.report import (
     PREDICTIONS_CSV,
     RESULTS_CSV,
@@ -279,6 +280,31 @@ def test_bench_univfd_end_to_end(univfd_root: Path, tiny_checkpoint: Path, tmp_p
         assert delta == pytest.approx(ours["metrics"]["ap"] - theirs["metrics"]["ap"])
     assert "Compared with" in compared.output
     assert "delta vs " in (tmp_path / "b" / RESULTS_MD).read_text()
+
+
+def test_bench_scores_pixels_only_and_says_so_in_every_output(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Fakes that declare their generator in a PNG text chunk are scored by the pixels alone (a scan
+    would call them ai-generated whatever the score), and every output says so."""
+    real = images(tmp_path / "real", 3, 50)
+    rng = np.random.default_rng(51)
+    fake = [
+        write(tmp_path / "fake" / f"{i}.png", png_with_text(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8), {"parameters": A1111}))
+        for i in range(3)
+    ]
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "bench", "folder", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--name", "mine",
+        "--checkpoint", str(tiny_checkpoint), "--out", str(out), *CPU,
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = read_predictions(out / PREDICTIONS_CSV)
+    expected = score_images(make_tiny_detector(), real + fake)
+    assert np.allclose([float(r["score"]) for r in rows], expected, atol=1e-6)
+    assert "pixel model only" in PIXEL_ONLY and "evidence" in PIXEL_ONLY
+    assert f"scores: {PIXEL_ONLY}" in result.stderr.splitlines()
+    assert json.loads((out / RESULTS_JSON).read_text())["scores"] == PIXEL_ONLY
+    assert f"- scores: {PIXEL_ONLY}" in (out / RESULTS_MD).read_text().splitlines()
+    assert f"<dt>Scores</dt><dd>{PIXEL_ONLY}</dd>" in (out / "report.html").read_text()
 
 
 def test_bench_genimage_end_to_end(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -14,7 +14,7 @@ from report_support import launch_browser, open_offline
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import InputError
 from aigdetect.evaluation.bench import run_bench
-from aigdetect.evaluation.bench_config import BenchConfig, Reencode, SweepConfig
+from aigdetect.evaluation.bench_config import PIXEL_ONLY, BenchConfig, Reencode, SweepConfig
 from aigdetect.evaluation.report import RESULTS_JSON, ROBUSTNESS_PNG, write_bench_report, write_robustness_report
 from aigdetect.evaluation.results import bench_dict, compare_results, robustness_dict
 from aigdetect.evaluation.robustness import run_robustness
@@ -22,6 +22,7 @@ from aigdetect.evaluation.suites import SUITES, discover
 from aigdetect.report import REPORT_HTML, write_bench_html, write_robustness_html
 
 CELLS = "trs => trs.map(tr => Array.from(tr.cells, td => td.textContent))"
+FACTS = "dl => Object.fromEntries(Array.from(dl.querySelectorAll('dt'), dt => [dt.textContent, dt.nextElementSibling.textContent]))"
 
 
 def percent(value: float | None, signed: bool = False) -> str:
@@ -123,6 +124,7 @@ def test_bench_page_shows_the_paper_tables_with_the_numbers_of_results_json(brow
     assert page.evaluate("() => [document.scripts.length, document.querySelectorAll('b').length]") == [0, 0]
     notes = page.text_content(".notes")
     assert "Missing subsets, skipped" in notes and "CycleGAN" in notes
+    assert page.eval_on_selector("#facts", FACTS)["Scores"] == PIXEL_ONLY == data["scores"]
     page.screenshot(path=str(tmp_path / "bench.png"), full_page=True)
     assert opened.outside() == [] and opened.aborted == [] and opened.errors == [] and opened.dialogs == []
     opened.page.context.close()
@@ -163,6 +165,7 @@ def test_robustness_page_embeds_the_plot_and_one_row_per_level(browser, robustne
     assert level_details == [f"Per subset, {lvl['label']}" for lvl in data["levels"]]
     blurred = tables["Per subset, blur \u03c3=3"]
     assert [row[7] for row in blurred["rows"]] == [percent(s["metrics"]["ap"]) for s in data["levels"][2]["subsets"]]
+    assert page.eval_on_selector("#facts", FACTS)["Scores"] == PIXEL_ONLY == data["scores"]
     page.screenshot(path=str(tmp_path / "robustness.png"), full_page=True)
     assert opened.outside() == [] and opened.aborted == [] and opened.errors == [] and opened.dialogs == []
     opened.page.context.close()

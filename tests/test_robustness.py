@@ -22,7 +22,7 @@ from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import gaussian_blur, jpeg
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
-from aigdetect.evaluation.bench_config import PAPER_BLUR, PAPER_JPEG, BenchConfig, Level, SweepConfig
+from aigdetect.evaluation.bench_config import PAPER_BLUR, PAPER_JPEG, PIXEL_ONLY, BenchConfig, Level, SweepConfig
 from aigdetect.evaluation.report import (
     RESULTS_CSV,
     RESULTS_JSON,
@@ -156,6 +156,9 @@ def test_robustness_cli_writes_plot_and_one_row_per_level(tmp_path: Path, tiny_c
         assert float(row["ap"]) == level["means"]["all"]["ap"]
     for label in labels:
         assert label in result.output
+    assert f"scores: {PIXEL_ONLY}" in result.stderr.splitlines() and data["scores"] == PIXEL_ONLY
+    assert f"- scores: {PIXEL_ONLY}" in markdown.splitlines()
+    assert f"<dt>Scores</dt><dd>{PIXEL_ONLY}</dd>" in (out / "report.html").read_text()
 
     again = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--compare", str(out / RESULTS_JSON)])
     assert again.exit_code == 0, again.output

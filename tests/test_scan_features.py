@@ -110,7 +110,7 @@ def test_quiet_summary_json_and_fail_on(tmp_path, tiny_checkpoint):
 
 
 def test_without_a_terminal_progress_is_a_plain_line(tmp_path, tiny_checkpoint, monkeypatch):
-    monkeypatch.setattr("aigdetect.cli.scan.PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr("aigdetect.cli.progress.PROGRESS_INTERVAL_S", 0.0)
     folder = _folder(tmp_path / "imgs", 4)
     result = _scan(str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--batch-size", "2")
     lines = [line for line in result.stderr.splitlines() if line.startswith("scanned ")]

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from aigdetect import load_detector, score_images
 from aigdetect.cli import app
+from aigdetect.cli.train import _Renderer
 from aigdetect.data.config import AugmentConfig
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine.runtime import RuntimeConfig
@@ -275,6 +276,77 @@ def test_cli_prints_layout_and_summary(tmp_path, small_data):
     _, meta = read_checkpoint(tmp_path / "m.safetensors")
     augment = meta["provenance"]["train_config"]["augment"]
     assert (augment["flip"], augment["blur_prob"], augment["jpeg_quality"]) == (False, 0.0, [50, 90])
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def train_events(tmp_path_factory, small_data) -> list[dict]:
+    """The events of a real 8-step run (global batch 8), to replay on a fake clock."""
+    events: list[dict] = []
+    train(_config(tmp_path_factory.mktemp("events"), small_data), events.append)
+    assert [e["step"] for e in events if e["event"] == "progress"] == list(range(1, 9))
+    return events
+
+
+def _replay(events: list[dict], seconds_per_step: float) -> None:
+    clock = FakeClock()
+    renderer = _Renderer(clock)
+    for event in events:
+        if event["event"] == "progress":
+            clock.now += seconds_per_step
+        renderer(event)
+
+
+def _plain_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("step ") and " of " in line]
+
+
+def test_without_a_terminal_train_prints_a_plain_line_after_each_30_s(train_events, capsys):
+    _replay(train_events, 12.0)
+    err = capsys.readouterr().err
+    # 12 s a step: due at step 3 (36 s) and step 6 (72 s, 36 s later), not at step 8 (24 s later).
+    # 3 steps in 36 s of batches of 8 = 0.67 images/s; 5 steps left at 12 s = 60 s; then 2 left = 24 s.
+    assert _plain_lines(err) == [
+        "step 3 of 8, 0.7 images/s, about 1 min left",
+        "step 6 of 8, 0.7 images/s, under a minute left",
+    ]
+    assert "step 4: val AP" in err and "step 8: val AP" in err
+
+
+def test_a_resumed_run_counts_its_rate_from_where_it_resumed(train_events, capsys):
+    start = next(i for i, e in enumerate(train_events) if e["event"] == "start")
+    resumed = [{**e, "start_step": 4} if e["event"] == "start" else e for e in train_events]
+    resumed = [e for i, e in enumerate(resumed) if i <= start or e["event"] != "progress" or e["step"] > 4]
+    _replay(resumed, 20.0)
+    # steps 5-8 at 20 s each: due at step 6 (40 s: 2 steps, 0.4 images/s, 2 left = 40 s), then step 8 (80 s).
+    assert _plain_lines(capsys.readouterr().err) == [
+        "step 6 of 8, 0.4 images/s, about 1 min left",
+        "step 8 of 8, 0.4 images/s, under a minute left",
+    ]
+
+
+def test_on_a_terminal_train_shows_the_bar_and_no_plain_line(train_events, capsys, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    _replay(train_events, 100.0)
+    assert _plain_lines(capsys.readouterr().err) == []
+
+
+def test_the_cli_prints_plain_lines_from_the_real_run(tmp_path, small_data, monkeypatch):
+    monkeypatch.setattr("aigdetect.cli.progress.PROGRESS_INTERVAL_S", 0.0)
+    result = _cli(tmp_path, small_data)
+    assert result.exit_code == 0, result.output
+    lines = _plain_lines(result.stderr)
+    assert [line.split(",")[0] for line in lines] == [f"step {k} of 4" for k in range(1, 5)]
+    assert all(line.endswith(" left") and " images/s, " in line for line in lines)
 
 
 def test_log_starts_every_run_with_a_run_record(tmp_path, small_data):

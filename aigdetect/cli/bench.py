@@ -94,6 +94,7 @@ def _print_table(console: Any, table: Any) -> None:
 
 
 def _summarise(err: Any, data: dict[str, Any], written: list[Path]) -> None:
+    err.print(f"scores: {data['scores']}")
     if data["missing"]:
         names = ", ".join(f"{m['title']} ({m['folder']}/)" for m in data["missing"])
         err.print(f"missing, skipped: {names}")

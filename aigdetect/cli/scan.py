@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,14 +37,13 @@ from .options import (
     option,
     parse_float_list,
 )
+from .progress import PlainProgress
 
 if TYPE_CHECKING:
     from ..scan.rows import Tally
     from ..scan.runner import ScanProgress, ScanSummary
 
 EXIT_FOUND = 3
-PROGRESS_INTERVAL_S = 30.0
-"""How often a scan whose stderr is not a terminal prints a plain progress line."""
 STDOUT = "-"
 FAIL_ON_CHOICES = ("ai-generated", "likely-ai", "inconclusive", "likely-real", "camera-signed", "conflict",
                    "tampered-credentials", "fake", "real", "error")  # fmt: skip
@@ -87,7 +85,7 @@ def _read_list(source: Path, null_separated: bool) -> tuple[str, ...]:
 
 
 class _Reporter:
-    """Progress on stderr: a bar on a terminal; otherwise one plain line every ``PROGRESS_INTERVAL_S``."""
+    """Progress on stderr: a bar on a terminal; otherwise a plain line at most every ``PROGRESS_INTERVAL_S``."""
 
     def __init__(self, quiet: bool) -> None:
         from rich.console import Console
@@ -95,8 +93,7 @@ class _Reporter:
         self.quiet = quiet
         self.console = Console(stderr=True)
         self.terminal = self.console.is_terminal and not quiet
-        self.started = time.monotonic()
-        self.last_line = self.started
+        self.plain = PlainProgress()
         self.bar: Any = None
 
     def __enter__(self) -> _Reporter:
@@ -124,16 +121,12 @@ class _Reporter:
                 rate="-- img/s" if speed is None else f"{speed:.1f} img/s",
             )  # fmt: skip
             return
-        now = time.monotonic()
-        if self.quiet or not update.done or now - self.last_line < PROGRESS_INTERVAL_S:
-            return
-        self.last_line = now
-        rate = update.done / max(now - self.started, 1e-9)
-        eta = (update.total - update.done) / rate if rate > 0 else 0.0
-        typer.echo(
-            f"scanned {update.done} of {update.total} files ({update.errors} errors), {rate:.1f} files/s, "
-            f"about {eta / 60:.0f} min left", err=True,
-        )  # fmt: skip
+        pace = None if self.quiet else self.plain.due(update.done, update.total)
+        if pace is not None:
+            typer.echo(
+                f"scanned {update.done} of {update.total} files ({update.errors} errors), {pace.rate:.1f} files/s, "
+                f"{pace.left_text}", err=True,
+            )  # fmt: skip
 
 
 def _merge(merge: Path, output_format: str | None, strict: bool, quiet: bool) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,6 +44,7 @@ from .options import (
     parse_int_list,
     render,
 )
+from .progress import PlainProgress
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -125,9 +128,14 @@ def _value(value: Any) -> str:
 
 
 class _Renderer:
-    """Turns the library's training events into stderr output: layout, a progress bar, validations."""
+    """Turns the library's training events into stderr output: layout, progress, validations.
 
-    def __init__(self) -> None:
+    Progress is a bar on a terminal; otherwise (a log file, a pipe) a plain line at most every
+    ``PROGRESS_INTERVAL_S``: steps, images/s (steps/s times the global batch) and time left, both
+    measured on ``clock`` from the start of training.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -143,6 +151,10 @@ class _Renderer:
             disable=not self.console.is_terminal,
         )
         self.task = None
+        self.clock = clock
+        self.plain: PlainProgress | None = None
+        self.batch_size = 0
+        self.start_step = 0
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -150,6 +162,7 @@ class _Renderer:
             for line in event["description"]:
                 self.console.print(render(line), highlight=False, markup=False)
         elif kind == "recipe":
+            self.batch_size = event["settings"]["batch_size"]
             for line in recipe_lines(event):
                 self.console.print(line, highlight=False, markup=False)
         elif kind == "micro_batch" and (event["automatic"] or event["micro_batch"] < event["per_process_batch"]):
@@ -172,8 +185,11 @@ class _Renderer:
             self.task = self.progress.add_task(
                 "train", total=event["total_steps"], completed=event["start_step"], rate=""
             )
+            self.start_step = event["start_step"]
+            self.plain = None if self.console.is_terminal else PlainProgress(self.clock)
         elif kind == "progress" and self.task is not None:
             self.progress.update(self.task, completed=event["step"])
+            self._plain_line(event["step"], event["total_steps"])
         elif kind == "step" and self.task is not None:
             rate = f"{event['images_per_s']:.0f} img/s" if event.get("images_per_s") else ""
             self.progress.update(self.task, rate=f"{rate} loss {event['loss']:.4f}")
@@ -188,6 +204,14 @@ class _Renderer:
             )
         elif kind == "done":
             self.progress.stop()
+
+    def _plain_line(self, step: int, total: int) -> None:
+        pace = self.plain.due(step - self.start_step, total - self.start_step) if self.plain is not None else None
+        if pace is not None:
+            self.console.print(
+                f"step {step} of {total}, {pace.rate * self.batch_size:.1f} images/s, {pace.left_text}",
+                highlight=False, markup=False,
+            )  # fmt: skip
 
 
 def _summary_table(result: TrainResult) -> Table:

@@ -20,6 +20,9 @@ PAPER_JPEG = (90, 80, 70, 60, 50, 40, 30)
 PROTOCOLS = ("all", "univfd")
 UNIVFD_MAX_SAMPLE, UNIVFD_FALLBACK = 1000, 100
 """UnivFD's validate.py scores --max_sample 1000 images per class, and 100 when a class has fewer."""
+PIXEL_ONLY = "pixel model only; evidence (C2PA, metadata, watermarks) not used"
+"""What bench and robustness scores are, said in every output: they measure the model, so the
+evidence that decides a scan's verdict (and would make benchmark fakes trivially found) is left out."""
 
 
 @dataclass(frozen=True)

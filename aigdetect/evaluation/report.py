@@ -47,6 +47,7 @@ def _markdown(data: dict[str, Any], tables: Sequence[TextTable]) -> str:
         "",
         f"- detector: {detector['name']} ({detector['origin']}, backbone {detector['backbone']})",
         f"- calibrated threshold: {detector['threshold']:.4g}",
+        f"- scores: {data['scores']}",
         f"- root: {data['root']}",
         f"- command: `{data['command']}`",
         f"- sampling: {_sampling_text(data['sampling'])}",

@@ -24,7 +24,7 @@ from .bench import (
     PassResult,
     Prediction,
 )
-from .bench_config import BenchConfig
+from .bench_config import PIXEL_ONLY, BenchConfig
 from .robustness import RobustnessResult
 from .suites import Discovery, Suite
 
@@ -78,6 +78,7 @@ def _header(
         "schema": SCHEMA_VERSION,
         "aigdetect_version": __version__,
         "units": UNITS,
+        "scores": PIXEL_ONLY,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "suite": {"name": suite.name, "title": suite.title, "families": list(suite.families)},

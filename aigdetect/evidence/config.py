@@ -81,17 +81,17 @@ def load_trust_anchors(path: str | os.PathLike[str]) -> str:
         with handle:
             data = read_capped(handle, MAX_TRUST_BYTES, name)
     except InputFileError as exc:
-        raise ConfigError(f"C2PA trust anchors {name}: {exc.reason}: {exc.detail}") from None
+        raise ConfigError(f"`c2pa_trust` {name}: {exc.reason}: {exc.detail}") from None
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
-        raise ConfigError(f"C2PA trust anchors {name}: not a PEM file (non-ASCII bytes)") from None
+        raise ConfigError(f"`c2pa_trust` {name}: not a PEM file (non-ASCII bytes)") from None
     blocks = _PEM_BLOCK.findall(text)
     if not blocks:
-        raise ConfigError(f"C2PA trust anchors {name}: no PEM certificate in the file")
+        raise ConfigError(f"`c2pa_trust` {name}: no PEM certificate in the file")
     for number, block in enumerate(blocks, 1):
         if not _is_der_sequence(block):
-            raise ConfigError(f"C2PA trust anchors {name}: certificate {number} is not valid base64 DER")
+            raise ConfigError(f"`c2pa_trust` {name}: certificate {number} is not valid base64 DER")
     return text
 
 

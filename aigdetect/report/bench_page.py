@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..evaluation.bench_config import REFERENCE_ENGINE
+from ..evaluation.bench_config import PIXEL_ONLY, REFERENCE_ENGINE
 from ..evaluation.tables import TextTable, bench_tables, family_table, paper_tables, pct, robustness_tables
 from ..fileio import open_input, read_capped
 from ..version import __version__
@@ -74,6 +74,7 @@ def _facts(data: dict[str, Any]) -> list[tuple[str, str]]:
         ("Suite", data["suite"]["title"]),
         ("Detector", f"{detector['name']} ({detector.get('origin', '')}, backbone {detector.get('backbone', '')})"),
         ("Calibrated threshold", _threshold(data.get("threshold"))),
+        ("Scores", str(data.get("scores") or PIXEL_ONLY)),
         ("Engine", str(data.get("engine") or REFERENCE_ENGINE)),
         ("Root", str(data.get("root", ""))),
         ("Command", str(data.get("command", ""))),
