@@ -371,7 +371,10 @@ def _typed(name: str, items: Iterable[tuple[int, Any]], limits: ReadLimits, unit
     rows = []
     for number, raw in items:
         if len(rows) >= limits.max_rows:
-            raise InputError(f"{name} holds more than {limits.max_rows} rows; split it (aigdetect scan --shard) or raise the cap")
+            raise InputError(
+                f"{name} holds more than {limits.max_rows} rows, the most a report reads; scan in parts (`shard`) "
+                "and report each part"
+            )
         if not isinstance(raw, dict):
             raise InputError(f"{unit} {number} of {name} is not an object; the file is damaged")
         try:
