@@ -294,7 +294,8 @@ def scan(
     if backbone_weights and os.path.exists(backbone_weights):
         protected.append(backbone_weights)
     known = fingerprint(choice)
-    source = DetectorSource(known.identity, known.threshold, lambda: _load(choice), known.image_size, known.parameters)
+    source = DetectorSource(known.identity, known.threshold, lambda: _load(choice), image_size=known.image_size,
+                            parameters=known.parameters)  # fmt: skip
     with _Reporter(quiet) as reporter:
         summary = run_scan(
             source, config, stream=None if config.out else sys.stdout, progress=reporter, command=command_line(ctx),

@@ -283,8 +283,8 @@ def _source(detector: Detector | DetectorSource) -> DetectorSource:
         return detector
     from ..models.identity import detector_id
 
-    parameters = sum(p.numel() for p in detector.parameters())
-    return DetectorSource(detector_id(detector), float(detector.threshold), lambda: detector, detector.image_size, parameters)
+    return DetectorSource(detector_id(detector), float(detector.threshold), lambda: detector, image_size=detector.image_size,
+                          parameters=_parameters(detector))  # fmt: skip
 
 
 def run_scan(
