@@ -185,3 +185,15 @@ def splice_pixels(signed: bytes, fresh: bytes, fmt: str) -> bytes:
     if fmt == "JPEG":
         return signed[: signed.index(b"\xff\xda")] + fresh[fresh.index(b"\xff\xda") :]
     return signed[: signed.index(b"IDAT") - 4] + fresh[fresh.index(b"IDAT") - 4 :]
+
+
+def break_manifest_box(signed: bytes, fmt: str) -> bytes:
+    """``signed`` (JPEG or PNG) with 40 junk bytes over the box after the C2PA store's description box;
+    a PNG's caBX chunk gets its CRC fixed, so that only the box inside is broken."""
+    at = signed.index(b"jumb") + 30  # just past the store's description box: the next box header
+    data = signed[:at] + b"\xa5" * 40 + signed[at + 40 :]
+    if fmt == "PNG":
+        start = data.index(b"caBX") - 4
+        length = int.from_bytes(data[start : start + 4], "big")
+        data = data[:start] + png_chunk(b"caBX", data[start + 8 : start + 8 + length]) + data[start + 12 + length :]
+    return data
