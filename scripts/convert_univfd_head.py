@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 
 from aigdetect import __version__
-from aigdetect.models.config import MoLEConfig
 from aigdetect.models.backbones import resolve_backbone
 from aigdetect.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METADATA_KEY
+from aigdetect.models.config import MoLEConfig
 from aigdetect.models.zoo import DETECTORS, WEIGHTS_DIR
 
 EXPECTED_SHA256 = "477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847"
