@@ -18,8 +18,9 @@ from PIL import Image
 
 from aigdetect import score_images
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.errors import ConfigError
+from aigdetect.errors import ConfigError, WeightsError
 from aigdetect.scan import ScanConfig, detector_id, display_path, raw_path, run_scan
+from aigdetect.scan.runner import DetectorSource
 from aigdetect.scan.sidecar import sidecar_path
 from aigdetect.scan.writers import journal_path
 
@@ -241,6 +242,26 @@ def test_a_crashing_decoder_worker_costs_one_row(tmp_path):
     assert len(ok) == 9
     np.testing.assert_allclose([r["score"] for r in ok], score_images(detector, [r["path"] for r in ok]), rtol=1e-5, atol=1e-6)
     assert summary.tally.reasons == {"crashed": 1}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_detector_that_fails_to_load_leaves_no_output_behind(tmp_path, fmt, workers):
+    for i in range(3):
+        write_image(tmp_path / "imgs" / f"{i}.png", seed=i)
+    out = tmp_path / f"v.{fmt}"
+    config = ScanConfig(paths=(str(tmp_path / "imgs"),), out=str(out), output_format=fmt, runtime=RuntimeConfig(workers=workers))
+    detector = make_tiny_detector()
+
+    def unloadable() -> None:
+        raise WeightsError("no weights for vitl14")
+
+    failing = DetectorSource(detector_id(detector), 0.5, unloadable, image_size=detector.image_size, parameters=65_000)
+    with pytest.raises(WeightsError, match="no weights"):
+        run_scan(failing, config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+    run_scan(detector, config)
+    assert out.exists() and json.loads(Path(sidecar_path(str(out))).read_text())["complete"]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])

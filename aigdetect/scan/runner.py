@@ -337,18 +337,20 @@ def run_scan(
         if index is not None:
             stack.callback(index.close)
             kept, boundary = _write_kept(index, config, context, summary)
-            writer: RowWriter = append_writer(config.out, config.output_format)
-        else:
-            writer = open_writer(config.output_format, context.columns, out=config.out, stream=stream)
-        if config.out is not None:
-            write_sidecar(config.out, settings, complete=False, shard=config.shard)
         rules = WalkRules(config.discovery)
         todo = (
             ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns)
             for f in _entries(config, rules)
             if not kept or key_digest(found_key(f, context.detector)) not in kept
         )
+        # The detector loads before a new output is created: one that fails to load leaves none behind.
         batches = _scorer(source, todo, config, perturb)
+        if index is not None:
+            writer: RowWriter = append_writer(config.out, config.output_format)
+        else:
+            writer = open_writer(config.output_format, context.columns, out=config.out, stream=stream)
+        if config.out is not None:
+            write_sidecar(config.out, settings, complete=False, shard=config.shard)
         started = time.perf_counter()
         errors = 0
         try:
