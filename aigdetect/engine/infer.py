@@ -347,7 +347,7 @@ def reading_for(detector: Detector, reading: ReadOptions | None, gpu_decode: boo
     reading = reading or ReadOptions(size=detector.image_size)
     if reading.size != detector.image_size:
         raise ValueError(f"reading size {reading.size} is not the detector's input size {detector.image_size}")
-    return replace(reading, jpeg_bytes=gpu_decode and not reading.whole_image)
+    return reading.decoded_on_device(gpu_decode)
 
 
 def score_items(

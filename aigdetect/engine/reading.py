@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 import numpy as np
@@ -65,6 +65,11 @@ class ReadOptions:
     def whole_image(self) -> bool:
         """Whether the whole image must be decoded, not just the centre the detector scores."""
         return self.perturb is not None or bool(self.crops) or self.watermarks
+
+    def decoded_on_device(self, gpu_decode: bool) -> ReadOptions:
+        """These options with plain JPEGs handed over as bytes when the device decodes them
+        (``gpu_decode``), unless the whole image is needed."""
+        return replace(self, jpeg_bytes=gpu_decode and not self.whole_image)
 
 
 @dataclass(frozen=True)

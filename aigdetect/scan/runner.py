@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -404,8 +404,7 @@ def _scorer(
     batch_size = runtime.batch_size_for(device_type)
     workers = runtime.workers_for(device_type, source.parameters)
     window = decode_window(batch_size, workers)
-    plain = _reading(config, source.image_size, perturb)
-    reading = replace(plain, jpeg_bytes=runtime.gpu_decode_for(device_type) and not plain.whole_image)
+    reading = _reading(config, source.image_size, perturb).decoded_on_device(runtime.gpu_decode_for(device_type))
     decoding = Decoding(items, reading, workers=workers, window=window)
     try:
         detector, device = decoding.ahead_of(lambda: _load(source, runtime.device), ahead_limit(reading, window))
