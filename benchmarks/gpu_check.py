@@ -74,15 +74,16 @@ class Phases:
     kernels) apart from the steady state (the batches after the first), so that a second of start-up
     does not pass for a slow scan. Wall-clock times, comparable across processes."""
 
-    def __init__(self, spawned: float) -> None:
+    def __init__(self, spawned: float, clock=time.time) -> None:
         self.spawned = spawned
+        self.clock = clock
         self.first: tuple[float, int] | None = None
         self.last: tuple[float, int] | None = None
 
     def batch_done(self, done: int) -> None:
         if done <= 0:
             return
-        now = time.time()
+        now = self.clock()
         if self.first is None:
             self.first = (now, done)
         self.last = (now, done)
@@ -331,7 +332,7 @@ def child_baseline(spec: dict) -> dict:
     device = torch.device(spec["device"])
     detector = load_detector(spec["checkpoint"], backbone_weights="none", allow_random_backbone=True).to(device).eval()
     paths = sorted(str(p) for p in Path(spec["folder"]).iterdir())[: spec["files"]]
-    loader = DataLoader(Files(paths, detector.image_size), batch_size=128, num_workers=4, shuffle=False)
+    loader = DataLoader(Files(paths, detector.image_size), batch_size=spec["batch"], num_workers=4, shuffle=False)
     scores: list[float] = []
     phases = Phases(spec["spawned"])
     began = time.perf_counter()
@@ -399,6 +400,7 @@ def end_to_end(model: str, kind: str, folder: Path, best: dict, ceiling: float, 
     workers = result["scan"].get("workers") or args.workers or 1
     result["decode_only_img_per_s"] = decode_only(folder, size, workers, False, device)
     base_spec = {"device": device.type, "checkpoint": str(checkpoint), "folder": str(folder), "files": args.baseline_files,
+                 "batch": args.baseline_batch,
                  "out": str(tmp / f"{kind}_{Path(model).stem}_base.csv")}
     result["baseline"] = child("baseline", base_spec, device, budget.left())
     scan_rate, base_rate = result["scan"].get("steady_img_per_s"), result["baseline"].get("steady_img_per_s")
@@ -591,9 +593,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="scan decode workers (default: the scan's own)")
     parser.add_argument("--baseline-files", type=int, default=6000,
                         help="files the UnivFD pipeline scores (the first of each set; its rate is steady long before)")
+    parser.add_argument("--baseline-batch", type=int, default=128, help="the UnivFD pipeline's batch (validate.py's 128)")
     parser.add_argument("--min-time-s", type=float, default=2.0, help="timed seconds per model-only variant")
     parser.add_argument("--compare-files", type=int, default=64, help="JPEGs whose GPU and CPU decodes are compared")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget; steps that would overrun are skipped")
+    parser.add_argument("--budget-s", type=float, default=290.0,
+                        help="wall-clock budget; steps that would overrun are skipped (device_check.sh runs training after)")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile steps")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -623,6 +628,9 @@ def main() -> None:
         phase1: dict[str, dict] = {}
         for step, model, kind in plan(args):
             key = f"{step} {Path(model).stem}" + (f" {kind}" if kind else "")
+            if step == "compile" and args.no_compile:
+                report.skip(key, "--no-compile")
+                continue
             if not budget.fits(estimate(step, model, kind, args, phase1)):
                 report.skip(key, f"needs about {estimate(step, model, kind, args, phase1):.0f} s, {budget.left():.0f} s left")
                 continue
