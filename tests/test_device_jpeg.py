@@ -15,7 +15,7 @@ from PIL import Image
 
 from aigdetect.data import device_jpeg, plain_jpeg
 from aigdetect.data.crops import center_crop
-from aigdetect.data.device_jpeg import center_crop_chw, decode_centers
+from aigdetect.data.device_jpeg import Refused, center_crop_chw, decode_centers
 from aigdetect.data.images import decode_center
 from aigdetect.data.plain_jpeg import JpegFile, device_decodable, frame_components
 from aigdetect.engine.reading import FileReader, ReadItem, ReadOptions
@@ -142,7 +142,7 @@ def test_decode_centers_equals_decode_center_and_isolates_a_bad_file(tmp_path):
     jpegs = [read_jpeg(p, 10**6) for p in paths]
     bad = JpegFile(bytes(broken), 300, 200, "JPEG", "RGB")
     crops = decode_centers([jpegs[0], bad, *jpegs[1:]], 32, CPU)
-    assert crops[1] is None
+    assert crops[1] == Refused("Empty JPEG image (DNL not supported)")
     for path, crop in zip(paths, [crops[0], *crops[2:]]):
         assert crop.dtype == torch.uint8 and crop.shape == (3, 32, 32)
         assert np.array_equal(crop.numpy(), decode_center(path, 32).array.transpose(2, 0, 1)), path

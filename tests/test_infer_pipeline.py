@@ -15,6 +15,7 @@ from PIL import Image
 
 from aigdetect import MoLEConfig
 from aigdetect.data.crops import crop_grid
+from aigdetect.data.device_jpeg import Refused
 from aigdetect.data.images import decode_center
 from aigdetect.data.transforms import eval_tensor, normalize_pixels, to_chw
 from aigdetect.engine import infer
@@ -212,10 +213,14 @@ def test_gpu_decode_path_gives_the_cpu_pipeline_records_and_falls_back_per_file(
     def spy(files, size, device):
         crops = real(files, size, device)
         on_device.extend(len(f.data) for f in files)
-        return [None if f.data == refuse else c for f, c in zip(files, crops)]
+        return [Refused("refused by the test") if f.data == refuse else c for f, c in zip(files, crops)]
 
     monkeypatch.setattr(infer, "decode_centers", spy)
     batched = [r for b in score_files(detector, paths, device=CPU, batch_size=3, workers=workers, gpu_decode=True) for r in b]
+    assert {r.path: r.device_decode_refused for r in batched if r.device_decode_refused} == {
+        str(tmp_path / "h_last.jpg"): "refused by the test"}
+    for record in batched:
+        record.device_decode_refused = None
     assert [vars(r) for r in batched] == [vars(r) for r in plain]
     assert sorted(on_device) == sorted(p.stat().st_size for p in paths if p.stem in ("a_big", "b_small", "c_gray", "f_prog", "h_last"))
     assert plain[6].error_reason == "truncated" and plain[3].ok and plain[4].ok
@@ -244,3 +249,23 @@ def test_compiled_model_scores_like_the_eager_one_across_short_batches(tmp_path)
     compiled = [r.score for b in score_files(detector, paths, device=CPU, batch_size=4, compile=True) for r in b]
     assert eager[1] is None and compiled[1] is None
     assert np.allclose([s for s in compiled if s is not None], [s for s in eager if s is not None], atol=1e-6)
+
+
+def test_scan_summary_counts_the_files_the_device_decoder_gave_back(tmp_path, monkeypatch):
+    from aigdetect.scan import ScanConfig, run_scan
+
+    folder = tmp_path / "photos"
+    for index in range(3):
+        write_image(folder / f"{index}.jpg", size=(40, 36), seed=index)
+    refused = (folder / "1.jpg").read_bytes()
+    real = infer.decode_centers
+
+    def spy(files, size, device):
+        return [Refused("Corrupt JPEG data") if f.data == refused else c for f, c in zip(files, real(files, size, device))]
+
+    monkeypatch.setattr(infer, "decode_centers", spy)
+    monkeypatch.setattr(RuntimeConfig, "gpu_decode_for", lambda self, device_type: True)
+    config = ScanConfig(paths=(str(folder),), out=str(tmp_path / "rows.csv"), runtime=RuntimeConfig(device="cpu", workers=0))
+    summary = run_scan(make_tiny_detector(), config).as_dict()
+    assert (summary["gpu_decode_fallbacks"], summary["gpu_decode_fallback_reasons"]) == (1, {"Corrupt JPEG data": 1})
+    assert (summary["files"], summary["errors"]) == (3, 0)

@@ -4,7 +4,7 @@ A 12-megapixel photo costs a CPU core about 140 ms to decode whole, and the dete
 224-pixel centre. With ``gpu_decode``, decode workers hand over the bytes of plain JPEGs
 (``plain_jpeg``), and the scanning process decodes a whole batch of them in one call and crops on
 the device (``decode_centers``). A file the batched decoder rejects or warns about comes back as
-None and is decoded on the CPU.
+``Refused``, with the reason, and is decoded on the CPU; the scan counts these fallbacks.
 
 nvJPEG's inverse DCT and chroma upsampling are not libjpeg-turbo's, so its pixels can differ by a
 few levels; on the CPU, ``decode_jpeg`` runs libjpeg-turbo and its crops equal Pillow's.
@@ -12,8 +12,10 @@ few levels; on the CPU, ``decode_jpeg`` runs libjpeg-turbo and its crops equal P
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -35,8 +37,16 @@ def center_crop_chw(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[:, top : top + size, left : left + size]
 
 
-def _decode(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor] | None:
-    """decode_jpeg on a list, or None when it raises or warns."""
+@dataclass(frozen=True)
+class Refused:
+    """A file the batched decoder rejected or warned about: it is decoded on the CPU instead, and the
+    scan counts it (``gpu_decode_fallbacks``) with this reason."""
+
+    reason: str
+
+
+def _decode(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor] | Refused:
+    """decode_jpeg on a list, or why it could not be trusted (it raised or warned)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     with warnings.catch_warnings(record=True) as caught:
@@ -44,9 +54,15 @@ def _decode(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tenso
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its image codecs
         try:
             images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
-        except RuntimeError:
-            return None
-    return None if caught else images
+        except RuntimeError as exc:
+            return Refused(_first_line(str(exc)))
+    return Refused(_first_line(str(caught[0].message))) if caught else images
+
+
+def _first_line(text: str) -> str:
+    """The message without torchvision's source location: what a summary can show."""
+    line = (text.strip().splitlines() or ["no message"])[0]
+    return re.sub(r"^.*?\.(?:cpp|cu):\d+,\s*", "", line)[:200]
 
 
 def _groups(files: Sequence[JpegFile]) -> list[list[int]]:
@@ -63,16 +79,21 @@ def _groups(files: Sequence[JpegFile]) -> list[list[int]]:
     return groups
 
 
-def decode_centers(files: Sequence[JpegFile], size: int, device: torch.device) -> list[torch.Tensor | None]:
+def decode_centers(files: Sequence[JpegFile], size: int, device: torch.device) -> list[torch.Tensor | Refused]:
     """The size x size centre crop, uint8 (3, size, size) on ``device``, of each JPEG, decoded in
-    batches of at most ``DECODE_PIXELS``; None for a file the decoder rejected or warned about (a bad
-    file costs its batch one more decode per file, to find it).
+    batches of at most ``DECODE_PIXELS``; ``Refused`` for a file the decoder rejected or warned about
+    (a bad file costs its batch one more decode per file, to find it).
     """
-    crops: list[torch.Tensor | None] = []
+    crops: list[torch.Tensor | Refused] = []
     for group in _groups(files):
         tensors = [torch.frombuffer(bytearray(files[i].data), dtype=torch.uint8) for i in group]
-        images: list[torch.Tensor | None] | None = _decode(tensors, device)
-        if images is None:
-            images = [(_decode([tensor], device) or [None])[0] for tensor in tensors]
-        crops += [None if image is None else center_crop_chw(image, size).clone() for image in images]
+        images = _decode(tensors, device)
+        if isinstance(images, Refused):
+            images = [_one(tensor, device) for tensor in tensors]
+        crops += [image if isinstance(image, Refused) else center_crop_chw(image, size).clone() for image in images]
     return crops
+
+
+def _one(data: torch.Tensor, device: torch.device) -> torch.Tensor | Refused:
+    decoded = _decode([data], device)
+    return decoded if isinstance(decoded, Refused) else decoded[0]

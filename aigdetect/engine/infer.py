@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data.device_jpeg import decode_centers
+from ..data.device_jpeg import Refused, decode_centers
 from ..data.images import decode_center, to_rgb_array
 from ..data.plain_jpeg import JpegFile
 from ..data.transforms import eval_tensor, normalize_pixels
@@ -272,7 +272,8 @@ class _Scorer:
         batch = list(batch)
         failed = []
         for position, crop in zip(jpegs, crops):
-            if crop is None:
+            if isinstance(crop, Refused):
+                batch[position][0].device_decode_refused = crop.reason
                 failed.append(position)
             else:
                 batch[position] = (batch[position][0], crop)

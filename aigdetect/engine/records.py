@@ -14,7 +14,8 @@ class ImageRecord:
     """The outcome for one file: a score (and crop scores) or an error, plus file facts.
 
     ``size`` and ``mtime_ns`` come from the descriptor the pixels were read from; ``findings`` are
-    the evidence the file carries about itself (empty when evidence was not read).
+    the evidence the file carries about itself (empty when evidence was not read);
+    ``device_decode_refused`` says why the batched device decoder gave the file back to the CPU.
     """
 
     index: int
@@ -30,6 +31,7 @@ class ImageRecord:
     mtime_ns: int | None = None
     sha256: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    device_decode_refused: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class ScanSummary:
         stale: rows of an earlier output that were rescanned because their settings or version differ.
         skipped: entries left out by the discovery rules (system junk, hidden entries, globs).
         elapsed_s: wall time of the scoring (after the detector was loaded).
+        gpu_decode_fallbacks: why each file that the batched device decoder gave back to the CPU
+            decoder was given back (``gpu_decode``), with the count of each reason.
     """
 
     out: str | None
@@ -89,6 +92,7 @@ class ScanSummary:
     stale: int = 0
     skipped: int = 0
     elapsed_s: float = 0.0
+    gpu_decode_fallbacks: Counter[str] = field(default_factory=Counter)
 
     @property
     def detector(self) -> str:
@@ -114,6 +118,8 @@ class ScanSummary:
             "bands": list(self.settings.bands),
             "elapsed_s": round(self.elapsed_s, 3),
             "images_per_s": None if self.images_per_s is None else round(self.images_per_s, 2),
+            "gpu_decode_fallbacks": sum(self.gpu_decode_fallbacks.values()),
+            "gpu_decode_fallback_reasons": dict(self.gpu_decode_fallbacks.most_common()),
             "aigdetect_version": __version__,
             "started": self.started,
             "command": self.command,
@@ -361,6 +367,7 @@ def run_scan(
                 writer.write([row_line(config.output_format, context.columns, r, config.formula_guard) for r in rows])
                 summary.tally.add(rows)
                 summary.scored += len(rows)
+                summary.gpu_decode_fallbacks.update(r.device_decode_refused for r in records if r.device_decode_refused)
                 errors += sum(1 for row in rows if row["status"] != "ok")
                 if progress:
                     progress(ScanProgress(summary.scored, total - summary.resumed, errors))
