@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from aigdetect.errors import WeightsError
-from aigdetect.models.backbones import build_visual, load_backbone, resolve_backbone
 from aigdetect.formats.torch_archive import MAX_CODE_FILE_BYTES, read_torch_archive
+from aigdetect.models.backbones import build_visual, load_backbone, resolve_backbone
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
 
