@@ -20,6 +20,7 @@ FLOORS = {
     "registry": 1,
     "metrics": 1,
     "data": 2,
+    "formats": 2,
     "models": 3,
     "evidence": 4,
     "engine": 5,

@@ -72,3 +72,18 @@ def test_shared_alpha_defaults_to_the_rank_in_the_library_and_the_cli():
 def test_settings_named_in_messages_are_shown_as_flags():
     assert render("`batch_size` must be >= 1; `output_format` csv") == "--batch-size must be >= 1; --format csv"
     assert render("run 'aigdetect train' first") == "run 'aigdetect train' first"
+
+
+def test_bench_and_robustness_share_every_option_but_the_sweep():
+    from typer.main import get_command
+
+    from aigdetect.cli import app
+
+    commands = get_command(app).commands
+
+    def described(name: str) -> dict:
+        return {p.name: (p.opts, p.default, getattr(p, "help", None)) for p in commands[name].params}
+
+    robustness = described("robustness")
+    assert [robustness.pop(name)[0] for name in ("blur", "jpeg")] == [["--blur"], ["--jpeg"]]
+    assert robustness == described("bench")

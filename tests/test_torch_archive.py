@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from aigdetect.errors import WeightsError
+from aigdetect.formats.torch_archive import MAX_CODE_FILE_BYTES, read_torch_archive
 from aigdetect.models.backbones import build_visual, load_backbone, resolve_backbone
-from aigdetect.models.torch_archive import MAX_CODE_FILE_BYTES, read_torch_archive
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
 
@@ -550,7 +550,7 @@ def test_zip_without_a_pickle_is_not_a_pytorch_file(tmp_path):
 def test_oversized_pickles_are_refused(tmp_path, monkeypatch):
     path = tmp_path / "large.pt"
     torch.save({"w": list(range(1000))}, path)
-    monkeypatch.setattr("aigdetect.models.torch_archive.MAX_PICKLE_BYTES", 100)
+    monkeypatch.setattr("aigdetect.formats.torch_archive.MAX_PICKLE_BYTES", 100)
     assert "over the 100-byte cap" in _one_line_refusal(read_torch_archive, path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -276,6 +277,9 @@ def test_cli_prints_layout_and_summary(tmp_path, small_data):
     _, meta = read_checkpoint(tmp_path / "m.safetensors")
     augment = meta["provenance"]["train_config"]["augment"]
     assert (augment["flip"], augment["blur_prob"], augment["jpeg_quality"]) == (False, 0.0, [50, 90])
+    command = shlex.split(meta["provenance"]["command"])  # recorded as scan records it: the options given, retypeable
+    assert command[:2] == ["aigdetect", "train"] and "--no-flip" in command
+    assert command[command.index("--steps") + 1] == "4" and command[command.index("--jpeg-quality") + 1] == "50,90"
 
 
 class FakeClock:

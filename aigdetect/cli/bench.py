@@ -5,6 +5,8 @@ Both commands forward their options by keyword to ``evaluation.run.run_request``
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -170,13 +172,12 @@ def _request(
     as_text = {k: str(v) if v is not None else None for k, v in (("root", root), ("real", real), ("fake", fake))}
     return BenchRequest(
         suite=suite, choice=choice, config=config, name=name, out=str(options["out"]) if options["out"] else None,
-        compare=str(options["compare"]) if options["compare"] else None, sweep=options.get("sweep"),
+        compare=str(options["compare"]) if options["compare"] else None, sweep=options["sweep"],
         command=command_line(ctx), **as_text,
     )
 
 
-@cli_errors
-def bench(
+def _shared(
     ctx: typer.Context,
     suite: SuiteArgument,
     root: RootOption = None,
@@ -204,6 +205,26 @@ def bench(
     max_pixels: MaxPixelsOption = default(BenchConfig, "max_pixels"),
     max_bytes: MaxBytesOption = default(BenchConfig, "max_bytes"),
 ) -> None:
+    """The options bench and robustness share, written once: its signature is theirs."""
+
+
+def _with_shared_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` (which takes its own options by keyword and the rest as ``**options``) the
+    shared options first; Typer reads the signature and the annotations."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature([*inspect.signature(_shared, eval_str=True).parameters.values(), *own])
+    command.__annotations__ = {**_shared.__annotations__, **command.__annotations__}
+    return command
+
+
+def _forward(options: dict[str, Any], sweep: SweepConfig | None = None) -> None:
+    where = {key: options.pop(key) for key in ("ctx", "suite", "root", "real", "fake", "name")}
+    _run(_request(**where, **options, sweep=sweep))
+
+
+@cli_errors
+@_with_shared_options
+def bench(**options: Any) -> None:
     """Evaluate a detector on a benchmark suite (the paper's Tables 1-3) or on a real/fake folder pair.
 
     Example: aigdetect bench univfd --root data/univfd --checkpoint mole.safetensors --out runs/univfd --reencode jpeg:95
@@ -212,52 +233,22 @@ def bench(
 
     Example: aigdetect bench univfd --root data/univfd --checkpoint mole.safetensors --protocol univfd
     """
-    options = dict(locals())
-    for key in ("ctx", "suite", "root", "real", "fake", "name"):
-        options.pop(key)
-    _run(_request(ctx, suite, root, real, fake, name, **options))
+    _forward(options)
 
 
 @cli_errors
+@_with_shared_options
 def robustness(
-    ctx: typer.Context,
-    suite: SuiteArgument,
-    root: RootOption = None,
-    real: RealOption = None,
-    fake: FakeOption = None,
-    name: NameOption = FOLDER_SUITE,
-    checkpoint: CheckpointOption = None,
-    model: DetectorModelOption = None,
-    backbone_weights: BackboneWeightsOption = None,
-    cache_dir: CacheDirOption = None,
-    allow_random_backbone: AllowRandomBackboneOption = False,
-    device: DeviceOption = default(RuntimeConfig, "device"),
-    batch_size: BatchSizeOption = default(RuntimeConfig, "batch_size"),
-    workers: WorkersOption = default(RuntimeConfig, "workers"),
-    backend: BackendOption = default(RuntimeConfig, "backend"),
-    precision: PrecisionOption = default(RuntimeConfig, "precision"),
-    gpu_decode: GpuDecodeOption = default(RuntimeConfig, "gpu_decode"),
-    compile: CompileOption = default(RuntimeConfig, "compile"),
-    out: OutOption = None,
-    max_per_class: MaxPerClassOption = default(BenchConfig, "max_per_class"),
-    seed: SeedOption = default(BenchConfig, "seed"),
-    protocol: ProtocolOption = default(BenchConfig, "protocol"),
-    reencode: ReencodeOption = None,
-    compare: CompareOption = None,
-    max_pixels: MaxPixelsOption = default(BenchConfig, "max_pixels"),
-    max_bytes: MaxBytesOption = default(BenchConfig, "max_bytes"),
+    *,
     blur: Annotated[str, option(SweepConfig, "blur")] = default_list(SweepConfig, "blur"),
     jpeg: Annotated[str, option(SweepConfig, "jpeg")] = default_list(SweepConfig, "jpeg"),
+    **options: Any,
 ) -> None:
     """Measure mAP and accuracy under Gaussian blur and JPEG compression (Figure 4).
 
     Example: aigdetect robustness univfd --root data/univfd --checkpoint mole.safetensors --out runs/rob --blur 1,2 --jpeg 90,50
     """
-    options = dict(locals())
-    for key in ("ctx", "suite", "root", "real", "fake", "name", "blur", "jpeg"):
-        options.pop(key)
-    options["sweep"] = SweepConfig(blur=parse_float_list(blur, "blur"), jpeg=parse_int_list(jpeg, "jpeg"))
-    _run(_request(ctx, suite, root, real, fake, name, **options))
+    _forward(options, SweepConfig(blur=parse_float_list(blur, "blur"), jpeg=parse_int_list(jpeg, "jpeg")))
 
 
 def register(app: typer.Typer) -> None:

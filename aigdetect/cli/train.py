@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,7 +16,7 @@ from ..engine.runtime import RuntimeConfig
 from ..engine.train_config import RECIPES, TrainConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
-from .common import cli_errors
+from .common import cli_errors, command_line
 from .options import (
     BlocksOption,
     ClsExpertOption,
@@ -343,7 +341,7 @@ def train(
 
     renderer = _Renderer()
     try:
-        result = train_detector(config, renderer, command=shlex.join(["aigdetect", *sys.argv[1:]]))
+        result = train_detector(config, renderer, command=command_line(ctx))
     finally:
         renderer.progress.stop()
     if is_main_process():

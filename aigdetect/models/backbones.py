@@ -26,8 +26,8 @@ from torch import nn
 
 from ..errors import ConfigError, InputFileError, WeightsError
 from ..fileio import open_input, read_capped
+from ..formats.torch_archive import is_zip_file, read_torch_archive
 from .state_keys import key_problems
-from .torch_archive import is_zip_file, read_torch_archive
 from .zoo import BACKBONES, RANDOM_WEIGHTS, BackboneSpec
 
 MAX_CONFIG_BYTES = 1 << 20
