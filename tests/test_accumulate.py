@@ -11,14 +11,14 @@ from conftest import make_tiny_detector
 
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.data.transforms import normalize_pixels
-from aigdetect.engine.accumulate import fit_micro_batch, gradient_step, micro_slices
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import train
-from aigdetect.engine.train_config import TrainConfig
 from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint
 from aigdetect.models.config import MoLEConfig
 from aigdetect.models.factory import create_detector
+from aigdetect.training.accumulate import fit_micro_batch, gradient_step, micro_slices
+from aigdetect.training.config import TrainConfig
+from aigdetect.training.train import train
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 CPU = torch.device("cpu")

@@ -23,12 +23,12 @@ from aigdetect.data.images import decode_image
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.data.transforms import PeersValidation, normalize, resize_shorter
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import peers_rule, train
-from aigdetect.engine.train_config import RECIPES, TrainConfig
-from aigdetect.engine.train_state import Progress
 from aigdetect.errors import ConfigError
 from aigdetect.metrics import average_precision
 from aigdetect.models.checkpoint import read_checkpoint
+from aigdetect.training.config import RECIPES, TrainConfig
+from aigdetect.training.state import Progress
+from aigdetect.training.train import peers_rule, train
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

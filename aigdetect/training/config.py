@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AugmentConfig
+from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
 from ..models.zoo import BACKBONES, RANDOM_WEIGHTS
 from ..registry import Registry
 from ..settings import check_known_keys, require_finite
-from .runtime import RuntimeConfig
 
 SCHEDULES = ("constant", "cosine")
 VAL_PROTOCOLS = ("ours", "peers")
