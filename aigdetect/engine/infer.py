@@ -401,15 +401,17 @@ def score_files(
     compile: bool = False,
 ) -> Iterator[list[ImageRecord]]:
     """``score_items`` for plain paths, planned from these settings (``RuntimeConfig``'s, except that
-    decoding stays in this process unless ``workers`` is given): for one-off calls and notebooks;
-    a run that resolves a ``RuntimePlan`` passes it to ``score_items``.
+    decoding stays in this process unless ``workers`` is given, and ``gpu_decode`` decodes plain JPEGs
+    on ``device`` whatever it is): for one-off calls and notebooks; a run that resolves a
+    ``RuntimePlan`` passes it to ``score_items``.
 
     Raises:
         ConfigError: a setting ``RuntimeConfig`` refuses.
     """
     runtime = RuntimeConfig(device=str(device), batch_size=batch_size, workers=workers, backend=backend,
                             precision=precision, gpu_decode=gpu_decode, compile=compile)  # fmt: skip
-    plan = RuntimePlan.resolve(runtime, str(device), parameter_count(detector))
+    # gpu_decode as given: decode_jpeg also runs on the CPU (libjpeg-turbo), which tests compare with the workers' decode.
+    plan = replace(RuntimePlan.resolve(runtime, str(device), parameter_count(detector)), gpu_decode=gpu_decode)
     reading = reading or ReadOptions(size=detector.image_size)
     return score_items(detector, read_items(paths, reading), plan, reading=reading)
 
