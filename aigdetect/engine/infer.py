@@ -1,10 +1,10 @@
-"""Batched scoring of image files: the one place that decides devices, precision and batching.
+"""Batched scoring of image files, as a ``RuntimePlan`` says (device, precision, batching, workers).
 
 Decoding runs in worker processes so it overlaps with the forward pass; a file that fails to
 decode, or whose decoder crashes its worker, becomes an error record and never stops its batch.
 The next batch is queued before the records of the current one are handed back, so that rows are
 built and written while the model computes: on a GPU behind an event, on the CPU in compute
-threads, where a CLIP-sized model runs two batches side by side (``runtime.cpu_compute``).
+threads, where a CLIP-sized model runs two batches side by side (``RuntimePlan.compute``).
 """
 
 from __future__ import annotations
