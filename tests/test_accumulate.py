@@ -54,6 +54,21 @@ def _naive_gradients(mole: MoLEConfig, micro: int, pixels, labels) -> dict[str, 
     return {n: p.grad.clone() for n, p in detector.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("name", sorted(MOLES))
+def test_the_loss_is_one_formula_for_whole_and_accumulated_batches(name: str):
+    """BCE + lb_weight * L_lb, + rcl_weight * L_rcl for the prototype router alone (hand-computed),
+    and the accumulated step's reported loss is that formula of its reported terms."""
+    mole = MOLES[name]
+    detector = make_tiny_detector(mole, seed=3)
+    bce, lb, rcl = torch.tensor(0.7), torch.tensor(0.25), torch.tensor(1.5)
+    expected = 0.7 + mole.lb_weight * 0.25 + (mole.rcl_weight * 1.5 if mole.router == "proto" else 0.0)
+    assert float(detector.total_loss(bce, lb, rcl)) == pytest.approx(expected, rel=1e-6)
+    pixels, labels = _batch()
+    _, losses = _gradients(mole, 3, pixels, labels)
+    terms = [torch.tensor(losses[key]) for key in ("bce", "lb", "rcl")]
+    assert losses["loss"] == pytest.approx(float(detector.total_loss(*terms)), rel=1e-6)
+
+
 def test_micro_slices_cover_the_batch_in_order():
     assert micro_slices(8, 3) == [slice(0, 3), slice(3, 6), slice(6, 8)]
     assert micro_slices(4, 4) == [slice(0, 4)] and micro_slices(1, 5) == [slice(0, 1)]
