@@ -51,7 +51,7 @@ def autocast(device_type: str, precision: str) -> AbstractContextManager[object]
 
 @dataclass(frozen=True)
 class RuntimePlan:
-    """How one run computes; built by ``resolve``, never by hand outside tests.
+    """How one run computes, as ``resolve`` decides it from a ``RuntimeConfig`` and the model's size.
 
     Attributes:
         device: the concrete device (``cpu``, ``cuda``, ``cuda:1``, ``mps``), never ``auto``.

@@ -1,6 +1,7 @@
-"""Where and how fast a command runs: device, batch size, decode workers and precision, with their defaults.
+"""The runtime settings of a command (device, batch size, decode workers, precision) and the arithmetic of their defaults.
 
-Plain data and arithmetic on the core count, so that ``-h`` shows the real defaults without torch.
+Plain data and arithmetic on the core count, so that ``-h`` shows the real defaults without torch; ``plan.RuntimePlan``
+resolves them for one run.
 """
 
 from __future__ import annotations
@@ -201,9 +202,6 @@ class RuntimeConfig:
 
     def batch_size_for(self, device_type: str) -> int:
         return self.batch_size or default_batch_size(device_type)
-
-    def workers_for(self, device_type: str, parameters: int | None = None) -> int:
-        return default_workers(device_type, parameters) if self.workers is None else self.workers
 
     def precision_for(self, device_type: str) -> str:
         return resolve_precision(self.precision, device_type)
