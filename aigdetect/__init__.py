@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from .models.config import MoLEConfig
     from .models.detector import Detector
     from .models.factory import create_detector, load_detector, save_detector
+    from .training.config import TrainConfig
+    from .training.train import train
 
 _LAZY = {
     "AigdetectError": ".errors",
@@ -26,17 +28,21 @@ _LAZY = {
     "load_detector": ".models.factory",
     "save_detector": ".models.factory",
     "score_images": ".engine.infer",
+    "TrainConfig": ".training.config",
+    "train": ".training.train",
 }
 
 __all__ = [
     "AigdetectError",
     "Detector",
     "MoLEConfig",
+    "TrainConfig",
     "__version__",
     "create_detector",
     "load_detector",
     "save_detector",
     "score_images",
+    "train",
 ]
 
 

@@ -291,6 +291,8 @@ def child(kind: str, spec: dict, device: torch.device, timeout: float) -> dict:
 def child_scan(spec: dict) -> dict:
     """The scan as ``aigdetect scan`` runs it: load the detector, ``run_scan`` on a folder, CSV rows."""
     from aigdetect import load_detector
+    from aigdetect.engine.infer import parameter_count
+    from aigdetect.engine.plan import RuntimePlan
     from aigdetect.engine.runtime import RuntimeConfig
     from aigdetect.scan import runner
     from aigdetect.scan.config import ScanConfig
@@ -305,7 +307,8 @@ def child_scan(spec: dict) -> dict:
     facts = summary.as_dict()
     return {**phases.figures(), "img_per_s": round(summary.images_per_s or 0.0, 1), "files": summary.scored,
             "errors": summary.tally.errors, "elapsed_s": round(summary.elapsed_s, 2),
-            "workers": runtime.workers_for(device.type), "gpu_decode_fallbacks": facts.get("gpu_decode_fallbacks"),
+            "workers": RuntimePlan.resolve(runtime, str(device), parameter_count(detector)).workers,
+            "gpu_decode_fallbacks": facts.get("gpu_decode_fallbacks"),
             "peak_mib": peak_mib(device)}
 
 

@@ -42,11 +42,11 @@ from aigdetect.data.layouts import detect_layout
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine.infer import resolve_device, score_files
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import train
-from aigdetect.engine.train_config import TrainConfig
 from aigdetect.metrics import accuracy, average_precision
 from aigdetect.models.config import MoLEConfig
 from aigdetect.models.detector import Detector
+from aigdetect.training.config import TrainConfig
+from aigdetect.training.train import train
 
 TINY_MODEL = Path(__file__).resolve().parents[1] / "tests" / "assets" / "tiny.json"
 

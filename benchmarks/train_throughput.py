@@ -1,6 +1,6 @@
 """Training throughput: images/s and peak memory of a MoLE training step, against an inference forward.
 
-The step is the one ``aigdetect train`` runs (``engine.accumulate.gradient_step``: fp16 autocast and
+The step is the one ``aigdetect train`` runs (``training.accumulate.gradient_step``: fp16 autocast and
 a gradient scaler on CUDA, micro-batches when the batch does not fit, then AdamW), on random uint8
 images already on the device, so decoding and host-to-device copies are left out. The inference
 forward scores the same batch in eval mode under ``inference_mode`` and the same autocast.
@@ -32,9 +32,10 @@ import torch
 
 from aigdetect import MoLEConfig, create_detector
 from aigdetect.data.transforms import normalize_pixels
-from aigdetect.engine.accumulate import fit_micro_batch, gradient_step, micro_slices
-from aigdetect.engine.infer import autocast_for, resolve_device
-from aigdetect.engine.train_config import RECIPES
+from aigdetect.engine.infer import resolve_device
+from aigdetect.engine.plan import autocast
+from aigdetect.training.accumulate import fit_micro_batch, gradient_step, micro_slices
+from aigdetect.training.config import RECIPES
 
 
 def _sync(device: torch.device) -> None:
@@ -100,7 +101,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     def forward() -> None:
         with torch.inference_mode():
             for part in micro_slices(batch, inference_batch):
-                with autocast_for(device):
+                with autocast(device.type, "fp16"):
                     detector(normalize_pixels(pixels[part]))
 
     step_s, train_peak = _timed(train_step, device, args.warmup, args.repeats)

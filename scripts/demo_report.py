@@ -28,8 +28,8 @@ from PIL import Image, PngImagePlugin
 import aigdetect
 from aigdetect.data.synthetic import synthetic_images, write_synthetic_dataset
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import TrainResult, train
-from aigdetect.engine.train_config import TrainConfig
+from aigdetect.training.config import TrainConfig
+from aigdetect.training.train import TrainResult, train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = REPO / "tests" / "assets" / "tiny.json"

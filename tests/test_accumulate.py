@@ -11,14 +11,14 @@ from conftest import make_tiny_detector
 
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.data.transforms import normalize_pixels
-from aigdetect.engine.accumulate import fit_micro_batch, gradient_step, micro_slices
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import train
-from aigdetect.engine.train_config import TrainConfig
 from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint
 from aigdetect.models.config import MoLEConfig
 from aigdetect.models.factory import create_detector
+from aigdetect.training.accumulate import fit_micro_batch, gradient_step, micro_slices
+from aigdetect.training.config import TrainConfig
+from aigdetect.training.train import train
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 CPU = torch.device("cpu")
@@ -52,6 +52,21 @@ def _naive_gradients(mole: MoLEConfig, micro: int, pixels, labels) -> dict[str, 
         output = detector(normalize_pixels(pixels[part]))
         (detector.loss(output, labels[part])["loss"] * (part.stop - part.start) / len(labels)).backward()
     return {n: p.grad.clone() for n, p in detector.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", sorted(MOLES))
+def test_the_loss_is_one_formula_for_whole_and_accumulated_batches(name: str):
+    """BCE + lb_weight * L_lb, + rcl_weight * L_rcl for the prototype router alone (hand-computed),
+    and the accumulated step's reported loss is that formula of its reported terms."""
+    mole = MOLES[name]
+    detector = make_tiny_detector(mole, seed=3)
+    bce, lb, rcl = torch.tensor(0.7), torch.tensor(0.25), torch.tensor(1.5)
+    expected = 0.7 + mole.lb_weight * 0.25 + (mole.rcl_weight * 1.5 if mole.router == "proto" else 0.0)
+    assert float(detector.total_loss(bce, lb, rcl)) == pytest.approx(expected, rel=1e-6)
+    pixels, labels = _batch()
+    _, losses = _gradients(mole, 3, pixels, labels)
+    terms = [torch.tensor(losses[key]) for key in ("bce", "lb", "rcl")]
+    assert losses["loss"] == pytest.approx(float(detector.total_loss(*terms)), rel=1e-6)
 
 
 def test_micro_slices_cover_the_batch_in_order():

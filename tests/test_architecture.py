@@ -26,6 +26,7 @@ FLOORS = {
     "engine": 5,
     "evaluation": 6,
     "scan": 6,
+    "training": 6,
     "report": 7,
     "cli": 8,
     "__init__": 9,
@@ -122,6 +123,15 @@ def test_no_import_cycles():
         if node not in index:
             visit(node)
     assert not cycles
+
+
+def test_the_engine_imports_no_training_and_training_reaches_inference_only_through_the_plan():
+    graph = _graph()
+    engine = {m: t for m, t in graph.items() if m.startswith("aigdetect.engine")}
+    assert {f"{m} -> {t}" for m, targets in engine.items() for t in targets if t.startswith("aigdetect.training")} == set()
+    training = {t for m, targets in graph.items() if m.startswith("aigdetect.training") for t in targets}
+    assert {"aigdetect.engine.plan", "aigdetect.engine.distributed"} <= training
+    assert "aigdetect.training.train" in graph["aigdetect.cli.train"]
 
 
 def test_the_graph_sees_deferred_and_relative_imports():

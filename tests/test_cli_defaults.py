@@ -11,13 +11,13 @@ from aigdetect.cli import app
 from aigdetect.cli.options import default_list, render
 from aigdetect.data.config import AugmentConfig, DiscoveryConfig
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train_config import TrainConfig
 from aigdetect.evaluation.bench_config import BenchConfig, SweepConfig
 from aigdetect.evidence.config import EvidenceConfig
 from aigdetect.models.choice import DetectorChoice
 from aigdetect.models.config import MoLEConfig
 from aigdetect.scan.config import ScanConfig
 from aigdetect.settings import field_default, field_help
+from aigdetect.training.config import TrainConfig
 
 CONFIGS = {
     "scan": (ScanConfig, RuntimeConfig, DetectorChoice, EvidenceConfig, DiscoveryConfig),

@@ -18,11 +18,11 @@ from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine import distributed
 from aigdetect.engine.distributed import DistContext
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import train
-from aigdetect.engine.train_config import TrainConfig
 from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint
 from aigdetect.models.config import MoLEConfig
+from aigdetect.training.config import TrainConfig
+from aigdetect.training.train import train
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 

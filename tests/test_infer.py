@@ -11,9 +11,10 @@ from PIL import Image
 from aigdetect import score_images
 from aigdetect.data.crops import crop_grid
 from aigdetect.data.transforms import eval_tensor
-from aigdetect.engine.infer import resolve_device, score_files, threads_beside_workers
+from aigdetect.engine.infer import resolve_device, score_files
+from aigdetect.engine.plan import RuntimePlan
 from aigdetect.engine.reading import ReadOptions
-from aigdetect.engine.runtime import CpuCompute, cpu_compute, default_workers
+from aigdetect.engine.runtime import CpuCompute, RuntimeConfig, cpu_compute, default_workers
 from aigdetect.errors import InputError
 
 
@@ -49,7 +50,12 @@ def test_cpu_threads_leave_room_for_workers_beside_small_models(monkeypatch):
     monkeypatch.setattr("aigdetect.engine.runtime.available_cores", lambda: 4)
     before = torch.get_num_threads()
     torch.set_num_threads(4)
-    cpu, small, clip_sized = torch.device("cpu"), 65_000, 88_000_000
+    small, clip_sized = 65_000, 88_000_000
+
+    def threads_beside_workers(device: str, workers: int, parameters: int):
+        return RuntimePlan.resolve(RuntimeConfig(workers=workers), device, parameters).threads_beside_workers()
+
+    cpu = "cpu"
     try:
         with threads_beside_workers(cpu, 1, small):
             assert torch.get_num_threads() == 3
@@ -107,9 +113,7 @@ def test_half_precision_path_stays_within_tolerance_of_fp32():
     """CUDA runs under fp16 autocast; the same dtype on the CPU must keep scores within 2e-3."""
     from sklearn.datasets import load_sample_images
 
-    from aigdetect.engine.infer import autocast_for
-
-    cuda_autocast = autocast_for(torch.device("cuda"))
+    cuda_autocast = RuntimePlan.resolve(RuntimeConfig(), "cuda", 1).autocast()
     assert isinstance(cuda_autocast, torch.autocast) and cuda_autocast.fast_dtype == torch.float16
     detector = make_tiny_detector().eval()
     photos = load_sample_images().images

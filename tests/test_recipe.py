@@ -23,12 +23,12 @@ from aigdetect.data.images import decode_image
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.data.transforms import PeersValidation, normalize, resize_shorter
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import peers_rule, train
-from aigdetect.engine.train_config import RECIPES, TrainConfig
-from aigdetect.engine.train_state import Progress
 from aigdetect.errors import ConfigError
 from aigdetect.metrics import average_precision
 from aigdetect.models.checkpoint import read_checkpoint
+from aigdetect.training.config import RECIPES, TrainConfig
+from aigdetect.training.state import Progress
+from aigdetect.training.train import peers_rule, train
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -250,3 +250,18 @@ def test_cli_prints_the_recipe_and_what_options_replaced(tmp_path: Path, peers_d
     config = read_checkpoint(tmp_path / "m.safetensors")[1]["provenance"]["train_config"]
     assert (config["recipe"], config["batch_size"], config["micro_batch"], config["lr"]) == ("paper", 8, 3, 6e-4)
     assert config["augment"] == {"blur_prob": 0.2, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.1, "jpeg_quality": [30, 100], "flip": True}
+
+
+def test_paper_recipe_caps_epochs_as_its_peers_so_their_stopping_rule_ends_the_run(tmp_path: Path, peers_data: Path):
+    assert TrainConfig(out="m.safetensors", data="d", recipe="paper").epochs == 100
+    assert TrainConfig(out="m.safetensors", data="d").epochs == 10
+    assert TrainConfig(out="m.safetensors", data="d", recipe="paper", epochs=3).epochs == 3
+    assert TrainConfig(out="m.safetensors", data="d", recipe="paper", steps=5).epochs is None
+    # 16 training images in batches of 8: 2 steps per epoch, 200 steps in the recipe's 100 epochs.
+    # lr 1e-5 is divided once (1e-6 is not below 1e-6); the next plateau would take it to 1e-7: stop.
+    result = train(_peers_config(tmp_path, peers_data, steps=None))
+    assert result.total_steps == 200
+    assert result.stopped_early and result.lr_drops == 1 and result.steps < result.total_steps
+    evals = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if r["event"] == "eval"]
+    assert evals[-1]["step"] == result.steps and evals[-1]["stopped_early"]

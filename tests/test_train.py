@@ -24,8 +24,6 @@ from aigdetect.cli.train import _Renderer
 from aigdetect.data.config import AugmentConfig
 from aigdetect.data.synthetic import write_synthetic_dataset
 from aigdetect.engine.runtime import RuntimeConfig
-from aigdetect.engine.train import train
-from aigdetect.engine.train_config import TrainConfig, state_path_for
 from aigdetect.errors import ConfigError
 from aigdetect.metrics import (
     accuracy,
@@ -35,6 +33,8 @@ from aigdetect.metrics import (
 from aigdetect.models.checkpoint import read_checkpoint
 from aigdetect.models.config import MoLEConfig
 from aigdetect.models.factory import create_detector
+from aigdetect.training.config import TrainConfig, state_path_for
+from aigdetect.training.train import train
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 

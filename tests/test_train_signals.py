@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from aigdetect.data.synthetic import write_synthetic_dataset
-from aigdetect.engine.train_config import state_path_for
 from aigdetect.models.checkpoint import read_checkpoint
+from aigdetect.training.config import state_path_for
 
 TINY = Path(__file__).parent / "assets" / "tiny.json"
 
@@ -21,7 +21,7 @@ TINY = Path(__file__).parent / "assets" / "tiny.json"
 # first state file is written: the signal arrives at a known point of the run, mid-way.
 TERMINATE_AFTER_FIRST_STATE = """
 import os, signal, sys
-import aigdetect.engine.train as engine
+import aigdetect.training.train as engine
 from aigdetect.cli import main
 
 write_state = engine.write_state

@@ -7,6 +7,8 @@ completion stay instant, and a command loads the library only when it runs.
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -36,8 +38,23 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print how the run computes (its runtime plan) on stderr.")
+    ] = False,
 ) -> None:
     """Tell AI-generated images from real photographs (CLIP + mixture of low-rank experts)."""
+    if verbose:
+        _log_to_stderr()
+
+
+def _log_to_stderr() -> None:
+    """The library's informational lines (the runtime plan), one per line on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("aigdetect")
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 for module in (scan, inspect, report, train, bench, info, routes, export):

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..engine.train_config import TrainConfig
 from ..models.config import MoLEConfig
 from ..models.zoo import DETECTORS
+from ..training.config import TrainConfig
 from .common import cli_errors
 from .options import (
     BlocksOption,

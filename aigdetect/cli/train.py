@@ -13,9 +13,9 @@ from click.core import ParameterSource
 
 from ..data.config import AugmentConfig
 from ..engine.runtime import RuntimeConfig
-from ..engine.train_config import RECIPES, TrainConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
+from ..training.config import RECIPES, TrainConfig
 from .common import cli_errors, command_line
 from .options import (
     BlocksOption,
@@ -47,7 +47,7 @@ from .progress import PlainProgress
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from ..engine.train import TrainResult
+    from ..training.train import TrainResult
 
 
 def _train_option(name: str, *declarations: str, **kwargs) -> object:
@@ -337,7 +337,7 @@ def train(
         max_bytes=max_bytes,
     )
     from ..engine.distributed import is_main_process
-    from ..engine.train import train as train_detector
+    from ..training.train import train as train_detector
 
     renderer = _Renderer()
     try:

@@ -1,1 +1,1 @@
-"""Running detectors: batched inference and training."""
+"""Running detectors: batched inference, its runtime plan, decoding and export."""

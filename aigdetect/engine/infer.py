@@ -1,10 +1,10 @@
-"""Batched scoring of image files: the one place that decides devices, precision and batching.
+"""Batched scoring of image files, as a ``RuntimePlan`` says (device, precision, batching, workers).
 
 Decoding runs in worker processes so it overlaps with the forward pass; a file that fails to
 decode, or whose decoder crashes its worker, becomes an error record and never stops its batch.
 The next batch is queued before the records of the current one are handed back, so that rows are
 built and written while the model computes: on a GPU behind an event, on the CPU in compute
-threads, where a CLIP-sized model runs two batches side by side (``runtime.cpu_compute``).
+threads, where a CLIP-sized model runs two batches side by side (``RuntimePlan.compute``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import ExitStack, closing, contextmanager, nullcontext
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,19 +31,12 @@ from ..data.plain_jpeg import JpegFile
 from ..data.transforms import eval_tensor, normalize_pixels
 from ..errors import ConfigError, InputError
 from ..models.detector import Detector
-from .decoding import Decoding, decode_window
+from .decoding import Decoding
+from .plan import RuntimePlan
 from .pool import Crashed, OrderedPool
 from .reading import JpegFallback, ReadItem, ReadOptions
 from .records import ImageRecord
-from .runtime import (
-    BF16_REFUSED,
-    DEVICE_PATTERN,
-    CpuCompute,
-    compute_bound,
-    cpu_compute,
-    default_batch_size,
-    resolve_precision,
-)
+from .runtime import BF16_REFUSED, DEVICE_PATTERN, CpuCompute, RuntimeConfig
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -58,42 +51,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if not DEVICE_PATTERN.fullmatch(name):
         raise InputError(f"unknown `device` {name!r}; use auto, cuda, cuda:N, mps or cpu")
     return torch.device(name)
-
-
-def compute_threads(device: torch.device, workers: int, parameters: int) -> int | None:
-    """Intra-op threads of a single-stream forward pass on the CPU (training, the CPU engines);
-    None keeps every core.
-
-    A decode-bound model gets only the cores its decode workers leave free (``runtime.cpu_compute``);
-    a compute-bound one keeps every core, since its decode workers sleep most of the time.
-    """
-    if device.type != "cpu" or workers <= 0 or compute_bound(parameters):
-        return None
-    return min(torch.get_num_threads(), cpu_compute(parameters, workers).threads)
-
-
-@contextmanager
-def threads_beside_workers(device: torch.device, workers: int, parameters: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``compute_threads`` for the duration."""
-    threads = compute_threads(device, workers, parameters)
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def autocast_for(device: torch.device):
-    """fp16 autocast on CUDA, for training (scoring casts a copy of the model instead, see
-    ``inference_copy``). Not bf16: its 8-bit mantissa merges adjacent pixel levels after CLIP
-    normalisation (spacing 2^-6 near 2..4), while fp16's spacing stays far below one level (~0.015)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return nullcontext()
 
 
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -352,105 +309,83 @@ def reading_for(detector: Detector, reading: ReadOptions | None, gpu_decode: boo
 
 
 def score_items(
-    detector: Detector,
-    items: Iterable[ReadItem],
-    *,
-    device: torch.device,
-    batch_size: int | None = None,
-    workers: int = 0,
-    reading: ReadOptions | None = None,
-    backend: str = "torch",
-    precision: str = "auto",
-    gpu_decode: bool = False,
-    compile: bool = False,
+    detector: Detector, items: Iterable[ReadItem], plan: RuntimePlan, *, reading: ReadOptions | None = None
 ) -> Iterator[list[ImageRecord]]:
-    """Score files in order, yielding one list of records per batch (errors included).
+    """Score files in order, as ``plan`` says, yielding one list of records per batch (errors included).
 
-    Decoding runs in an ``OrderedPool``: a decoder that crashes its worker costs that file alone,
-    which comes back as a record with reason ``crashed``, and the run goes on. ``items`` is read
-    lazily, as workers need more, so a scan of millions of files never holds their list. The
-    forward pass of the next batch is queued before a batch's records are yielded, so the caller
-    builds and writes rows while the model computes.
+    Decoding runs in an ``OrderedPool`` of ``plan.workers`` processes: a decoder that crashes its
+    worker costs that file alone, which comes back as a record with reason ``crashed``, and the run
+    goes on (with no workers, a crashing decoder ends the process). ``items`` is read lazily, as
+    workers need more, so a scan of millions of files never holds their list. The forward pass of
+    the next batch is queued before a batch's records are yielded, so the caller builds and writes
+    rows while the model computes.
 
     Args:
-        detector: the model; it is left as it is (a copy in ``precision`` on ``device`` scores).
+        detector: the model; it is left as it is (a copy in the plan's precision on its device scores).
         items: the files, with what the walk knows of them.
-        device: where the forward pass runs.
-        batch_size: images per forward pass (device default when None).
-        workers: decode worker processes; 0 decodes in this process, where a crashing decoder
-            ends the process.
+        plan: device, precision, batching, workers and engine (``RuntimePlan.resolve``). With
+            ``plan.gpu_decode``, workers hand over the bytes of plain JPEGs and this process decodes
+            them in batches on the device (nvJPEG), unless ``reading`` needs the whole image; with
+            ``plan.compile``, batches are padded to the batch size so that one graph serves the run.
         reading: what a worker reads of each file (crops, perturbation, caps, hash, evidence);
             by default the detector's centre crop only.
-        backend: torch, or a CPU engine (onnxruntime, openvino) that the detector is exported to.
-        precision: auto (fp16 for torch on CUDA, fp32 elsewhere), or one the backend runs
-            (``runtime.BACKEND_PRECISIONS``).
-        gpu_decode: workers hand over the bytes of plain JPEGs and this process decodes them in
-            batches on ``device`` with ``torchvision.io.decode_jpeg`` (nvJPEG on CUDA); ignored
-            when ``reading`` needs the whole image (crops, perturbation, watermarks).
-        compile: run the model through ``torch.compile``; batches are padded to ``batch_size`` so
-            that one graph serves the whole run.
     """
-    batch_size = batch_size or default_batch_size(device.type)
-    decoding = Decoding(items, reading_for(detector, reading, gpu_decode), workers=workers,
-                        window=decode_window(batch_size, workers))  # fmt: skip
-    return score_decoded(detector, decoding, device=device, batch_size=batch_size, backend=backend,
-                         precision=precision, compile=compile)  # fmt: skip
+    decoding = Decoding(items, reading_for(detector, reading, plan.gpu_decode), workers=plan.workers, window=plan.window)
+    return score_decoded(detector, decoding, plan)
 
 
-def score_decoded(
-    detector: Detector,
-    decoding: Decoding,
-    *,
-    device: torch.device,
-    batch_size: int | None = None,
-    backend: str = "torch",
-    precision: str = "auto",
-    compile: bool = False,
-) -> Iterator[list[ImageRecord]]:
+def score_decoded(detector: Detector, decoding: Decoding, plan: RuntimePlan) -> Iterator[list[ImageRecord]]:
     """``score_items`` for files already being decoded (``Decoding``, started before the model was
     loaded); the decoding is closed when the iteration ends.
 
-    On the CPU, the torch backend computes in ``runtime.cpu_compute``'s threads: up to ``streams``
-    batches at once and one more queued, each batch in one thread.
+    On the CPU, the torch backend computes in ``plan.compute``'s threads: up to ``streams`` batches
+    at once and one more queued, each batch in one thread.
 
     Raises:
         ValueError: the decoding reads another size than the detector's input.
+        InputError: the plan's device does not exist here.
     """
     if decoding.reading.size != detector.image_size:
         decoding.close()
         raise ValueError(f"reading size {decoding.reading.size} is not the detector's input size {detector.image_size}")
-    batch_size = batch_size or default_batch_size(device.type)
-    return _scored(detector, decoding, device, batch_size, backend, resolve_precision(precision, device.type), compile)
+    try:
+        device = resolve_device(plan.device)
+    except BaseException:
+        decoding.close()
+        raise
+    return _scored(detector, decoding, device, plan)
 
 
-def _scored(detector: Detector, decoding: Decoding, device: torch.device, batch_size: int, backend: str,
-            precision: str, compile: bool) -> Iterator[list[ImageRecord]]:  # fmt: skip
-    parameters = sum(p.numel() for p in detector.parameters())
-    workers = decoding.workers
-    reading = decoding.reading
-    views = 1 + reading.crops
-    threaded = device.type == "cpu" and backend == "torch" and not compile
-    split = cpu_compute(parameters, workers) if threaded else None
+def _scored(detector: Detector, decoding: Decoding, device: torch.device, plan: RuntimePlan) -> Iterator[list[ImageRecord]]:
+    backend, precision = plan.backend, plan.precision
+    views = 1 + decoding.reading.crops
     with ExitStack() as stack:
         stack.enter_context(closing(decoding))
-        stack.enter_context(threads_beside_workers(device, workers, parameters))
+        stack.enter_context(plan.threads_beside_workers())
         model = inference_copy(detector, device, precision) if backend == "torch" else None
-        compute = _ComputeThreads(split, model) if split is not None and model is not None else None
+        compute = _ComputeThreads(plan.compute, model) if plan.compute is not None and model is not None else None
         if compute is not None:
             stack.callback(compute.close)
-        forward = _forward(model, detector, device, backend=backend, precision=precision, compile=compile,
-                           threads=compute_threads(device, workers, parameters))  # fmt: skip
-        scorer = _Scorer(forward, device, views=views, pad_to=batch_size * views if compile else None,
-                         reading=replace(reading, jpeg_bytes=False), workers=workers, compute=compute)  # fmt: skip
+        threads = None if plan.threads is None else torch.get_num_threads()
+        forward = _forward(model, detector, device, backend=backend, precision=precision, compile=plan.compile,
+                           threads=threads)  # fmt: skip
+        scorer = _Scorer(forward, device, views=views, pad_to=plan.batch_size * views if plan.compile else None,
+                         reading=replace(decoding.reading, jpeg_bytes=False), workers=decoding.workers,
+                         compute=compute)  # fmt: skip
         stack.enter_context(torch.inference_mode())
-        in_flight = split.streams if split is not None else 1
+        in_flight = plan.compute.streams if plan.compute is not None else 1
         pending: deque[_InFlight] = deque()
-        for batch in _batches(iter(decoding), batch_size):
+        for batch in _batches(iter(decoding), plan.batch_size):
             pending.append(scorer.launch(batch))
             if len(pending) > in_flight:
                 yield pending.popleft().finish()
         while pending:
             yield pending.popleft().finish()
+
+
+def read_items(paths: Iterable[str | os.PathLike[str]], reading: ReadOptions) -> Iterator[ReadItem]:
+    """Plain paths as the workers read them (symbolic links followed as ``reading`` says)."""
+    return (ReadItem(os.fsdecode(path), reading.follow_symlinks) for path in paths)
 
 
 def score_files(
@@ -466,11 +401,25 @@ def score_files(
     gpu_decode: bool = False,
     compile: bool = False,
 ) -> Iterator[list[ImageRecord]]:
-    """``score_items`` for plain paths (symbolic links followed as ``reading`` says)."""
+    """``score_items`` for plain paths, planned from these settings (``RuntimeConfig``'s, except that
+    decoding stays in this process unless ``workers`` is given, and ``gpu_decode`` decodes plain JPEGs
+    on ``device`` whatever it is): for one-off calls and notebooks; a run that resolves a
+    ``RuntimePlan`` passes it to ``score_items``.
+
+    Raises:
+        ConfigError: a setting ``RuntimeConfig`` refuses.
+    """
+    runtime = RuntimeConfig(device=str(device), batch_size=batch_size, workers=workers, backend=backend,
+                            precision=precision, gpu_decode=gpu_decode, compile=compile)  # fmt: skip
+    # gpu_decode as given: decode_jpeg also runs on the CPU (libjpeg-turbo), which tests compare with the workers' decode.
+    plan = replace(RuntimePlan.resolve(runtime, str(device), parameter_count(detector)), gpu_decode=gpu_decode)
     reading = reading or ReadOptions(size=detector.image_size)
-    items = (ReadItem(os.fsdecode(path), reading.follow_symlinks) for path in paths)
-    return score_items(detector, items, device=device, batch_size=batch_size, workers=workers, reading=reading,
-                       backend=backend, precision=precision, gpu_decode=gpu_decode, compile=compile)  # fmt: skip
+    return score_items(detector, read_items(paths, reading), plan, reading=reading)
+
+
+def parameter_count(detector: nn.Module) -> int:
+    """Every parameter of the model, frozen ones included: what sets the pace of its forward pass."""
+    return sum(p.numel() for p in detector.parameters())
 
 
 @torch.inference_mode()

@@ -1,6 +1,7 @@
-"""Where and how fast a command runs: device, batch size, decode workers and precision, with their defaults.
+"""The runtime settings of a command (device, batch size, decode workers, precision) and the arithmetic of their defaults.
 
-Plain data and arithmetic on the core count, so that ``-h`` shows the real defaults without torch.
+Plain data and arithmetic on the core count, so that ``-h`` shows the real defaults without torch; ``plan.RuntimePlan``
+resolves them for one run.
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ def compute_bound(parameters: int | None) -> bool:
     return parameters is None or parameters >= SMALL_MODEL_PARAMETERS
 
 
-def default_workers(device_type: str, parameters: int | None = None) -> int:
+def default_workers(device_type: str, parameters: int | None = None, cores: int | None = None) -> int:
     """Decode workers: one per core beside an accelerator. On the CPU, a decode-bound model gets half
     the cores (at least two, so that decoding overlaps the forward pass even on small machines); a
     compute-bound one (``parameters`` at or above ``SMALL_MODEL_PARAMETERS``, or unknown) one per
     ``CORES_PER_WORKER`` cores, at least one, since its workers decode far faster than it scores and
-    would otherwise take cores from the forward pass."""
-    cores = available_cores()
+    would otherwise take cores from the forward pass. ``cores`` defaults to ``available_cores``."""
+    cores = cores or available_cores()
     if device_type != "cpu":
         return min(cores, MAX_WORKERS)
     if parameters is not None and compute_bound(parameters):
@@ -91,7 +92,7 @@ class CpuCompute:
     threads: int
 
 
-def cpu_compute(parameters: int, workers: int, cores: int | None = None) -> CpuCompute:
+def cpu_compute(parameters: int | None, workers: int, cores: int | None = None) -> CpuCompute:
     """The compute split beside ``workers`` decode processes on ``cores`` (default: ``available_cores``).
 
     A decode-bound model gets one stream on the cores its workers leave free: more intra-op threads
@@ -201,9 +202,6 @@ class RuntimeConfig:
 
     def batch_size_for(self, device_type: str) -> int:
         return self.batch_size or default_batch_size(device_type)
-
-    def workers_for(self, device_type: str, parameters: int | None = None) -> int:
-        return default_workers(device_type, parameters) if self.workers is None else self.workers
 
     def precision_for(self, device_type: str) -> str:
         return resolve_precision(self.precision, device_type)

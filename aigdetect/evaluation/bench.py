@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..engine.infer import score_files
+from ..engine.infer import parameter_count, read_items, score_items
+from ..engine.plan import RuntimePlan
 from ..engine.reading import Perturbation, ReadOptions
 from ..engine.runtime import RuntimeConfig
 from ..metrics import accuracy, average_precision, oracle_threshold
@@ -30,14 +31,14 @@ METRIC_KEYS = ("ap", *(f"{name}_{kind}" for kind in THRESHOLD_KINDS for name in 
 ALL = "all"
 
 
-def engine_of(runtime: RuntimeConfig, device: torch.device) -> str:
-    """``backend-precision`` as it runs on ``device``."""
-    return f"{runtime.backend}-{runtime.precision_for(device.type)}"
+def plan_for(runtime: RuntimeConfig, device: torch.device, detector: Detector) -> RuntimePlan:
+    """The runtime plan of a pass over a suite: the scan's, for the same settings, device and model."""
+    return RuntimePlan.resolve(runtime, str(device), parameter_count(detector))
 
 
-def needs_reference(runtime: RuntimeConfig, device: torch.device) -> bool:
+def needs_reference(runtime: RuntimeConfig, plan: RuntimePlan) -> bool:
     """A precision other than fp32 asked for by name: its effect on the metrics is measured, never assumed."""
-    return runtime.precision != "auto" and runtime.precision_for(device.type) != "fp32"
+    return runtime.precision != "auto" and plan.precision != "fp32"
 
 
 @dataclass(frozen=True)
@@ -242,30 +243,17 @@ def score_pass(
     found: Sequence[SubsetFiles],
     suite: Suite,
     *,
-    device: torch.device,
+    plan: RuntimePlan,
     config: BenchConfig,
     perturb: Perturbation | None = None,
     stage: str = "clean",
     progress: ProgressFn | None = None,
 ) -> PassResult:
-    """Score all subsets in one ``score_files`` run (full batches across subset boundaries)."""
-    runtime = config.runtime
+    """Score all subsets in one ``score_items`` run (full batches across subset boundaries)."""
     items = [(f.subset.key, label, path) for f in found for label, paths in ((0, f.real), (1, f.fake)) for path in paths]
     predictions: list[Prediction] = []
-    for batch in score_files(
-        detector,
-        [path for _, _, path in items],
-        device=device,
-        batch_size=runtime.batch_size_for(device.type),
-        workers=runtime.workers_for(device.type),
-        reading=ReadOptions(
-            size=detector.image_size, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes
-        ),
-        backend=runtime.backend,
-        precision=runtime.precision_for(device.type),
-        gpu_decode=runtime.gpu_decode_for(device.type),
-        compile=runtime.compile,
-    ):
+    reading = ReadOptions(size=detector.image_size, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes)
+    for batch in score_items(detector, read_items([path for _, _, path in items], reading), plan, reading=reading):
         for record in batch:
             key, label, _ = items[record.index]
             error = None if record.ok else f"{record.error_reason}: {record.error}"
@@ -328,24 +316,25 @@ def run_bench(
         progress: called after every batch.
     """
     sampled = sample_files(discovery, config.max_per_class, config.seed, config.protocol)
-    clean = score_pass(detector, sampled.found, discovery.suite, device=device, config=config, progress=progress)
+    plan = plan_for(config.runtime, device, detector)
+    clean = score_pass(detector, sampled.found, discovery.suite, plan=plan, config=config, progress=progress)
     reencoded = None
     if config.reencode is not None:
         reencoded = score_pass(
             detector,
             sampled.found,
             discovery.suite,
-            device=device,
+            plan=plan,
             config=config,
             perturb=config.reencode.transform(),
             stage=f"reencode {config.reencode.label}",
             progress=progress,
         )
     reference = None
-    if needs_reference(config.runtime, device):
+    if needs_reference(config.runtime, plan):
         fp32 = replace(config, runtime=replace(config.runtime, backend="torch", precision="fp32"))
-        reference = score_pass(detector, sampled.found, discovery.suite, device=device, config=fp32,
+        reference = score_pass(detector, sampled.found, discovery.suite, plan=plan_for(fp32.runtime, device, detector), config=fp32,
                                stage=REFERENCE_ENGINE, progress=progress)  # fmt: skip
     notes = list(sampled.notes) + pass_notes(clean)
     return BenchResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, clean, reencoded, notes,
-                       engine_of(config.runtime, device), reference)  # fmt: skip
+                       plan.engine, reference)  # fmt: skip

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.detector import Detector
-from .bench import BenchConfig, DetectorInfo, PassResult, ProgressFn, engine_of, pass_notes, pipeline, sample_files, score_pass
+from .bench import BenchConfig, DetectorInfo, PassResult, ProgressFn, pass_notes, pipeline, plan_for, sample_files, score_pass
 from .bench_config import REFERENCE_ENGINE, Level, SweepConfig
 from .suites import Discovery, Suite
 
@@ -48,13 +48,14 @@ def run_robustness(
     """
     sampled = sample_files(discovery, config.max_per_class, config.seed, config.protocol)
     reencode = config.reencode.transform() if config.reencode else None
+    plan = plan_for(config.runtime, device, detector)
     results = []
     for level in sweep.levels():
         result: PassResult = score_pass(
             detector,
             sampled.found,
             discovery.suite,
-            device=device,
+            plan=plan,
             config=config,
             perturb=pipeline(reencode, level.transform()),
             stage=level.label,
@@ -63,4 +64,4 @@ def run_robustness(
         results.append((level, result))
     notes = list(sampled.notes) + pass_notes(results[0][1])
     return RobustnessResult(discovery.suite, sampled, DetectorInfo.of(detector, origin), config, sweep, results, notes,
-                            engine_of(config.runtime, device))  # fmt: skip
+                            plan.engine)  # fmt: skip

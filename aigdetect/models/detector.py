@@ -117,10 +117,16 @@ class Detector(nn.Module):
         if lb is None or rcl is None:
             raise ConfigError("the auxiliary losses exist only after a training-mode forward with autograd on")
         bce = nn.functional.binary_cross_entropy_with_logits(output.logits.float(), labels.float())
+        return {"loss": self.total_loss(bce, lb, rcl), "bce": bce, "lb": lb.detach(), "rcl": rcl.detach()}
+
+    def total_loss(self, bce: torch.Tensor, lb: torch.Tensor, rcl: torch.Tensor) -> torch.Tensor:
+        """The training objective from its terms: BCE + lambda * L_lb, + rcl_weight * L_rcl for the
+        prototype router (the only one with a contrastive term); the one formula that ``loss`` and
+        gradient accumulation (``training.accumulate``) both use."""
         total = bce + self.mole.lb_weight * lb
         if self.mole.router == "proto":
             total = total + self.mole.rcl_weight * rcl
-        return {"loss": total, "bce": bce, "lb": lb.detach(), "rcl": rcl.detach()}
+        return total
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

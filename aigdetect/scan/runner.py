@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..engine.decoding import Decoding, ahead_limit, decode_window
+from ..engine.decoding import Decoding
+from ..engine.plan import RuntimePlan, known_device
 from ..engine.reading import Perturbation, ReadItem, ReadOptions
-from ..engine.runtime import known_device_type
 from ..errors import CheckpointError, ConfigError
 from ..evidence import default_bands, validate_bands
 from ..fileio import atomic_write
@@ -287,10 +287,11 @@ class DetectorSource:
 def _source(detector: Detector | DetectorSource) -> DetectorSource:
     if isinstance(detector, DetectorSource):
         return detector
+    from ..engine.infer import parameter_count
     from ..models.identity import detector_id
 
     return DetectorSource(detector_id(detector), float(detector.threshold), lambda: detector, image_size=detector.image_size,
-                          parameters=_parameters(detector))  # fmt: skip
+                          parameters=parameter_count(detector))  # fmt: skip
 
 
 def run_scan(
@@ -396,25 +397,18 @@ def _scorer(
         return iter(())
     runtime = config.runtime
     items = itertools.chain([first], todo)
-    device_type = known_device_type(runtime.device)
-    if device_type is None or source.image_size is None:
-        from ..engine.infer import resolve_device, score_items
+    device_name = known_device(runtime.device)
+    if device_name is None or source.image_size is None:
+        from ..engine.infer import parameter_count, resolve_device, score_items
 
         detector = source.load()
-        device = resolve_device(runtime.device)
-        return score_items(
-            detector, items, device=device, batch_size=runtime.batch_size_for(device.type),
-            workers=runtime.workers_for(device.type, _parameters(detector)), reading=_reading(config, detector.image_size, perturb),
-            backend=runtime.backend, precision=runtime.precision_for(device.type),
-            gpu_decode=runtime.gpu_decode_for(device.type), compile=runtime.compile,
-        )  # fmt: skip
-    batch_size = runtime.batch_size_for(device_type)
-    workers = runtime.workers_for(device_type, source.parameters)
-    window = decode_window(batch_size, workers)
-    reading = _reading(config, source.image_size, perturb).decoded_on_device(runtime.gpu_decode_for(device_type))
-    decoding = Decoding(items, reading, workers=workers, window=window)
+        plan = RuntimePlan.resolve(runtime, str(resolve_device(runtime.device)), parameter_count(detector))
+        return score_items(detector, items, plan, reading=_reading(config, detector.image_size, perturb))
+    plan = RuntimePlan.resolve(runtime, device_name, source.parameters)
+    reading = _reading(config, source.image_size, perturb).decoded_on_device(plan.gpu_decode)
+    decoding = Decoding(items, reading, workers=plan.workers, window=plan.window)
     try:
-        detector, device = decoding.ahead_of(lambda: _load(source, runtime.device), ahead_limit(reading, window))
+        detector = decoding.ahead_of(source.load, plan.ahead_limit(reading))
         if detector.image_size != source.image_size:
             raise CheckpointError(
                 f"the checkpoint's metadata gives an input size of {source.image_size}, its backbone {detector.image_size}"
@@ -424,8 +418,7 @@ def _scorer(
         raise
     from ..engine.infer import score_decoded
 
-    return score_decoded(detector, decoding, device=device, batch_size=batch_size, backend=runtime.backend,
-                         precision=runtime.precision_for(device_type), compile=runtime.compile)  # fmt: skip
+    return score_decoded(detector, decoding, plan)
 
 
 def _reading(config: ScanConfig, size: int, perturb: Perturbation | None) -> ReadOptions:
@@ -433,15 +426,3 @@ def _reading(config: ScanConfig, size: int, perturb: Perturbation | None) -> Rea
         size=size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes,
         sha256=config.sha256, evidence=config.evidence,
     )  # fmt: skip
-
-
-def _parameters(detector: Detector) -> int:
-    return sum(p.numel() for p in detector.parameters())
-
-
-def _load(source: DetectorSource, device_name: str) -> tuple[Detector, Any]:
-    """The detector and the device it scores on (torch is imported here)."""
-    from ..engine.infer import resolve_device
-
-    detector = source.load()
-    return detector, resolve_device(device_name)

@@ -1,7 +1,7 @@
 """The CLIPMoLE training recipe (§4.1): AdamW on the adapters and head, validation, early stopping,
 threshold calibration, and resumable state.
 
-Two recipes (``train_config.RECIPES``) set the batch, learning rate, augmentation and validation
+Two recipes (``training.config.RECIPES``) set the batch, learning rate, augmentation and validation
 protocol; settings given explicitly win over them:
 - ``default`` (ours): CNNDetection's batch 64; validation on clean centre crops at native
   resolution; the weights with the best validation AP are kept, and the run stops after
@@ -33,7 +33,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,19 +45,19 @@ from torch.optim.lr_scheduler import LambdaLR
 from ..data.layouts import TrainingData, prepare_training_data
 from ..data.loading import Batch, LabeledImages, batch_loader
 from ..data.transforms import PeersValidation, normalize_pixels
+from ..engine import distributed
+from ..engine.distributed import DistContext
+from ..engine.infer import parameter_count
+from ..engine.plan import RuntimePlan
 from ..errors import DECODE_REASONS, InputError
 from ..fileio import json_safe
 from ..metrics import Accuracy, accuracy, average_precision, calibrate_threshold
 from ..models.detector import Detector
 from ..models.factory import create_detector, save_detector
 from ..version import __version__
-from . import distributed
 from .accumulate import fit_micro_batch, gradient_step
-from .distributed import DistContext
-from .infer import autocast_for, threads_beside_workers
-from .runtime import default_workers
-from .train_config import TrainConfig
-from .train_state import Progress, TrainingParts, refuse_unfinished_state, restore_state, write_state
+from .config import TrainConfig
+from .state import Progress, TrainingParts, refuse_unfinished_state, restore_state, write_state
 
 LOGGED_EVENTS = frozenset({"run", "recipe", "start", "micro_batch", "note", "step", "eval", "done"})
 # The peers' plateau rule (CNNDetection / UnivFD train.py and EarlyStopping): the accuracy gain a
@@ -208,9 +208,9 @@ class _Trainer:
                 steps_per_epoch=self.steps_per_epoch,
                 train_images=len(self.data.train), val_images=len(self.data.val), world_size=self.ctx.world_size,
                 device=str(self.device), trainable_parameters=sum(p.numel() for p in self.params),
+                plan=self.plan.describe(),
             )
-            parameters = sum(p.numel() for p in self.detector.parameters())
-            with threads_beside_workers(self.device, self.workers, parameters):
+            with self.plan.threads_beside_workers():
                 if not self.progress.finished:
                     self._loop()
                 return self._finish()
@@ -236,8 +236,10 @@ class _Trainer:
         self.val_set = LabeledImages(self.data.val, size, None, config.seed, config.max_pixels, config.max_bytes, validation=peers)
         self.failed_train = torch.zeros(len(self.data.train), dtype=torch.uint8)
         self.failed_val = torch.zeros(len(self.data.val), dtype=torch.uint8)
-        cores = default_workers(self.device.type) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
-        self.workers = config.runtime.workers if config.runtime.workers is not None else max(1, cores)
+        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+        per_rank = replace(config.runtime, batch_size=config.batch_size // ctx.world_size)
+        self.plan = RuntimePlan.resolve(per_rank, str(self.device), parameter_count(self.detector), ranks=ranks)
+        self.workers = self.plan.workers
         self.pin = self.device.type == "cuda"
 
     def _lr_factor(self, step: int) -> float:
@@ -286,7 +288,8 @@ class _Trainer:
         if batch.pixels is not None:
             upcoming = self.progress.step + 1
             outcome = gradient_step(
-                self.detector, batch.pixels, batch.labels, device=self.device, micro_batch=self.micro,
+                self.detector, batch.pixels, batch.labels, device=self.device, precision=self.plan.precision,
+                micro_batch=self.micro,
                 backward=lambda loss: self.scaler.scale(loss).backward(),
                 share_counts=self._share_counts if self.ctx.distributed else None,
                 telemetry=self.ctx.is_main and (upcoming % self.config.log_every == 0 or upcoming == self.total_steps),
@@ -320,7 +323,7 @@ class _Trainer:
         else:
             fits = per_rank
             if batch.pixels is not None:
-                fits = fit_micro_batch(self.detector, batch.pixels, batch.labels, self.device)
+                fits = fit_micro_batch(self.detector, batch.pixels, batch.labels, self.device, self.plan.precision)
             self.micro = distributed.min_over_ranks(fits, self.ctx)
         self.emit("micro_batch", micro_batch=self.micro, per_process_batch=per_rank, automatic=automatic)
 
@@ -367,7 +370,7 @@ class _Trainer:
                     self.failed_val[index] = code
                 if batch.pixels is None:
                     continue
-                with autocast_for(self.device):
+                with self.plan.autocast():
                     pixels = normalize_pixels(batch.pixels.to(self.device, non_blocking=True))
                     logits = self.detector(pixels).logits
                 indices.extend(batch.indices.tolist())

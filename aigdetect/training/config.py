@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AugmentConfig
+from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
 from ..models.zoo import BACKBONES, RANDOM_WEIGHTS
 from ..registry import Registry
 from ..settings import check_known_keys, require_finite
-from .runtime import RuntimeConfig
 
 SCHEDULES = ("constant", "cosine")
 VAL_PROTOCOLS = ("ours", "peers")
 DEFAULT_EPOCHS = 10
+PEERS_EPOCHS = 100
+"""UnivFD's epoch cap (its ``niter``; CNNDetection's is 10000): both train until their plateau rule stops them."""
 STATE_VERSION = 2
 STATE_SUFFIX = ".state.safetensors"
 # Settings a resumed run may change; every other one must match the run being resumed. The
@@ -41,6 +43,8 @@ class Recipe:
         augment: training augmentation.
         val_protocol: how validation scores images and chooses the kept weights (``VAL_PROTOCOLS``).
         summary: where the values come from.
+        epochs: the run's length when neither ``steps`` nor ``epochs`` is given: a cap that the
+            peers' stopping rule (lr / 10 per plateau, stop below 1e-6) is meant to end first.
     """
 
     name: str
@@ -49,6 +53,7 @@ class Recipe:
     augment: AugmentConfig
     val_protocol: str
     summary: str
+    epochs: int = DEFAULT_EPOCHS
 
 
 RECIPES: Registry[Recipe] = Registry(
@@ -64,6 +69,7 @@ RECIPES: Registry[Recipe] = Registry(
             "peers",
             "CLIPMoLE §4.1 and its supplementary (batch 1024 on one GPU, AdamW lr 6e-4, blur and JPEG at p=0.1), "
             "validated as CNNDetection and UnivFD do",
+            PEERS_EPOCHS,
         ),
     ),
 )
@@ -131,7 +137,11 @@ class TrainConfig:
     augment: AugmentConfig | None = None
     steps: int | None = field(default=None, metadata=_help("Optimizer steps to run."))
     epochs: int | None = field(
-        default=None, metadata=_help(f"Passes over the training set (default {DEFAULT_EPOCHS} unless `steps`).")
+        default=None,
+        metadata=_help(
+            f"Passes over the training set, unless `steps` (default: the `recipe`'s, {DEFAULT_EPOCHS}; paper "
+            f"{PEERS_EPOCHS}, a cap that its plateau rule ends first)."
+        ),
     )
     batch_size: int | None = field(
         default=None,
@@ -195,7 +205,7 @@ class TrainConfig:
         if self.backbone_weights not in (None, RANDOM_WEIGHTS) and os.path.exists(self.backbone_weights):
             object.__setattr__(self, "backbone_weights", os.path.abspath(self.backbone_weights))
         if self.steps is None and self.epochs is None:
-            object.__setattr__(self, "epochs", DEFAULT_EPOCHS)
+            object.__setattr__(self, "epochs", recipe.epochs)
         self._validate()
 
     def _validate(self) -> None:

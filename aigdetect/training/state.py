@@ -20,7 +20,7 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..models.checkpoint import TRAIN_STATE_PREFIX, read_checkpoint
 from ..models.detector import ADAPTER_PREFIX, HEAD_PREFIX, Detector
 from ..models.factory import save_detector
-from .train_config import STATE_SUFFIX, STATE_VERSION, TrainConfig
+from .config import STATE_SUFFIX, STATE_VERSION, TrainConfig
 
 
 @dataclass

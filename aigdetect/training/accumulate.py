@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..data.transforms import normalize_pixels
+from ..engine.plan import autocast
 from ..errors import ConfigError
 from ..models.detector import Detector
 from ..models.mole import RoutingRecord
@@ -39,7 +40,6 @@ from ..models.routers import (
     rcl_from_means,
 )
 from ..models.telemetry import routing_summary
-from .infer import autocast_for
 
 Backward = Callable[[torch.Tensor], None]
 """Backpropagates one loss, e.g. ``lambda loss: scaler.scale(loss).backward()``."""
@@ -112,8 +112,8 @@ def _add_totals(totals: dict[int, _BlockTotals], routing: dict[int, RoutingRecor
         totals[block] = totals[block] + own if block in totals else own
 
 
-def _forward(detector: Detector, pixels: torch.Tensor, device: torch.device):
-    with autocast_for(device):
+def _forward(detector: Detector, pixels: torch.Tensor, device: torch.device, precision: str):
+    with autocast(device.type, precision):
         return detector(normalize_pixels(pixels.to(device, non_blocking=True)))
 
 
@@ -127,6 +127,7 @@ def gradient_step(
     backward: Backward,
     share_counts: ShareCounts | None = None,
     telemetry: bool = False,
+    precision: str = "fp16",
 ) -> StepOutcome:
     """Forward and backward one batch, leaving the whole batch's gradients in the parameters.
 
@@ -134,7 +135,8 @@ def gradient_step(
         detector: in training mode.
         pixels: uint8 images (n, 3, S, S), on any device.
         labels: (n,), 1 for fake.
-        device: where the model runs (under fp16 autocast on CUDA).
+        device: where the model runs.
+        precision: the run plan's (``RuntimePlan.precision``): fp16 runs under autocast on CUDA.
         micro_batch: images per forward and backward pass; None or >= n runs the batch at once.
         backward: backpropagates a loss (through the gradient scaler when there is one).
         share_counts: under data parallelism, sums dispatch counts over ranks; called exactly once
@@ -143,8 +145,8 @@ def gradient_step(
     """
     count = int(labels.shape[0])
     if micro_batch is None or micro_batch >= count:
-        return _whole_batch(detector, pixels, labels, device, backward, share_counts, telemetry)
-    return _accumulated(detector, pixels, labels, device, micro_batch, backward, share_counts, telemetry)
+        return _whole_batch(detector, pixels, labels, device, precision, backward, share_counts, telemetry)
+    return _accumulated(detector, pixels, labels, device, precision, micro_batch, backward, share_counts, telemetry)
 
 
 def _whole_batch(
@@ -152,11 +154,12 @@ def _whole_batch(
     pixels: torch.Tensor,
     labels: torch.Tensor,
     device: torch.device,
+    precision: str,
     backward: Backward,
     share_counts: ShareCounts | None,
     telemetry: bool,
 ) -> StepOutcome:
-    output = _forward(detector, pixels, device)
+    output = _forward(detector, pixels, device, precision)
     labels = labels.to(device, non_blocking=True)
     lb = None
     blocks = sorted(detector.bypasses)
@@ -204,6 +207,7 @@ def _accumulated(
     pixels: torch.Tensor,
     labels: torch.Tensor,
     device: torch.device,
+    precision: str,
     micro: int,
     backward: Backward,
     share_counts: ShareCounts | None,
@@ -220,7 +224,7 @@ def _accumulated(
         first: dict[int, _BlockTotals] = {}
         with torch.inference_mode():
             for part in slices:
-                _add_totals(first, _forward(detector, pixels[part], device).routing, contrastive)
+                _add_totals(first, _forward(detector, pixels[part], device, precision).routing, contrastive)
         first = {block: total.detached() for block, total in first.items()}
         dispatch = torch.stack([first[b].dispatch for b in blocks])
         if share_counts is not None:
@@ -231,7 +235,7 @@ def _accumulated(
     routing = None
     for index, part in enumerate(slices):
         share = (part.stop - part.start) / count
-        output = _forward(detector, pixels[part], device)
+        output = _forward(detector, pixels[part], device, precision)
         chunk_labels = labels[part].to(device, non_blocking=True)
         lb = rcl = None
         if dispatch is not None:
@@ -260,12 +264,14 @@ def _accumulated(
             rcl_value = rcl_value + rcl_from_means(
                 prototypes, mean_tokens(total.sums, total.members), total.members, mole.rcl_temperature
             )
-    loss = bce + mole.lb_weight * lb_value + (mole.rcl_weight * rcl_value if contrastive else 0.0)
-    losses = {"loss": float(loss), "bce": float(bce), "lb": float(lb_value), "rcl": float(rcl_value)}
+    losses = {"loss": float(detector.total_loss(bce, lb_value, rcl_value)), "bce": float(bce), "lb": float(lb_value),
+              "rcl": float(rcl_value)}  # fmt: skip
     return StepOutcome(losses, routing)
 
 
-def fit_micro_batch(detector: Detector, pixels: torch.Tensor, labels: torch.Tensor, device: torch.device) -> int:
+def fit_micro_batch(
+    detector: Detector, pixels: torch.Tensor, labels: torch.Tensor, device: torch.device, precision: str = "fp16"
+) -> int:
     """The largest micro-batch whose training step fits in the device's memory: the whole batch,
     halved (rounding up) after each out-of-memory error, tried on the batch's first images.
 
@@ -277,7 +283,7 @@ def fit_micro_batch(detector: Detector, pixels: torch.Tensor, labels: torch.Tens
     size = int(labels.shape[0])
     while True:
         try:
-            output = _forward(detector, pixels[:size], device)
+            output = _forward(detector, pixels[:size], device, precision)
             detector.loss(output, labels[:size].to(device))["loss"].backward()
         except torch.OutOfMemoryError:
             fits = False
