@@ -26,7 +26,7 @@ from .options import (
 )
 
 _STYLE = {
-    "ai-generated": "bold red", "likely-ai": "red", "conflict": "bold magenta", "tampered-credentials": "bold magenta",
+    "ai-generated": "bold red", "ai-edited": "red", "likely-ai": "red", "conflict": "bold magenta", "tampered-credentials": "bold magenta",
     "inconclusive": "yellow", "likely-real": "green", "camera-signed": "bold green",
 }  # fmt: skip
 
