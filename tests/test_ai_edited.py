@@ -12,10 +12,11 @@ from evidence_files import CAPTURE_SOURCE, IPTC, chain, encode, manifest, photo,
 from typer.testing import CliRunner
 
 from aigdetect.cli import app
-from aigdetect.evidence import EvidenceConfig, collect_evidence, default_bands, fuse
+from aigdetect.evidence import EvidenceConfig, collect_evidence, default_bands, fuse, summarize_c2pa
 
 runner = CliRunner()
 FIXTURES = Path(__file__).parent / "assets" / "c2pa" / "signals"
+ASSETS = Path(__file__).parent / "assets" / "c2pa_signals" / "signed"
 GENERATIVE_FILL = [
     {"action": "c2pa.created", "digitalSourceType": CAPTURE_SOURCE},
     {"action": "c2pa.edited", "digitalSourceType": IPTC + "trainedAlgorithmicMedia", "softwareAgent": {"name": "Adobe Firefly"}},
@@ -25,6 +26,16 @@ GENERATIVE_FILL = [
 def _generative_fill() -> bytes:
     signed, _ = sign(encode(small_photo(), "JPEG", quality=92), "image/jpeg", manifest(GENERATIVE_FILL))
     return signed
+
+
+def test_a_file_signed_now_gets_the_signals_the_evaluator_gave_one_signed_alike(tmp_path):
+    recorded = ASSETS / "generative_fill.signals.json"
+    expected = [sorted(t["trait"].split(":signal_")[1] for t in m["localInceptions"] + m["localTransformations"])
+                for m in json.loads(recorded.read_text())["manifests"]]  # fmt: skip
+    (summary,) = summarize_c2pa(write(tmp_path / "fill.jpg", _generative_fill()))
+    assert [sorted(m["signals"]) for m in summary["manifests"]] == expected == [
+        ["ambiguousActions", "capturedMedia", "perceptibleGenAI"]
+    ]
 
 
 def test_a_signed_capture_with_generative_fill_is_ai_edited(tmp_path):

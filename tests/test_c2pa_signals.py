@@ -46,7 +46,7 @@ def test_signals_equal_the_rubric_evaluators(path):
 def test_the_references_raise_every_signal_and_come_from_the_sdk_and_by_hand():
     seen = {s for path in REFERENCES for m in reference(path) for s in m}
     assert seen == set(INCEPTION_SIGNALS) | set(TRANSFORMATION_SIGNALS)
-    assert {p.parent.name for p in REFERENCES} == {"sdk", "synthetic"}
+    assert {p.parent.name for p in REFERENCES} == {"sdk", "synthetic", "signed"}
     assert len([p for p in REFERENCES if p.parent.name == "sdk"]) == 18
 
 

@@ -11,12 +11,19 @@ What a manifest store becomes (one finding per store, embedded or sidecar):
 validation, content                                 claim      strength
 ==================================================  =========  =================================
 fails validation (hash, signature, certificate)     tampered   strong (a cryptographic fact)
-an AI digital source type, here or in an ingredient ai         strong if trusted, else moderate
-  (or a claim generator that is a known AI tool)
+fullyGenAIMedia on the line of parents (asset       ai         strong if trusted, else moderate
+  signals, ``c2pa_signals``), or else an AI
+  source type, an AI ingredient or a known AI tool
+generative parts or edits in the chain              ai-edited  strong if trusted, else moderate
+  (partlyGenAICreation, compositionMayContainGenAI,
+  perceptibleGenAI, or a GenAI component)
 a capture source type, or created by a known camera camera     strong if trusted, else weak
 editing actions, no AI                              edited     strong if trusted, else weak
 none of these                                       none       weak
 ==================================================  =========  =================================
+
+Each store's finding is followed by weak ``none`` findings that decide nothing: one per ingredient
+manifest of its chain (relationship, signer, trust, signals) and one per CAWG identity (``cawg``).
 
 The asymmetry is deliberate: anyone can sign with a home-made certificate, so an untrusted
 signature proves nothing about the signer; but a manifest that declares AI states something against
