@@ -129,7 +129,8 @@ def _is(value: Any, names: frozenset[str]) -> bool:
 
 
 def _is_text(item: dict[str, Any], key: str) -> bool:
-    return isinstance(item.get(key), str)
+    """A non-empty string (what the rubric's evaluator takes for a stated value)."""
+    return isinstance(item.get(key), str) and bool(item[key])
 
 
 def _ambiguous(manifest: dict[str, Any], actions: list[dict[str, Any]] | None, labels: Iterable[str]) -> bool:
@@ -198,10 +199,10 @@ def _ingredients(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 def _flat_source_type(manifest: dict[str, Any], ingredient: dict[str, Any]) -> str | None:
     """The source type the rubric gives an ingredient without a manifest: its own, else the first
     ``c2pa.opened`` action's in the citing manifest."""
-    if isinstance(ingredient.get("digitalSourceType"), str):
+    if isinstance(ingredient.get("digitalSourceType"), str) and ingredient["digitalSourceType"]:
         return ingredient["digitalSourceType"]
     for action in _actions(manifest, [k for k in _dict(manifest.get("assertions")) if k.startswith("c2pa.actions")]) or []:
-        if action.get("action") == "c2pa.opened" and isinstance(action.get("digitalSourceType"), str):
+        if action.get("action") == "c2pa.opened" and _is_text(action, "digitalSourceType"):
             return action["digitalSourceType"]
     return None
 
@@ -275,19 +276,11 @@ def chain(store: Any, legacy_actions: bool = False) -> tuple[ChainManifest, ...]
                 created = {"assertions": {"c2pa.actions.v2": {"allActionsIncluded": True, "actions": [
                     {"action": "c2pa.created", "digitalSourceType": source_type}]}}}  # fmt: skip
                 links.append((name, relation))
-                pseudo.append(
-                    ChainManifest(
-                        name,
-                        False,
-                        True,
-                        _signer(manifest),
-                        trust_state(manifest.get("validationResults")),
-                        manifest_signals(created),
-                        (),
-                    )  # fmt: skip
-                )
+                trust = trust_state(manifest.get("validationResults"))
+                signals = manifest_signals(created)
+                pseudo.append(ChainManifest(name, False, True, _signer(manifest), trust, signals, ()))
         entries.append(_entry(manifest, index == 0, legacy_actions, links, cited))
-    return tuple(entries + pseudo)
+    return tuple(entries + pseudo[:_MAX_MANIFESTS])
 
 
 def provenance(entries: tuple[ChainManifest, ...], parents_only: bool = False) -> tuple[ChainManifest, ...]:
