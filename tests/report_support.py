@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from aigdetect.evidence import VERDICTS
+
 CHROMIUM = "/usr/bin/chromium"
 REQUIRE_BROWSER_ENV = "AIGDETECT_REQUIRE_BROWSER"
 CHROMIUM_ARGS = [
@@ -31,7 +33,7 @@ COLUMNS = (
     "evidence", "detector", "engine", "width", "height", "format", "error_reason", "error_detail", "size",
     "mtime_ns", "sha256",
 )  # fmt: skip
-FUSED = ("ai-generated", "likely-ai", "inconclusive", "likely-real", "camera-signed", "conflict", "tampered-credentials")
+FUSED = VERDICTS
 DETECTOR = "univfd-vitl14@0123456789ab"
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
 HOSTILE_SCRIPT_PATH = "x/</script><script>alert(2)</script>.jpg"

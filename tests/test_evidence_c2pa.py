@@ -173,7 +173,20 @@ def test_summary_for_inspect(tmp_path, trust):
         "actions": [{"action": "c2pa.created", "digitalSourceType": "trainedAlgorithmicMedia", "softwareAgent": "ChatGPT"}],
         "ingredients": 0,
         "ingredient_ai_source_types": [],
+        "manifests": [
+            {
+                "label": summary["manifests"][0]["label"],
+                "active": True,
+                "pseudo": False,
+                "signer": "Evidence Test Signer",
+                "trust": "trusted",
+                "signals": ["fullyGenAIMedia", "ambiguousActions"],  # the builder leaves allActionsIncluded out
+                "ingredients": [],
+            }
+        ],
+        "identities": [],
     }
+    assert summary["manifests"][0]["label"].startswith("urn:c2pa:")
     assert summarize_c2pa(write(tmp_path / "plain.png", encode(small_photo(), "PNG"))) == []
     (untrusted,) = summarize_c2pa(path)
     assert (untrusted["validation"], untrusted["failures"]) == ("valid", ["signingCredential.untrusted"])
@@ -288,6 +301,10 @@ def test_an_ai_ingredient_makes_the_edit_ai(tmp_path):
         signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, certs, key, None))
         out = io.BytesIO()
         builder.sign(signer, "image/jpeg", io.BytesIO(parent), out)
-    (finding,) = collect_evidence(write(tmp_path / "edit.jpg", out.getvalue()))
+    finding, ingredient = collect_evidence(write(tmp_path / "edit.jpg", out.getvalue()))
     assert (finding.claim, finding.strength) == ("ai", "moderate")
     assert "has an ingredient declaring trainedAlgorithmicMedia" in finding.detail
+    assert (ingredient.claim, ingredient.strength) == ("none", "weak")
+    assert ingredient.detail.startswith(
+        "C2PA ingredient manifest (parentOf, signed by Evidence Test Signer, untrusted), signals: fullyGenAIMedia; urn:c2pa:"
+    )

@@ -24,6 +24,12 @@ CAMERA = Finding("c2pa", "camera", "strong", "C2PA manifest (valid, signed by Le
 CAMERA_UNTRUSTED = Finding("c2pa", "camera", "weak", "C2PA manifest (valid, signed by X, untrusted) declares digitalCapture")
 EXIF_CAMERA = Finding("exif", "camera", "weak", "EXIF Make is Canon", "Canon")
 EDITED = Finding("c2pa", "edited", "weak", "C2PA manifest (valid, signed by X, untrusted) records c2pa.cropped, no AI")
+C2PA_AI_EDIT = Finding(
+    "c2pa", "ai-edited", "moderate",
+    "C2PA manifest (valid, signed by X, untrusted): generative parts in a capture (perceptibleGenAI)", "Photoshop",
+)  # fmt: skip
+XMP_AI_EDIT = Finding("xmp", "ai-edited", "moderate", "XMP Iptc4xmpExt:DigitalSourceType is compositeWithTrainedAlgorithmicMedia")
+XMP_ALGORITHMIC = Finding("xmp", "none", "weak", "XMP Iptc4xmpExt:DigitalSourceType is algorithmicMedia")
 ERROR = Finding.error("xmp", "too-large", "XMP packet of 2000000 bytes exceeds 1048576")
 
 LOW, HIGH = default_bands(0.5)
@@ -60,6 +66,13 @@ CASES = [
     ([EXIF_CAMERA], 0.95, "likely-ai", None),
     ([EDITED, ERROR], 0.5, "inconclusive", None),
     ([ERROR], 0.99, "likely-ai", None),
+    ([C2PA_AI_EDIT], 0.01, "ai-edited", "Photoshop"),
+    ([XMP_AI_EDIT], None, "ai-edited", None),
+    ([C2PA_AI_EDIT, CAMERA], 0.05, "ai-edited", "Photoshop"),
+    ([C2PA_AI_EDIT, C2PA_AI], 0.05, "ai-generated", "DALL-E 3"),
+    ([C2PA_AI_EDIT, TAMPERED], 0.05, "tampered-credentials", "Photoshop"),
+    ([XMP_ALGORITHMIC], 0.05, "likely-real", None),
+    ([XMP_ALGORITHMIC], 0.5, "inconclusive", None),
 ]
 
 

@@ -144,6 +144,24 @@ def test_xmp_digital_source_type_in_every_container(tmp_path, fmt, suffix):
     assert verdict(findings) == "ai-generated"
 
 
+@pytest.mark.parametrize(
+    "source_type, claim, fused",
+    [
+        (IPTC + "trainedAlgorithmicMedia", "ai", "ai-generated"),
+        ("http://c2pa.org/digitalsourcetype/trainedAlgorithmicData", "ai", "ai-generated"),
+        (IPTC + "compositeSynthetic", "ai", "ai-generated"),
+        (IPTC + "compositeWithTrainedAlgorithmicMedia", "ai-edited", "ai-edited"),
+        (IPTC + "algorithmicMedia", "none", "inconclusive"),  # made by an algorithm not trained on data
+        (IPTC + "digitalArt", "none", "inconclusive"),
+    ],
+)
+def test_xmp_source_types_sorted_as_the_c2pa_rubric_does(tmp_path, source_type, claim, fused):
+    packet = xmp_packet({"Iptc4xmpExt:DigitalSourceType": source_type})
+    findings = evidence(write(tmp_path / "x.jpg", encode(small_photo(), "JPEG", xmp=packet)))
+    assert [f.claim for f in findings] == [claim]
+    assert verdict(findings, 0.5) == fused
+
+
 def test_xmp_fields_as_elements_and_capture_types(tmp_path):
     elements = (
         f'<Iptc4xmpExt:DigitalSourceType rdf:resource="{IPTC}digitalCapture"/>'
@@ -220,7 +238,7 @@ def test_plain_photographs_give_no_finding(tmp_path, index, fmt):
 METADATA_FILES = {
     "a1111.png": lambda: png_with_text(small_photo(), {"parameters": A1111}),
     "xmp.jpg": lambda: encode(
-        small_photo(), "JPEG", xmp=xmp_packet({"Iptc4xmpExt:DigitalSourceType": IPTC + "algorithmicMedia"})
+        small_photo(), "JPEG", xmp=xmp_packet({"Iptc4xmpExt:DigitalSourceType": IPTC + "trainedAlgorithmicMedia"})
     ),
     "exif.webp": lambda: encode(small_photo(), "WEBP", exif=exif_block({0x0131: "Midjourney"})),
     "exif.tif": lambda: encode(small_photo(), "TIFF", exif=exif_block({0x0131: "Midjourney"})),

@@ -249,7 +249,7 @@ def test_summary_view_counts_rows_and_takes_run_facts_from_the_scan(photos, tmp_
     view = summarise(results, results.summary, {}, 0)
     expected = {kind: sum(r["verdict"] == kind for r in rows) for kind in FUSED}
     assert {c.kind: c.count for c in view.counts} == {**expected, "error": 3}
-    assert [c.kind for c in view.counts][:3] == ["ai-generated", "likely-ai", "tampered-credentials"]
+    assert [c.kind for c in view.counts][:4] == ["ai-generated", "ai-edited", "likely-ai", "tampered-credentials"]
     assert [(d.name, d.fingerprint, d.rows) for d in view.detectors] == [("univfd-vitl14", "0123456789ab", len(rows))]
     assert (view.threshold, view.bands, view.elapsed, view.version) == (0.42, (0.3, 0.7), "61.2 s", "0.2.0")
     assert view.errors_by_reason == [("too-large", 1), ("truncated", 1), ("unsupported", 1)]

@@ -273,3 +273,36 @@ def test_verdicts_named_like_object_properties_stay_plain_words(browser, tmp_pat
     assert [row[1] for row in _table(page)] == ["__proto__.png"]
     assert opened.errors == [] and opened.dialogs == [] and opened.outside() == []
     opened.page.context.close()
+
+
+def test_the_report_counts_ai_edited_and_shows_the_chain_as_text(browser, tmp_path):
+    hostile_label, hostile_signer = 'urn:c2pa:<img src=x onerror="alert(7)">', "<script>alert(8)</script>Signer"
+    rows = [r for r in scan_rows(tmp_path, per_kind=1) if r["status"] == "ok" and not r["path"].startswith("gone/")][:3]
+    chain_findings = [
+        {"source": "c2pa", "claim": "ai-edited", "strength": "moderate", "generator": "Adobe Firefly",
+         "detail": "C2PA manifest (valid, signed by X, untrusted) records generative parts or edits in its chain (perceptibleGenAI)"},
+        {"source": "c2pa", "claim": "none", "strength": "weak", "generator": None,
+         "detail": f"C2PA ingredient manifest (parentOf, signed by {hostile_signer}, untrusted), signals: fullyGenAIMedia; "
+                   f"{hostile_label}"},
+    ]  # fmt: skip
+    rows[0].update(verdict="ai-edited", generator="Adobe Firefly", evidence=chain_findings)
+    results = write_results(rows, tmp_path / "verdicts.json", {"files": len(rows), "threshold": 0.5})
+    out = tmp_path / "report.html"
+    write_scan_report(results, out, thumbnails=0, root=tmp_path)
+    opened = open_offline(browser, out)
+    page = opened.page
+    counts = dict(page.eval_on_selector_all(".cards [data-count]", "els => els.map(e => [e.dataset.count, e.textContent])"))
+    assert [r["verdict"] for r in rows] == ["ai-edited", "ai-edited", "likely-ai"]
+    assert counts["ai-edited"] == "2" and counts["ai-generated"] == "0"
+    page.fill("#q", rows[0]["path"])
+    page.wait_for_selector("#files-table:not([aria-busy])", state="attached")
+    assert page.text_content("#match-count") == f"1 of {len(rows)} files"
+    page.click("#rows tr[data-row]")
+    cells = page.eval_on_selector_all(
+        "#detail-body table.findings tbody tr", "trs => trs.map(tr => Array.from(tr.cells, td => td.textContent))"
+    )
+    assert cells == [[f["source"], f["claim"], f["strength"], f["detail"], f["generator"] or ""] for f in chain_findings]
+    injected = page.evaluate("() => [document.scripts.length, document.querySelectorAll('img[src=x], [onerror]').length]")
+    assert injected == [2, 0]
+    assert opened.dialogs == [] and opened.errors == [] and opened.outside() == []
+    page.context.close()

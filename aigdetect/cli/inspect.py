@@ -26,7 +26,7 @@ from .options import (
 )
 
 _STYLE = {
-    "ai-generated": "bold red", "likely-ai": "red", "conflict": "bold magenta", "tampered-credentials": "bold magenta",
+    "ai-generated": "bold red", "ai-edited": "red", "likely-ai": "red", "conflict": "bold magenta", "tampered-credentials": "bold magenta",
     "inconclusive": "yellow", "likely-real": "green", "camera-signed": "bold green",
 }  # fmt: skip
 
@@ -68,7 +68,22 @@ def _render(report: dict[str, Any]) -> Any:
         parts.append(findings)
     for store in report["c2pa"]:
         parts.append(Text("C2PA " + json.dumps(store, ensure_ascii=False), style="cyan"))
+        parts.extend(_chain(store))
     return Panel(Group(*parts), title=Text(report["path"]), title_align="left")
+
+
+def _chain(store: dict[str, Any]) -> list[Any]:
+    """The store's manifests with the rubric's asset signals, as a table (identities are findings)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not store.get("manifests"):
+        return []
+    table = Table("manifest", "role", "signer", "trust", "signals", title="C2PA chain", title_justify="left")
+    for m in store["manifests"]:
+        role = "active" if m["active"] else "pseudo ingredient" if m["pseudo"] else "ingredient"
+        table.add_row(*(Text(str(v or "-")) for v in (m["label"], role, m["signer"], m["trust"], ", ".join(m["signals"]))))
+    return [table]
 
 
 @cli_errors

@@ -17,6 +17,7 @@ import typer
 from ..data.config import DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
+from ..evidence.fusion import VERDICTS
 from ..scan.config import ScanConfig
 from .common import cli_errors, command_line
 from .options import (
@@ -45,8 +46,7 @@ if TYPE_CHECKING:
 
 EXIT_FOUND = 3
 STDOUT = "-"
-FAIL_ON_CHOICES = ("ai-generated", "likely-ai", "inconclusive", "likely-real", "camera-signed", "conflict",
-                   "tampered-credentials", "fake", "real", "error")  # fmt: skip
+FAIL_ON_CHOICES = (*VERDICTS, "fake", "real", "error")
 
 PathsArgument = Annotated[
     list[str] | None, typer.Argument(metavar="PATH...", help="Image files and folders to scan.", show_default=False)

@@ -160,7 +160,9 @@ def summarize_c2pa(path: str | bytes | os.PathLike[str], config: EvidenceConfig 
 
     Each is ``{"where", "validation" (trusted|valid|invalid), "trusted", "failures", "signer":
     {"common_name", "issuer"}, "claim_generator", "title", "actions": [{"action",
-    "digitalSourceType", "softwareAgent"}], "ingredients", "ingredient_ai_source_types"}``, or
+    "digitalSourceType", "softwareAgent"}], "ingredients", "ingredient_ai_source_types", "manifests":
+    [{"label", "active", "pseudo", "signer", "trust", "signals", "ingredients"}] (every manifest of
+    the store with its asset signals, ``c2pa_signals``), "identities" (CAWG, ``cawg``)}``, or
     ``{"error": "reason: text"}`` for a store that could not be read. Empty when there is none.
 
     Raises:

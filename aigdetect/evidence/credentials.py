@@ -11,12 +11,19 @@ What a manifest store becomes (one finding per store, embedded or sidecar):
 validation, content                                 claim      strength
 ==================================================  =========  =================================
 fails validation (hash, signature, certificate)     tampered   strong (a cryptographic fact)
-an AI digital source type, here or in an ingredient ai         strong if trusted, else moderate
-  (or a claim generator that is a known AI tool)
+fullyGenAIMedia on the line of parents (asset       ai         strong if trusted, else moderate
+  signals, ``c2pa_signals``), or else an AI
+  source type, an AI ingredient or a known AI tool
+generative parts or edits in the chain              ai-edited  strong if trusted, else moderate
+  (partlyGenAICreation, compositionMayContainGenAI,
+  perceptibleGenAI, or a GenAI component)
 a capture source type, or created by a known camera camera     strong if trusted, else weak
 editing actions, no AI                              edited     strong if trusted, else weak
 none of these                                       none       weak
 ==================================================  =========  =================================
+
+Each store's finding is followed by weak ``none`` findings that decide nothing: one per ingredient
+manifest of its chain (relationship, signer, trust, signals) and one per CAWG identity (``cawg``).
 
 The asymmetry is deliberate: anyone can sign with a home-made certificate, so an untrusted
 signature proves nothing about the signer; but a manifest that declares AI states something against
@@ -31,7 +38,7 @@ from typing import Any, BinaryIO
 
 from ..errors import InputFileError
 from ..fileio import open_input, read_capped
-from . import signatures
+from . import c2pa_signals, cawg, signatures
 from .boundedjson import loads
 from .config import EvidenceConfig
 from .containers import C2PA_MIME, Layout
@@ -90,6 +97,10 @@ class ManifestReport:
     actions: tuple[Action, ...]
     ingredients: int
     ingredient_ai: tuple[str, ...] = field(default=())
+    chain: tuple[c2pa_signals.ChainManifest, ...] = field(default=())
+    genai: tuple[str | None, tuple[str, ...]] = field(default=(None, ()))
+    read_for_fusion: tuple[c2pa_signals.ChainManifest, ...] = field(default=())
+    identities: tuple[cawg.Identity, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary for ``inspect --json``."""
@@ -104,6 +115,8 @@ class ManifestReport:
             "actions": [a.to_dict() for a in self.actions],
             "ingredients": self.ingredients,
             "ingredient_ai_source_types": list(self.ingredient_ai),
+            "manifests": [m.to_dict() for m in self.chain],
+            "identities": [i.to_dict() for i in self.identities],
         }
 
 
@@ -163,8 +176,9 @@ def _ingredient_ai(store: dict[str, Any], manifest: dict[str, Any]) -> tuple[lis
     return sorted(set(found)), count or 0
 
 
-def interpret(store: Any, where: str) -> ManifestReport:
-    """The report for a manifest store as c2pa-python's ``Reader.json()`` gives it.
+def interpret(store: Any, where: str, crjson: Any, identities: tuple[cawg.Identity, ...] = ()) -> ManifestReport:
+    """The report for a manifest store as c2pa-python's ``Reader.json()`` gives it, with its asset
+    signals from the same store as ``Reader.crjson()`` gives it, and its decoded identities.
 
     Raises:
         MetadataError: ``malformed`` when the store has no usable active manifest or validation state.
@@ -186,6 +200,7 @@ def interpret(store: Any, where: str) -> ManifestReport:
     signature = manifest.get("signature_info") if isinstance(manifest.get("signature_info"), dict) else {}
     ingredient_ai, ingredients = _ingredient_ai(store, manifest)
     claim_generator, generator_name = _claim_generator(manifest)
+    read_for_fusion = c2pa_signals.chain(crjson, legacy_actions=True)
     return ManifestReport(
         where=where,
         state=state,
@@ -198,6 +213,10 @@ def interpret(store: Any, where: str) -> ManifestReport:
         actions=tuple(_actions(manifest)),
         ingredients=ingredients,
         ingredient_ai=tuple(ingredient_ai),
+        chain=c2pa_signals.chain(crjson),
+        genai=c2pa_signals.chain_origin(read_for_fusion),
+        read_for_fusion=read_for_fusion,
+        identities=identities,
     )
 
 
@@ -215,11 +234,8 @@ def read_store(
     """
     import c2pa
 
-    handle.seek(0)
     try:
-        with c2pa.Context.from_dict(c2pa_settings(config)) as context:
-            with c2pa.Reader(mime, handle, manifest_data, context=context) as reader:
-                text = reader.json()
+        text, crtext = _read_texts(handle, mime, manifest_data, c2pa_settings(config))
     except c2pa.C2paError.ManifestNotFound:
         return None
     except c2pa.C2paError as exc:
@@ -229,7 +245,36 @@ def read_store(
         raise MetadataError("malformed", f"C2PA: {message}") from None
     limit = 4 * config.max_c2pa_bytes + (1 << 20)
     store = loads(text, what="C2PA manifest store", max_chars=limit, max_depth=config.max_json_depth)
-    return interpret(store, where)
+    crjson = loads(crtext, what="C2PA manifest store (crJSON)", max_chars=limit, max_depth=config.max_json_depth)
+    return interpret(store, where, crjson, _identities(handle, mime, manifest_data, config, crjson))
+
+
+def _read_texts(handle: BinaryIO, mime: str, manifest_data: bytes | None, settings: dict[str, Any]) -> tuple[str, str]:
+    """The store as c2pa-python's JSON and as crJSON, read from the asset's start."""
+    import c2pa
+
+    handle.seek(0)
+    with c2pa.Context.from_dict(settings) as context:
+        with c2pa.Reader(mime, handle, manifest_data, context=context) as reader:
+            return reader.json(), reader.crjson()
+
+
+def _identities(
+    handle: BinaryIO, mime: str, manifest_data: bytes | None, config: EvidenceConfig, crjson: Any
+) -> tuple[cawg.Identity, ...]:
+    """The CAWG identities, from a second read that decodes them (only when the store holds one)."""
+    import c2pa
+
+    if not cawg.has_identity(crjson):
+        return ()
+    settings = c2pa_settings(config)
+    settings["core"]["decode_identity_assertions"] = True
+    try:
+        text, _ = _read_texts(handle, mime, manifest_data, settings)
+    except c2pa.C2paError:
+        return ()
+    limit = 4 * config.max_c2pa_bytes + (1 << 20)
+    return cawg.identities(loads(text, what="C2PA manifest store", max_chars=limit, max_depth=config.max_json_depth))
 
 
 def _signed_by(report: ManifestReport) -> str:
@@ -265,16 +310,26 @@ def to_finding(report: ManifestReport) -> Finding:
             f"{declared}; signed by {_signed_by(report)}",
         )
     ai_tool = _tool(report, "tool", [a.agent for a in ai_actions if a.agent] or [a.agent for a in report.actions if a.agent])
-    if ai_types or report.ingredient_ai or ai_tool:
+    genai, decisive = report.genai
+    active = next((e for e in report.read_for_fusion if e.active), None)
+    chain = f"; {c2pa_signals.signals_text(active)}" if active else ""
+    if genai == "ai" or (genai is None and (ai_types or report.ingredient_ai or ai_tool)):
         if ai_types:
             agents = ", ".join(sorted({f"{a.action} by {a.agent}" if a.agent else a.action for a in ai_actions}))
             what = f"declares {', '.join(ai_types)} ({agents})"
         elif report.ingredient_ai:
             what = f"has an ingredient declaring {', '.join(report.ingredient_ai)}"
+        elif genai == "ai":
+            what = f"has {', '.join(decisive)} in its provenance chain"
         else:
             what = "names a known AI generator"
         generator = ai_tool.generator if ai_tool else next((a.agent for a in ai_actions if a.agent), report.generator_name)
-        return Finding.make("c2pa", "ai", "strong" if trusted else "moderate", f"{head} {what}{made_by}", generator)
+        return Finding.make("c2pa", "ai", "strong" if trusted else "moderate", f"{head} {what}{made_by}{chain}", generator)
+    if genai == "ai-edited":
+        agents = [a.agent for a in report.actions if a.agent and a.source_type and origin(a.source_type).startswith("ai")]
+        what = f"records generative parts or edits in its chain ({', '.join(decisive)})"
+        generator = ai_tool.generator if ai_tool else next(iter(agents), report.generator_name)
+        return Finding.make("c2pa", "ai-edited", "strong" if trusted else "moderate", f"{head} {what}{made_by}{chain}", generator)
     created = [a for a in report.actions if a.action == "c2pa.created"]
     captured = sorted({a.source_type for a in report.actions if a.source_type and origin(a.source_type) == "camera"})
     camera = _tool(report, "camera", [a.agent for a in created if a.agent]) if created else None
@@ -283,12 +338,14 @@ def to_finding(report: ManifestReport) -> Finding:
     if captured or camera:
         what = f"declares {', '.join(captured)}" if captured else "records c2pa.created by a camera"
         generator = camera.generator if camera else None
-        return Finding.make("c2pa", "camera", "strong" if trusted else "weak", f"{head} {what}{edited}{made_by}", generator)
+        return Finding.make(
+            "c2pa", "camera", "strong" if trusted else "weak", f"{head} {what}{edited}{made_by}{chain}", generator
+        )
     if edits:
         return Finding.make(
-            "c2pa", "edited", "strong" if trusted else "weak", f"{head} records {', '.join(edits[:4])}, no AI{made_by}"
+            "c2pa", "edited", "strong" if trusted else "weak", f"{head} records {', '.join(edits[:4])}, no AI{made_by}{chain}"
         )
-    return Finding.make("c2pa", "none", "weak", f"{head} declares no digital source type{made_by}")
+    return Finding.make("c2pa", "none", "weak", f"{head} declares no digital source type{made_by}{chain}")
 
 
 def sidecar_path(path: str | bytes) -> str | bytes:
@@ -354,11 +411,16 @@ def _attempt(read: Any) -> ManifestReport | MetadataError | None:
 def read_c2pa(
     handle: BinaryIO, layout: Layout, image_format: str | None, path: str | bytes | None, config: EvidenceConfig
 ) -> list[Finding]:
-    """C2PA findings for one file: one per manifest store, or one error per store that could not be read."""
-    return [
-        Finding.error("c2pa", r.reason, r.text) if isinstance(r, MetadataError) else to_finding(r)
-        for r in read_reports(handle, layout, image_format, path, config)
-    ]
+    """C2PA findings for one file: one per manifest store (or one error per store that could not be
+    read), each followed by weak ``none`` findings that show its chain and its identities."""
+    findings = []
+    for r in read_reports(handle, layout, image_format, path, config):
+        if isinstance(r, MetadataError):
+            findings.append(Finding.error("c2pa", r.reason, r.text))
+        else:
+            said = c2pa_signals.ingredient_lines(r.read_for_fusion) + [i.sentence() for i in r.identities]
+            findings += [to_finding(r)] + [Finding.make("c2pa", "none", "weak", line) for line in said]
+    return findings
 
 
 def summarize(reports: list[ManifestReport | MetadataError]) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ The vocabulary is closed, so reports, CSV cells and the fusion rules can rely on
 
 - ``source``: where the finding comes from (``SOURCES``).
 - ``claim``: what it says about the image's origin (``CLAIMS``):
-  ``ai`` (made or changed with generative AI), ``camera`` (captured by a camera), ``edited`` (edited,
+  ``ai`` (made with generative AI), ``ai-edited`` (a capture or non-AI creation with generative
+  parts or edits), ``camera`` (captured by a camera), ``edited`` (edited,
   with no AI named), ``tampered`` (Content Credentials that fail validation: a hash, the signature or
   the certificate), ``none`` (the source is present but states no origin) and ``error`` (the source
   could not be read; the detail is ``reason: text`` with a reason from ``ERROR_REASONS``).
@@ -22,7 +23,7 @@ from typing import Any
 from ..errors import AigdetectError
 
 SOURCES: tuple[str, ...] = ("c2pa", "xmp", "exif", "png-text", "watermark")
-CLAIMS: tuple[str, ...] = ("ai", "camera", "edited", "tampered", "none", "error")
+CLAIMS: tuple[str, ...] = ("ai", "ai-edited", "camera", "edited", "tampered", "none", "error")
 STRENGTHS: tuple[str, ...] = ("strong", "moderate", "weak")
 ERROR_REASONS: tuple[str, ...] = ("too-large", "too-deep", "malformed", "refused", "unsupported", "unreadable")
 """Why a source could not be read: over a size cap, nested too deep, not well-formed, refused on

@@ -10,10 +10,16 @@ Rules, in order (the first that applies decides):
    moderate when not), a decoded known watermark (strong), or generator metadata in XMP, EXIF or PNG
    text (moderate: anyone can write metadata, but nobody hides a real photo by labelling it AI) gives
    ``ai-generated``, whatever the score, with the evidence named.
-3. **Camera credentials.** A valid, trusted C2PA manifest of a camera capture gives ``camera-signed``,
+3. **AI edits.** Without AI evidence of rule 2: a valid C2PA manifest chain whose asset signals show
+   generative parts in a capture or non-AI creation (``partlyGenAICreation``,
+   ``compositionMayContainGenAI`` or ``perceptibleGenAI`` in the active manifest or an ingredient's,
+   such as generative fill on a photograph), or XMP stating ``compositeWithTrainedAlgorithmicMedia``,
+   gives ``ai-edited`` (a real capture or drawing with generated parts: neither a generated image
+   nor an untouched photograph), whatever the score.
+4. **Camera credentials.** A valid, trusted C2PA manifest of a camera capture gives ``camera-signed``,
    unless the detector's score is in the likely-AI band: then ``conflict``, for a person to look at.
    Credentials never override the model silently.
-4. **The score**, in bands around the detector's calibrated threshold: ``likely-ai`` at or above the
+5. **The score**, in bands around the detector's calibrated threshold: ``likely-ai`` at or above the
    high edge, ``likely-real`` at or below the low edge, ``inconclusive`` between them or without a
    score (undecodable pixels).
 
@@ -41,6 +47,7 @@ from .findings import EvidenceError, Finding
 
 VERDICTS: tuple[str, ...] = (
     "ai-generated",
+    "ai-edited",
     "likely-ai",
     "inconclusive",
     "likely-real",
@@ -139,6 +146,7 @@ def fuse(findings: Iterable[Finding], score: float | None, threshold: float, ban
     ai = _by_strength([f for f in findings if f.claim == "ai" and f.strength != "weak"])
     strong_ai = [f for f in ai if f.strength == "strong"]
     tampered = [f for f in findings if f.claim == "tampered"]
+    ai_edits = _by_strength([f for f in findings if f.claim == "ai-edited" and f.strength != "weak"])
     camera = [f for f in findings if f.claim == "camera" and f.strength == "strong"]
     extra: list[str] = []
     if tampered and strong_ai:
@@ -147,6 +155,8 @@ def fuse(findings: Iterable[Finding], score: float | None, threshold: float, ban
         verdict, lead = "tampered-credentials", tampered
     elif ai:
         verdict, lead = "ai-generated", ai
+    elif ai_edits:
+        verdict, lead = "ai-edited", ai_edits
     elif camera and score is not None and score >= high:
         verdict, lead = "conflict", camera
         extra.append(
@@ -161,5 +171,5 @@ def fuse(findings: Iterable[Finding], score: float | None, threshold: float, ban
         lead = []
     rest = [f for f in findings if f not in lead]
     reasons = [reason_for(f) for f in lead] + extra + [reason_for(f) for f in rest] + [_score_reason(score, low, high)]
-    named = [f.generator for f in lead + ai if f.claim == "ai" and f.generator]
+    named = [f.generator for f in lead + ai + ai_edits if f.claim in ("ai", "ai-edited") and f.generator]
     return Fused(verdict, tuple(dict.fromkeys(reasons)), named[0] if named else None)

@@ -2,14 +2,31 @@
 
 Values are URIs such as ``http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia``
 (C2PA also uses ``http://c2pa.org/digitalsourcetype/...``); the last path segment names the type.
+
+GenAI is what the C2PA asset-signals rubric calls GenAI (``GENAI_SOURCE_TYPES``). IPTC's
+``algorithmicMedia`` is *not* among them: IPTC defines it as made by an algorithm not trained on
+data (a gradient, a fractal), which is exactly what the C2PA SDK's test images are.
 """
 
 from __future__ import annotations
 
 import re
 
-AI_TYPES: frozenset[str] = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "algorithmicMedia"})
-"""Made, or partly made, by a generative model or another algorithm: claim ``ai``."""
+IPTC_PREFIX = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+C2PA_PREFIX = "http://c2pa.org/digitalsourcetype/"
+GENAI_SOURCE_TYPES: frozenset[str] = frozenset(
+    {
+        IPTC_PREFIX + "trainedAlgorithmicMedia",
+        IPTC_PREFIX + "compositeWithTrainedAlgorithmicMedia",
+        IPTC_PREFIX + "compositeSynthetic",
+        C2PA_PREFIX + "trainedAlgorithmicData",
+    }
+)
+"""The rubric's GenAI source types, as full URIs (the rubric compares them exactly)."""
+AI_TYPES: frozenset[str] = frozenset({"trainedAlgorithmicMedia", "compositeSynthetic", "trainedAlgorithmicData"})
+"""Made by a generative model, or of synthetic parts that may be: claim ``ai``."""
+AI_EDIT_TYPES: frozenset[str] = frozenset({"compositeWithTrainedAlgorithmicMedia"})
+"""Partly made by a generative model (a capture or drawing with generated parts): claim ``ai-edited``."""
 CAPTURE_TYPES: frozenset[str] = frozenset(
     {"digitalCapture", "computationalCapture", "compositeCapture", "negativeFilm", "positiveFilm", "print"}
 )
@@ -24,7 +41,9 @@ def type_name(value: str) -> str | None:
 
 
 def origin(name: str) -> str:
-    """``ai``, ``camera`` or ``none`` for a short type name."""
+    """``ai``, ``ai-edited``, ``camera`` or ``none`` for a short type name."""
     if name in AI_TYPES:
         return "ai"
+    if name in AI_EDIT_TYPES:
+        return "ai-edited"
     return "camera" if name in CAPTURE_TYPES else "none"

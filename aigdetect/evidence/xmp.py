@@ -96,13 +96,13 @@ def xmp_findings(facts: XmpFacts) -> list[Finding]:
     findings = []
     for name in dict.fromkeys(facts.source_types):
         kind = origin(name)
-        if kind == "ai":
-            findings.append(Finding.make("xmp", "ai", "moderate", f"XMP Iptc4xmpExt:DigitalSourceType is {name}", generator))
+        if kind in ("ai", "ai-edited"):
+            findings.append(Finding.make("xmp", kind, "moderate", f"XMP Iptc4xmpExt:DigitalSourceType is {name}", generator))
         elif kind == "camera":
             findings.append(Finding.make("xmp", "camera", "weak", f"XMP Iptc4xmpExt:DigitalSourceType is {name}"))
         else:
             findings.append(Finding.make("xmp", "none", "weak", f"XMP Iptc4xmpExt:DigitalSourceType is {name}"))
-    if not any(f.claim == "ai" for f in findings):
+    if not any(f.claim in ("ai", "ai-edited") for f in findings):
         seen = set()
         for where, value, row in tools:
             if row.generator not in seen:

@@ -41,6 +41,7 @@ PAGE_FIELDS: tuple[str, ...] = (
 """The fields of each row in the page's data island, in order (``mtime`` in whole seconds)."""
 LABELS: dict[str, str] = {
     "ai-generated": "AI-generated",
+    "ai-edited": "AI-edited",
     "likely-ai": "likely AI",
     "inconclusive": "inconclusive",
     "likely-real": "likely real",
@@ -51,7 +52,7 @@ LABELS: dict[str, str] = {
     "real": "real (model only)",
     ERROR_KIND: "error",
 }
-CLAIMS: tuple[str, ...] = ("ai", "camera", "edited", "none", "error")
+CLAIMS: tuple[str, ...] = ("ai", "ai-edited", "camera", "edited", "none", "error")
 PLACEHOLDERS: dict[str, str] = {
     GONE: "original not found",
     CHANGED: "changed since the scan",

@@ -30,7 +30,7 @@ LEGACY_VERDICTS: tuple[str, ...] = ("fake", "real")
 """The verdicts of scans made before fusion: the model's alone."""
 ERROR_KIND = "error"
 SEVERITY: tuple[str, ...] = (
-    "ai-generated", "likely-ai", "fake", "tampered-credentials", "conflict",
+    "ai-generated", "ai-edited", "likely-ai", "fake", "tampered-credentials", "conflict",
     "inconclusive", "likely-real", "real", "camera-signed",
 )  # fmt: skip
 """Verdicts from most to least suspicious: the order of the report's counts, of sorting by verdict,
