@@ -42,14 +42,14 @@ COMFY_WORKFLOW = {"nodes": [{"id": 4, "type": "CheckpointLoaderSimple", "widgets
 NOVELAI_COMMENT = {"prompt": "a fox", "steps": 28, "sampler": "k_euler_ancestral", "uc": "lowres", "n_samples": 1}
 INVOKE = {"model": {"name": "juggernautXL_v9", "base": "sdxl"}, "app_version": "4.2.0", "generation_mode": "txt2img"}
 PARSER_SAMPLES = {
-    "a1111": A1111.replace("sd_xl_base_1.0", "myMix_v3"),
-    "comfyui-prompt": json.dumps(COMFY_PROMPT).replace("flux1-dev-fp8", "myMix_v3"),
-    "comfyui-workflow": json.dumps(COMFY_WORKFLOW).replace("flux1-dev-fp8", "myMix_v3"),
+    "a1111": A1111.replace(", Model hash: 31e35c80fc, Model: sd_xl_base_1.0", ""),
+    "comfyui-prompt": json.dumps({"3": COMFY_PROMPT["3"]}),
+    "comfyui-workflow": json.dumps({"nodes": [{"id": 3, "type": "KSampler", "widgets_values": [5, "randomize", 20]}]}),
     "novelai": json.dumps(NOVELAI_COMMENT),
-    "invokeai": json.dumps(INVOKE),
+    "invokeai": json.dumps({"app_version": "4.2.0", "generation_mode": "txt2img"}),
     "text": '"a cat" -s 50 -S 42 -W 512 -H 512 -C 7.5 -A k_lms',
 }
-"""One real-shaped value per parser, what the front end writes under its key (with a model no row knows)."""
+"""One real-shaped value per parser, what the front end writes under its key (naming no model: the row names the tool)."""
 
 
 def evidence(path: Path, **config) -> list[Finding]:
@@ -82,8 +82,15 @@ def test_comfyui_prompt_and_workflow_name_the_checkpoint_once(tmp_path):
     assert verdict(findings) == "ai-generated"
 
 
-def test_comfyui_with_an_unknown_checkpoint_names_comfyui(tmp_path):
-    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "myMix_v3.safetensors"}}}
+def test_comfyui_with_an_unknown_checkpoint_names_the_checkpoint_and_the_tool_in_the_detail(tmp_path):
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "favourites/myMix_v3.safetensors"}}}
+    findings = evidence(write(tmp_path / "c.png", png_with_text(small_photo(), {"prompt": json.dumps(prompt)})))
+    assert claims(findings) == [("png-text", "ai", "moderate", "myMix_v3")]
+    assert findings[0].detail == "PNG text 'prompt': ComfyUI prompt graph, model favourites/myMix_v3.safetensors"
+
+
+def test_comfyui_without_a_checkpoint_names_comfyui(tmp_path):
+    prompt = {"1": {"class_type": "UNETLoader", "inputs": {"weight_dtype": "default"}}}
     findings = evidence(write(tmp_path / "c.png", png_with_text(small_photo(), {"prompt": json.dumps(prompt)})))
     assert claims(findings) == [("png-text", "ai", "moderate", "ComfyUI")]
 

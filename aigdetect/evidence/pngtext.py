@@ -4,6 +4,9 @@ Pillow parses only the chunks before the image data until the pixels are loaded,
 compressed text under its own limits; reading the chunks the container walk found gives every
 chunk, wherever it sits, with each size checked before it is read or inflated.
 
+ComfyUI's animated PNGs carry their ``prompt`` and ``workflow`` in private ``comf`` chunks after
+the image data (``keyword\0text``, Latin-1, like tEXt); they are read as text chunks too.
+
 What the text says: a key of the signature table (``png-key`` rows: ``parameters``, ``prompt``,
 ``workflow``, ``Comment``, ``invokeai_metadata``...) is read by the parser the row names; the
 ``Software`` and ``Source`` keys are matched against the known AI tools. ``XML:com.adobe.xmp`` and
@@ -20,7 +23,7 @@ from . import signatures
 from .config import EvidenceConfig
 from .containers import Chunk, Layout
 from .findings import Finding, MetadataError, clean_text
-from .generation import PARSERS
+from .generation import PARSERS, distinct
 
 XMP_KEY = "XML:com.adobe.xmp"
 TOOL_KEYS: tuple[str, ...] = ("Software", "Source")
@@ -66,7 +69,7 @@ def _decode_text(chunk: Chunk, data: bytes, limit: int) -> tuple[str, str, bool]
     what = f"PNG {chunk.tag} chunk"
     key, rest = _split_keyword(data, what)
     what = f"PNG {chunk.tag} chunk {key!r}"
-    if chunk.tag == "tEXt":
+    if chunk.tag in ("tEXt", "comf"):
         return key, rest.decode("latin-1"), True
     if chunk.tag == "zTXt":
         if not rest or rest[0] != 0:
@@ -127,29 +130,30 @@ def read_chunks(handle: BinaryIO, layout: Layout, config: EvidenceConfig) -> Png
 def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig) -> list[Finding]:
     """Findings from the text pairs: known generator keys by their parser, tool names in Software/Source.
 
-    One finding per generator: NovelAI, for one, writes ``Software``, ``Comment`` and ``Source``.
+    One finding per generator and per front end: NovelAI, for one, writes ``Software``, ``Comment``
+    and ``Source``; Fooocus ``parameters`` and ``fooocus_scheme``; ComfyUI ``prompt`` and ``workflow``.
     """
-    findings: list[Finding] = []
+    found: list[tuple[Finding, str | None]] = []
     for key, text in texts:
         try:
-            finding = _text_finding(key, text, config)
+            finding, tool = _text_finding(key, text, config)
         except MetadataError as exc:
-            finding = Finding.error("png-text", exc.reason, exc.text)
-        if finding is None:
-            continue
-        if finding.claim == "ai" and any(f.claim == "ai" and f.generator == finding.generator for f in findings):
-            continue
-        findings.append(finding)
-    return findings
+            finding, tool = Finding.error("png-text", exc.reason, exc.text), None
+        if finding is not None:
+            found.append((finding, tool))
+    return distinct(found)
 
 
-def _text_finding(key: str, text: str, config: EvidenceConfig) -> Finding | None:
+def _text_finding(key: str, text: str, config: EvidenceConfig) -> tuple[Finding | None, str | None]:
+    """The finding for one text pair, and the front end it names (for one finding per front end)."""
     if row := signatures.png_key(key):
         generation = PARSERS[row.parser](text, config.max_text_chunk_bytes, config.max_json_depth)
         if generation is None:
-            return None
+            return None, None
         detail = f"PNG text {key!r}: {generation.describe()}"
-        return Finding.make("png-text", "ai", "moderate", detail, generation.generator(row.generator))
+        finding = Finding.make("png-text", "ai", "moderate", detail, generation.generator(row.generator))
+        return finding, generation.tool or row.generator
     if key in TOOL_KEYS and (row := signatures.match("tool", text)):
-        return Finding.make("png-text", "ai", "moderate", f"PNG text {key!r} names {clean_text(text, 120)}", row.generator)
-    return None
+        detail = f"PNG text {key!r} names {clean_text(text, 120)}"
+        return Finding.make("png-text", "ai", "moderate", detail, row.generator), row.generator
+    return None, None
