@@ -330,3 +330,63 @@ def test_collect_evidence_adds_watermarks_when_given_the_pixels(tmp_path):
     assert [f.source for f in collect_evidence(path, EvidenceConfig(watermarks=False), rgb=decode_image(path).array)] == [
         "png-text"
     ]
+
+
+# Camera makers as their cameras spell them in EXIF Make ------------------------------------------
+
+CAMERA_SPELLINGS = {
+    "EASTMAN KODAK COMPANY": "Kodak",
+    "KODAK": "Kodak",
+    "KONICA MINOLTA": "Konica Minolta",
+    "Minolta Co., Ltd.": "Minolta",
+    "Konica Corporation": "Konica",
+    "Polaroid": "Polaroid",
+    "SANYO Electric Co.,Ltd.": "Sanyo",
+    "HMD Global": "HMD Global (Nokia)",
+    "Nokia": "Nokia",
+    "Jolla": "Jolla",
+    "NIKON CORPORATION": "Nikon",
+    "OLYMPUS IMAGING CORP.": "Olympus",
+    "OLYMPUS OPTICAL CO.,LTD": "Olympus",
+    "OM Digital Solutions": "OM System",
+    "FUJIFILM": "Fujifilm",
+    "Fuji Photo Film Co., Ltd.": "Fujifilm",
+    "CASIO COMPUTER CO.,LTD.": "Casio",
+    "SEIKO EPSON CORP.": "Epson",
+    "PENTAX Corporation": "Pentax",
+    "RICOH IMAGING COMPANY, LTD.": "Ricoh",
+    "LEICA CAMERA AG": "Leica",
+    "Phase One A/S": "Phase One",
+    "SAMSUNG TECHWIN": "Samsung",
+    "Sony Ericsson": "Sony Ericsson",
+    "Research In Motion": "BlackBerry",
+    "LGE": "LG",
+    "LG Electronics": "LG",
+    "motorola": "Motorola",
+    "Hewlett-Packard": "HP",
+    "Arashi Vision": "Insta360",
+    "HUAWEI": "Huawei",
+    "HONOR": "Honor",
+    "OnePlus": "OnePlus",
+    "SIGMA": "Sigma",
+    "Canon": "Canon",
+    "SONY": "Sony",
+    "Apple": "Apple",
+    "Google": "Google",
+}
+
+
+@pytest.mark.parametrize("make, maker", list(CAMERA_SPELLINGS.items()))
+def test_camera_makers_in_their_exif_spellings(tmp_path, make, maker):
+    findings = evidence(write(tmp_path / "c.jpg", encode(small_photo(), "JPEG", exif=exif_block({0x010F: make, 0x0110: "X100"}))))
+    assert claims(findings) == [("exif", "camera", "weak", maker)]
+    assert findings[0].detail == f"EXIF Make is {make} (model X100)"
+    packet = xmp_packet(elements=f"<tiff:Make>{make.replace('&', '&amp;')}</tiff:Make>")
+    assert claims(evidence(write(tmp_path / "c2.jpg", encode(small_photo(), "JPEG", xmp=packet)))) == [
+        ("xmp", "camera", "weak", maker)
+    ]
+
+
+@pytest.mark.parametrize("make", ["Photoshop", "Leafly Studio", "Sharpie", "Unknown", "Honorable Mention"])
+def test_words_that_merely_contain_a_maker_are_not_camera_makers(make):
+    assert signatures.match("camera", make) is None
