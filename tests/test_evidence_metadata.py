@@ -390,3 +390,28 @@ def test_camera_makers_in_their_exif_spellings(tmp_path, make, maker):
 @pytest.mark.parametrize("make", ["Photoshop", "Leafly Studio", "Sharpie", "Unknown", "Honorable Mention"])
 def test_words_that_merely_contain_a_maker_are_not_camera_makers(make):
     assert signatures.match("camera", make) is None
+
+
+# XMP as real files wrap it ------------------------------------------------------------------------
+
+C2PA_RS_HEIC_XMP = Path(__file__).parent / "assets" / "third_party" / "c2pa-rs" / "sample1.heic.xmp"
+
+
+def test_the_c2pa_sdk_heic_sample_xmp_is_well_formed():
+    """The XMP item of c2pa-rs's sample1.heic, as stored: APP1 namespace in front, NUL-padded (see its .md)."""
+    from aigdetect.evidence.xmp import parse_xmp
+
+    data = C2PA_RS_HEIC_XMP.read_bytes()
+    assert data.startswith(b"http://ns.adobe.com/xap/1.0/\x00<?xpacket") and data.endswith(b"<?xpacket end='w'?>\x00")
+    assert parse_xmp(data, 1 << 20) == parse_xmp(data[29:-1], 1 << 20)  # the packet alone: only xmp:Rating
+
+
+def test_an_app1_wrapped_packet_in_a_heic_is_read(tmp_path):
+    pytest.importorskip("pillow_heif")
+    packet = xmp_packet({"Iptc4xmpExt:DigitalSourceType": IPTC + "trainedAlgorithmicMedia"})
+    findings = evidence(
+        write(tmp_path / "w.heic", encode(small_photo(), "HEIF", xmp=b"http://ns.adobe.com/xap/1.0/\x00" + packet + b"\x00"))
+    )
+    assert claims(findings) == [("xmp", "ai", "moderate", None)]
+    plain = evidence(write(tmp_path / "s.heic", encode(small_photo(), "HEIF", xmp=C2PA_RS_HEIC_XMP.read_bytes())))
+    assert plain == []
