@@ -239,14 +239,17 @@ METADATA_FILES = {
 
 @pytest.mark.parametrize("name", list(METADATA_FILES))
 def test_metadata_never_decodes_pixels_and_leaves_the_handle_where_it_was(tmp_path, monkeypatch, name):
+    """Only a PNG's stealth check decodes anything: the rows that would hold the header, in an image of its own."""
     path = write(tmp_path / name, METADATA_FILES[name]())
     with open(path, "rb") as handle, open_image(handle) as image:
         position = handle.tell()
         calls = []
         real_load = type(image).load
-        monkeypatch.setattr(type(image), "load", lambda self, *a, **k: calls.append(1) or real_load(self, *a, **k))
+        monkeypatch.setattr(type(image), "load", lambda self, *a, **k: calls.append((self, self.size)) or real_load(self, *a, **k))
         findings = read_metadata_evidence(image, handle, path=str(path), config=EvidenceConfig())
-        assert calls == [] and image._im is None
+        assert image._im is None and all(loaded is not image for loaded, _ in calls)
+        expected = [(image.size[0], min(image.size[1], 152))] if name.endswith(".png") else []
+        assert list({id(loaded): size for loaded, size in calls}.values()) == expected
         assert handle.tell() == position
         assert [f for f in findings if f.claim == "error"] == []
         assert name.startswith("plain") or [f.generator for f in findings if f.claim == "ai"] != []

@@ -40,8 +40,13 @@ class PngText:
     errors: list[Finding] = field(default_factory=list)
 
 
-def _inflate(data: bytes, limit: int, what: str) -> bytes:
-    inflater = zlib.decompressobj()
+def inflate(data: bytes, limit: int, what: str, *, gzip: bool = False) -> bytes:
+    """zlib (or gzip) data inflated to at most ``limit`` bytes.
+
+    Raises:
+        MetadataError: ``too-large`` past ``limit``, ``malformed`` when it does not inflate.
+    """
+    inflater = zlib.decompressobj(31 if gzip else 15)
     try:
         out = inflater.decompress(data, limit + 1)
     except zlib.error as exc:
@@ -74,14 +79,14 @@ def _decode_text(chunk: Chunk, data: bytes, limit: int) -> tuple[str, str, bool]
     if chunk.tag == "zTXt":
         if not rest or rest[0] != 0:
             raise MetadataError("malformed", f"{what} has an unknown compression method")
-        return key, _inflate(rest[1:], limit, what).decode("latin-1"), True
+        return key, inflate(rest[1:], limit, what).decode("latin-1"), True
     if len(rest) < 2 or rest[1] != 0:
         raise MetadataError("malformed", f"{what} has an unknown compression method")
     compressed, rest = rest[0], rest[2:]
     parts = rest.split(b"\x00", 2)
     if len(parts) != 3:
         raise MetadataError("malformed", f"{what} is truncated")
-    body = _inflate(parts[2], limit, what) if compressed else parts[2]
+    body = inflate(parts[2], limit, what) if compressed else parts[2]
     try:
         return key, body.decode("utf-8"), True
     except UnicodeDecodeError:
@@ -127,7 +132,7 @@ def read_chunks(handle: BinaryIO, layout: Layout, config: EvidenceConfig) -> Png
     return found
 
 
-def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig) -> list[Finding]:
+def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig, *, where: str = "PNG text") -> list[Finding]:
     """Findings from the text pairs: known generator keys by their parser, tool names in Software/Source.
 
     One finding per generator and per front end: NovelAI, for one, writes ``Software``, ``Comment``
@@ -136,7 +141,7 @@ def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig) -> list[
     found: list[tuple[Finding, str | None]] = []
     for key, text in texts:
         try:
-            finding, tool = _text_finding(key, text, config)
+            finding, tool = _text_finding(key, text, config, where)
         except MetadataError as exc:
             finding, tool = Finding.error("png-text", exc.reason, exc.text), None
         if finding is not None:
@@ -144,16 +149,16 @@ def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig) -> list[
     return distinct(found)
 
 
-def _text_finding(key: str, text: str, config: EvidenceConfig) -> tuple[Finding | None, str | None]:
+def _text_finding(key: str, text: str, config: EvidenceConfig, where: str) -> tuple[Finding | None, str | None]:
     """The finding for one text pair, and the front end it names (for one finding per front end)."""
     if row := signatures.png_key(key):
         generation = PARSERS[row.parser](text, config.max_text_chunk_bytes, config.max_json_depth)
         if generation is None:
             return None, None
-        detail = f"PNG text {key!r}: {generation.describe()}"
+        detail = f"{where} {key!r}: {generation.describe()}"
         finding = Finding.make("png-text", "ai", "moderate", detail, generation.generator(row.generator))
         return finding, generation.tool or row.generator
     if key in TOOL_KEYS and (row := signatures.match("tool", text)):
-        detail = f"PNG text {key!r} names {clean_text(text, 120)}"
+        detail = f"{where} {key!r} names {clean_text(text, 120)}"
         return Finding.make("png-text", "ai", "moderate", detail, row.generator), row.generator
     return None, None
