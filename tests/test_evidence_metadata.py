@@ -245,7 +245,9 @@ def test_metadata_never_decodes_pixels_and_leaves_the_handle_where_it_was(tmp_pa
         position = handle.tell()
         calls = []
         real_load = type(image).load
-        monkeypatch.setattr(type(image), "load", lambda self, *a, **k: calls.append((self, self.size)) or real_load(self, *a, **k))
+        monkeypatch.setattr(
+            type(image), "load", lambda self, *a, **k: calls.append((self, self.size)) or real_load(self, *a, **k)
+        )
         findings = read_metadata_evidence(image, handle, path=str(path), config=EvidenceConfig())
         assert image._im is None and all(loaded is not image for loaded, _ in calls)
         expected = [(image.size[0], min(image.size[1], 152))] if name.endswith(".png") else []
