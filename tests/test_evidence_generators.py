@@ -193,3 +193,32 @@ def test_text_that_only_looks_like_json_in_a_tiff_description_is_text(tmp_path, 
     data = encode(small_photo(), "TIFF", tiffinfo={0x010E: description, 0x010F: "Canon"})
     findings = evidence(write(tmp_path / "d.tif", data))
     assert [(f.source, f.claim, f.generator) for f in findings] == [("exif", "camera", "Canon")]
+
+
+SD_METADATA = Path(__file__).parent / "assets" / "third_party" / "sd-metadata"
+"""Cuts of real outputs from the MIT-licensed sd-metadata sample set (see SOURCE.md there)."""
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_a_real_comfyui_animated_webp_exif_block(tmp_path, frames):
+    """The EXIF block ComfyUI's SaveAnimatedWEBP wrote into a real output, carried by a small WebP."""
+    block = (SD_METADATA / "comfyui-animated-webp.exif").read_bytes()
+    images = [Image.fromarray(np.roll(small_photo(), 8 * i, axis=0)) for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, format="WEBP", save_all=True, append_images=images[1:], duration=1000, exif=block, lossless=True)
+    findings = evidence(write(tmp_path / "comfy.webp", out.getvalue()))
+    assert ai(findings) == [("exif", "Stable Diffusion XL")]
+    assert findings[0].detail == "EXIF Model holds 'prompt': ComfyUI prompt graph, model waiIllustriousSDXL_v160.safetensors"
+
+
+def test_ruinedfooocus_json_names_itself_in_the_detail(tmp_path):
+    """RuinedFooocus's ``parameters`` JSON (keys as in sd-metadata's ruined-fooocus.png sample)."""
+    parameters = {
+        "Prompt": "a fox",
+        "steps": 30,
+        "base_model_name": "waiNSFWIllustrious_v150.safetensors",
+        "software": "RuinedFooocus",
+    }
+    findings = evidence(write(tmp_path / "r.png", png_with_text(small_photo(), {"parameters": json.dumps(parameters)})))
+    assert ai(findings) == [("png-text", "waiNSFWIllustrious_v150")]
+    assert findings[0].detail == "PNG text 'parameters': RuinedFooocus parameters, model waiNSFWIllustrious_v150.safetensors"

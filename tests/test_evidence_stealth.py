@@ -127,3 +127,11 @@ def test_ordinary_pngs_and_random_low_bits_say_nothing(tmp_path, mode):
 def test_a_lossy_copy_loses_the_bits_and_says_nothing(tmp_path):
     pixels = stealth_pixels(rgba()[:, :, :3].copy(), "stealth_rgbinfo", A1111.encode())
     assert evidence(write(tmp_path / "j.jpg", encode(pixels, "JPEG", quality=95))) == []
+
+
+def test_a_real_novelai_output_stealth_block():
+    """A lossless cut of a real NovelAI PNG (sd-metadata's samples, MIT; see SOURCE.md): no text chunks, only the bits."""
+    path = Path(__file__).parent / "assets" / "third_party" / "sd-metadata" / "novelai-curated-stealth-cut.png"
+    findings = evidence(path)
+    assert claims(findings) == [("png-text", "ai", "NovelAI")]
+    assert findings[0].detail == "PNG stealth data (stealth_pngcomp) 'Software' names NovelAI"

@@ -7,7 +7,8 @@ Sampler: ...`` line, a ComfyUI ``prompt`` nodes with a ``class_type``, and so on
 
 Several front ends share the ``parameters`` key: AUTOMATIC1111 (and Forge, SD.Next) write text,
 Fooocus writes the same text with ``Version: Fooocus ...`` or its own JSON (``full_prompt``,
-``version``), SwarmUI JSON under ``sui_image_params``; each is named as itself. The finding's
+``version``), SwarmUI JSON under ``sui_image_params``, others JSON that names them in ``software``
+(RuinedFooocus); each is named as itself. The finding's
 generator is the model when the file names one (its family when the ``model`` rows of the signature
 table know it, else the name as written), and the front end otherwise; the detail names both.
 """
@@ -125,8 +126,12 @@ def a1111(text: str, max_chars: int, max_depth: int) -> Generation | None:
             clean_text(digest, 64) if isinstance(digest, str) and digest else None,
             "Fooocus",
         )
-    if any(k in data for k in ("base_model", "Base Model", "steps", "Steps")):
-        return Generation("generation parameters (JSON)", _models([data.get("base_model"), data.get("Base Model")]))
+    software = data.get("software")
+    row = signatures.match("tool", software) if isinstance(software, str) else None
+    if row or any(k in data for k in ("base_model", "Base Model", "steps", "Steps")):
+        models = _models([data.get(k) for k in ("base_model", "Base Model", "base_model_name")])
+        what = f"{row.generator} parameters" if row else "generation parameters (JSON)"
+        return Generation(what, models, tool=row.generator if row else None)
     return None
 
 
