@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
 from PIL import Image
 
 from .boundedjson import loads
 from .config import EvidenceConfig
 from .findings import Finding, MetadataError
 from .pngtext import inflate, text_findings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SIGNATURES: dict[bytes, tuple[str, bool]] = {
     b"stealth_pnginfo": ("alpha", False),
@@ -55,11 +57,15 @@ def _bits(pixels: np.ndarray, channels: str, count: int) -> np.ndarray:
 
 
 def _bytes(bits: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.packbits(bits.astype(np.uint8)).tobytes()
 
 
 def _decode(handle: BinaryIO, rows: int | None) -> np.ndarray:
     """The PNG's pixels as RGBA or RGB, only the first ``rows`` rows when given (the file is not interlaced)."""
+    import numpy as np
+
     handle.seek(0)
     with Image.open(handle, formats=["PNG"]) as image:
         if rows is not None and len(image.tile) == 1:
