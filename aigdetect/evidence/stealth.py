@@ -15,6 +15,8 @@ same way. The layout, read here from scratch:
 Only lossless PNG keeps the bits. The check decodes just the rows that hold the header (an image of
 that height is allocated, not the whole picture); the full decode follows only when a signature is
 there, within ``MAX_PIXELS``, and the payload is capped before it is read and again when inflated.
+An interlaced PNG cannot be decoded in part and is not checked: the extension and NovelAI save
+through Pillow, which never interlaces.
 """
 
 from __future__ import annotations
@@ -62,13 +64,16 @@ def _bytes(bits: np.ndarray) -> bytes:
     return np.packbits(bits.astype(np.uint8)).tobytes()
 
 
-def _decode(handle: BinaryIO, rows: int | None) -> np.ndarray:
-    """The PNG's pixels as RGBA or RGB, only the first ``rows`` rows when given (the file is not interlaced)."""
+def _decode(handle: BinaryIO, rows: int | None) -> np.ndarray | None:
+    """The PNG's pixels as RGBA or RGB; with ``rows``, only that many top rows (None when the file's
+    layout does not allow decoding part of it)."""
     import numpy as np
 
     handle.seek(0)
     with Image.open(handle, formats=["PNG"]) as image:
-        if rows is not None and len(image.tile) == 1:
+        if rows is not None:
+            if len(image.tile) != 1:
+                return None
             tile = image.tile[0]
             width = image.size[0]
             image._size = (width, rows)  # decode, and allocate, just the rows that hold the header
@@ -100,17 +105,19 @@ def read_stealth(handle: BinaryIO, image: Image.Image, config: EvidenceConfig) -
     if image.format != "PNG" or image.mode not in ("RGBA", "RGB"):
         return None
     width, height = image.size
-    rows = None if image.info.get("interlace") else min(height, HEADER_BITS)
-    found = _header(_decode(handle, rows))
+    if image.info.get("interlace"):
+        return None
+    pixels = _decode(handle, min(height, HEADER_BITS))
+    found = _header(pixels) if pixels is not None else None
     if found is None:
         return None
     signature, channels, compressed, length = found
     name = signature.decode("ascii")
     cap = config.max_text_chunk_bytes
-    if length % 8 or length // 8 > cap:
-        raise MetadataError(
-            "too-large" if length // 8 > cap else "malformed", f"{name} payload of {length} bits (at most {8 * cap})"
-        )
+    if length // 8 > cap:
+        raise MetadataError("too-large", f"{name} payload of {length} bits exceeds {8 * cap}")
+    if length % 8:
+        raise MetadataError("malformed", f"{name} payload of {length} bits is not whole bytes")
     available = width * height * (3 if channels == "rgb" else 1) - HEADER_BITS
     if length > available:
         raise MetadataError("malformed", f"{name} payload of {length} bits is longer than the image holds ({available})")
