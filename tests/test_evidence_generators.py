@@ -180,6 +180,14 @@ def test_swarmui_png_and_jpeg(tmp_path):
     ]
 
 
+def test_swarmui_is_named_before_its_comfyui_backend(tmp_path):
+    """SwarmUI writes its ComfyUI backend's ``prompt`` chunk first, then its own ``parameters``."""
+    texts = {"prompt": json.dumps(FLUX_PROMPT), "parameters": json.dumps(SWARM)}
+    findings = evidence(write(tmp_path / "s.png", png_with_text(small_photo(), texts)))
+    assert ai(findings) == [("png-text", "FLUX.1 (Black Forest Labs)")]
+    assert findings[0].detail.startswith("PNG text 'parameters': SwarmUI parameters")
+
+
 def test_swarmui_without_a_model_names_swarmui(tmp_path):
     texts = {"parameters": json.dumps({"sui_image_params": {"prompt": "a fox", "seed": 1}})}
     assert ai(evidence(write(tmp_path / "s.png", png_with_text(small_photo(), texts)))) == [("png-text", "SwarmUI")]

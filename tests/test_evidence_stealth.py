@@ -79,7 +79,7 @@ def test_novelai_stealth_json_is_read_as_its_text_chunks(tmp_path):
     payload = json.dumps({"Software": "NovelAI", "Comment": json.dumps(NOVELAI), "Source": "Stable Diffusion XL C1E1DE52"})
     findings = evidence(write(tmp_path / "nai.png", encode(stealth_pixels(rgba(), "stealth_pngcomp", payload.encode()), "PNG")))
     assert claims(findings) == [("png-text", "ai", "NovelAI"), ("png-text", "ai", "Stable Diffusion XL")]
-    assert findings[0].detail == "PNG stealth data (stealth_pngcomp) 'Software' names NovelAI"
+    assert findings[0].detail == "PNG stealth data (stealth_pngcomp) 'Comment': NovelAI generation settings"
 
 
 def test_stealth_beside_the_text_chunk_gives_one_finding(tmp_path):
@@ -134,4 +134,4 @@ def test_a_real_novelai_output_stealth_block():
     path = Path(__file__).parent / "assets" / "third_party" / "sd-metadata" / "novelai-curated-stealth-cut.png"
     findings = evidence(path)
     assert claims(findings) == [("png-text", "ai", "NovelAI")]
-    assert findings[0].detail == "PNG stealth data (stealth_pngcomp) 'Software' names NovelAI"
+    assert findings[0].detail == "PNG stealth data (stealth_pngcomp) 'Comment': NovelAI generation settings"

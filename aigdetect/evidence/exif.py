@@ -90,6 +90,10 @@ def _user_comment(value: Any, endian: str | None, problems: list[Finding]) -> st
     return _utf8(body, "UserComment", problems).rstrip("\x00 ")
 
 
+def _tag_name(tag: int) -> str:
+    return TAGS.get(tag, f"tag 0x{tag:04X}")
+
+
 def _keyed(exif: Image.Exif, problems: list[Finding]) -> dict[int, tuple[str, str]]:
     """First-IFD fields holding ``key:{json}`` under a ``png-key`` row's key: tag -> (key, json text)."""
     found = {}
@@ -97,7 +101,7 @@ def _keyed(exif: Image.Exif, problems: list[Finding]) -> dict[int, tuple[str, st
         head = value[:90].decode("latin-1") if isinstance(value, bytes) else value[:90] if isinstance(value, str) else ""
         if not (match := _KEYED_JSON.match(head)):
             continue
-        if signatures.png_key(match.group(1)) and (text := _text(value, f"tag 0x{tag:04x}", problems)):
+        if signatures.png_key(match.group(1)) and (text := _text(value, _tag_name(tag), problems)):
             found[tag] = (match.group(1), text[len(match.group(1)) + 1 :])
     return found
 
@@ -119,7 +123,7 @@ def exif_findings(exif: Image.Exif, config: EvidenceConfig) -> list[Finding]:
     keyed = _keyed(exif, problems)
     for tag, (key, text) in keyed.items():
         row = signatures.png_key(key)
-        name = TAGS.get(tag, f"tag 0x{tag:04x}")
+        name = _tag_name(tag)
         try:
             generation = PARSERS[row.parser](text, config.max_text_chunk_bytes, config.max_json_depth)
         except MetadataError as exc:

@@ -137,9 +137,13 @@ def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig, *, where
 
     One finding per generator and per front end: NovelAI, for one, writes ``Software``, ``Comment``
     and ``Source``; Fooocus ``parameters`` and ``fooocus_scheme``; ComfyUI ``prompt`` and ``workflow``.
+    Keys are read in the signature table's order, generation settings before tool names, so the key
+    that names the front end the user ran speaks first: SwarmUI writes its ComfyUI backend's ``prompt``
+    before its own ``parameters``.
     """
+    keys = [row.pattern for row in signatures.of_kind("png-key")]
     found: list[tuple[Finding, str | None]] = []
-    for key, text in texts:
+    for key, text in sorted(texts, key=lambda pair: keys.index(pair[0]) if pair[0] in keys else len(keys)):
         try:
             finding, tool = _text_finding(key, text, config, where)
         except MetadataError as exc:
