@@ -8,9 +8,9 @@ Sampler: ...`` line, a ComfyUI ``prompt`` nodes with a ``class_type``, and so on
 Several front ends share the ``parameters`` key: AUTOMATIC1111 (and Forge, SD.Next) write text,
 Fooocus writes the same text with ``Version: Fooocus ...`` or its own JSON (``full_prompt``,
 ``version``), SwarmUI JSON under ``sui_image_params``, others JSON that names them in ``software``
-(RuinedFooocus); each is named as itself. The finding's
-generator is the model when the file names one (its family when the ``model`` rows of the signature
-table know it, else the name as written), and the front end otherwise; the detail names both.
+(RuinedFooocus); each is named as itself. The finding's generator is the model when the file names
+one (its family when the ``model`` rows of the signature table know it, else the name as written),
+and the front end otherwise; the detail names both.
 """
 
 from __future__ import annotations
