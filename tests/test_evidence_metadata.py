@@ -42,14 +42,14 @@ COMFY_WORKFLOW = {"nodes": [{"id": 4, "type": "CheckpointLoaderSimple", "widgets
 NOVELAI_COMMENT = {"prompt": "a fox", "steps": 28, "sampler": "k_euler_ancestral", "uc": "lowres", "n_samples": 1}
 INVOKE = {"model": {"name": "juggernautXL_v9", "base": "sdxl"}, "app_version": "4.2.0", "generation_mode": "txt2img"}
 PARSER_SAMPLES = {
-    "a1111": A1111.replace("sd_xl_base_1.0", "myMix_v3"),
-    "comfyui-prompt": json.dumps(COMFY_PROMPT).replace("flux1-dev-fp8", "myMix_v3"),
-    "comfyui-workflow": json.dumps(COMFY_WORKFLOW).replace("flux1-dev-fp8", "myMix_v3"),
+    "a1111": A1111.replace(", Model hash: 31e35c80fc, Model: sd_xl_base_1.0", ""),
+    "comfyui-prompt": json.dumps({"3": COMFY_PROMPT["3"]}),
+    "comfyui-workflow": json.dumps({"nodes": [{"id": 3, "type": "KSampler", "widgets_values": [5, "randomize", 20]}]}),
     "novelai": json.dumps(NOVELAI_COMMENT),
-    "invokeai": json.dumps(INVOKE),
+    "invokeai": json.dumps({"app_version": "4.2.0", "generation_mode": "txt2img"}),
     "text": '"a cat" -s 50 -S 42 -W 512 -H 512 -C 7.5 -A k_lms',
 }
-"""One real-shaped value per parser, what the front end writes under its key (with a model no row knows)."""
+"""One real-shaped value per parser, what the front end writes under its key (naming no model: the row names the tool)."""
 
 
 def evidence(path: Path, **config) -> list[Finding]:
@@ -82,8 +82,15 @@ def test_comfyui_prompt_and_workflow_name_the_checkpoint_once(tmp_path):
     assert verdict(findings) == "ai-generated"
 
 
-def test_comfyui_with_an_unknown_checkpoint_names_comfyui(tmp_path):
-    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "myMix_v3.safetensors"}}}
+def test_comfyui_with_an_unknown_checkpoint_names_the_checkpoint_and_the_tool_in_the_detail(tmp_path):
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "favourites/myMix_v3.safetensors"}}}
+    findings = evidence(write(tmp_path / "c.png", png_with_text(small_photo(), {"prompt": json.dumps(prompt)})))
+    assert claims(findings) == [("png-text", "ai", "moderate", "myMix_v3")]
+    assert findings[0].detail == "PNG text 'prompt': ComfyUI prompt graph, model favourites/myMix_v3.safetensors"
+
+
+def test_comfyui_without_a_checkpoint_names_comfyui(tmp_path):
+    prompt = {"1": {"class_type": "UNETLoader", "inputs": {"weight_dtype": "default"}}}
     findings = evidence(write(tmp_path / "c.png", png_with_text(small_photo(), {"prompt": json.dumps(prompt)})))
     assert claims(findings) == [("png-text", "ai", "moderate", "ComfyUI")]
 
@@ -250,14 +257,19 @@ METADATA_FILES = {
 
 @pytest.mark.parametrize("name", list(METADATA_FILES))
 def test_metadata_never_decodes_pixels_and_leaves_the_handle_where_it_was(tmp_path, monkeypatch, name):
+    """Only a PNG's stealth check decodes anything: the rows that would hold the header, in an image of its own."""
     path = write(tmp_path / name, METADATA_FILES[name]())
     with open(path, "rb") as handle, open_image(handle) as image:
         position = handle.tell()
         calls = []
         real_load = type(image).load
-        monkeypatch.setattr(type(image), "load", lambda self, *a, **k: calls.append(1) or real_load(self, *a, **k))
+        monkeypatch.setattr(
+            type(image), "load", lambda self, *a, **k: calls.append((self, self.size)) or real_load(self, *a, **k)
+        )
         findings = read_metadata_evidence(image, handle, path=str(path), config=EvidenceConfig())
-        assert calls == [] and image._im is None
+        assert image._im is None and all(loaded is not image for loaded, _ in calls)
+        expected = [(image.size[0], min(image.size[1], 152))] if name.endswith(".png") else []
+        assert list({id(loaded): size for loaded, size in calls}.values()) == expected
         assert handle.tell() == position
         assert [f for f in findings if f.claim == "error"] == []
         assert name.startswith("plain") or [f.generator for f in findings if f.claim == "ai"] != []
@@ -341,3 +353,88 @@ def test_collect_evidence_adds_watermarks_when_given_the_pixels(tmp_path):
     assert [f.source for f in collect_evidence(path, EvidenceConfig(watermarks=False), rgb=decode_image(path).array)] == [
         "png-text"
     ]
+
+
+# Camera makers as their cameras spell them in EXIF Make ------------------------------------------
+
+CAMERA_SPELLINGS = {
+    "EASTMAN KODAK COMPANY": "Kodak",
+    "KODAK": "Kodak",
+    "KONICA MINOLTA": "Konica Minolta",
+    "Minolta Co., Ltd.": "Minolta",
+    "Konica Corporation": "Konica",
+    "Polaroid": "Polaroid",
+    "SANYO Electric Co.,Ltd.": "Sanyo",
+    "HMD Global": "HMD Global (Nokia)",
+    "Nokia": "Nokia",
+    "Jolla": "Jolla",
+    "NIKON CORPORATION": "Nikon",
+    "OLYMPUS IMAGING CORP.": "Olympus",
+    "OLYMPUS OPTICAL CO.,LTD": "Olympus",
+    "OM Digital Solutions": "OM System",
+    "FUJIFILM": "Fujifilm",
+    "Fuji Photo Film Co., Ltd.": "Fujifilm",
+    "CASIO COMPUTER CO.,LTD.": "Casio",
+    "SEIKO EPSON CORP.": "Epson",
+    "PENTAX Corporation": "Pentax",
+    "RICOH IMAGING COMPANY, LTD.": "Ricoh",
+    "LEICA CAMERA AG": "Leica",
+    "Phase One A/S": "Phase One",
+    "SAMSUNG TECHWIN": "Samsung",
+    "Sony Ericsson": "Sony Ericsson",
+    "Research In Motion": "BlackBerry",
+    "LGE": "LG",
+    "LG Electronics": "LG",
+    "motorola": "Motorola",
+    "Hewlett-Packard": "HP",
+    "Arashi Vision": "Insta360",
+    "HUAWEI": "Huawei",
+    "HONOR": "Honor",
+    "OnePlus": "OnePlus",
+    "SIGMA": "Sigma",
+    "Canon": "Canon",
+    "SONY": "Sony",
+    "Apple": "Apple",
+    "Google": "Google",
+}
+
+
+@pytest.mark.parametrize("make, maker", list(CAMERA_SPELLINGS.items()))
+def test_camera_makers_in_their_exif_spellings(tmp_path, make, maker):
+    findings = evidence(write(tmp_path / "c.jpg", encode(small_photo(), "JPEG", exif=exif_block({0x010F: make, 0x0110: "X100"}))))
+    assert claims(findings) == [("exif", "camera", "weak", maker)]
+    assert findings[0].detail == f"EXIF Make is {make} (model X100)"
+    packet = xmp_packet(elements=f"<tiff:Make>{make.replace('&', '&amp;')}</tiff:Make>")
+    assert claims(evidence(write(tmp_path / "c2.jpg", encode(small_photo(), "JPEG", xmp=packet)))) == [
+        ("xmp", "camera", "weak", maker)
+    ]
+
+
+@pytest.mark.parametrize("make", ["Photoshop", "Leafly Studio", "Sharpie", "Unknown", "Honorable Mention"])
+def test_words_that_merely_contain_a_maker_are_not_camera_makers(make):
+    assert signatures.match("camera", make) is None
+
+
+# XMP as real files wrap it ------------------------------------------------------------------------
+
+C2PA_RS_HEIC_XMP = Path(__file__).parent / "assets" / "third_party" / "c2pa-rs" / "sample1.heic.xmp"
+
+
+def test_the_c2pa_sdk_heic_sample_xmp_is_well_formed():
+    """The XMP item of c2pa-rs's sample1.heic, as stored: APP1 namespace in front, NUL-padded (see its .md)."""
+    from aigdetect.evidence.xmp import parse_xmp
+
+    data = C2PA_RS_HEIC_XMP.read_bytes()
+    assert data.startswith(b"http://ns.adobe.com/xap/1.0/\x00<?xpacket") and data.endswith(b"<?xpacket end='w'?>\x00")
+    assert parse_xmp(data, 1 << 20) == parse_xmp(data[29:-1], 1 << 20)  # the packet alone: only xmp:Rating
+
+
+def test_an_app1_wrapped_packet_in_a_heic_is_read(tmp_path):
+    pytest.importorskip("pillow_heif")
+    packet = xmp_packet({"Iptc4xmpExt:DigitalSourceType": IPTC + "trainedAlgorithmicMedia"})
+    findings = evidence(
+        write(tmp_path / "w.heic", encode(small_photo(), "HEIF", xmp=b"http://ns.adobe.com/xap/1.0/\x00" + packet + b"\x00"))
+    )
+    assert claims(findings) == [("xmp", "ai", "moderate", None)]
+    plain = evidence(write(tmp_path / "s.heic", encode(small_photo(), "HEIF", xmp=C2PA_RS_HEIC_XMP.read_bytes())))
+    assert plain == []

@@ -1,8 +1,9 @@
 """Run every metadata source on one opened file, without decoding its pixels and without raising.
 
 Sources, each a module: ``credentials`` (C2PA, embedded and ``.c2pa`` sidecar), ``xmp`` (IPTC
-digital source type, creator tools), ``exif``, ``pngtext`` (AI front ends' text chunks); plus
-``watermark``, which needs the decoded pixels and runs where they are decoded.
+digital source type, creator tools), ``exif``, ``pngtext`` (AI front ends' text chunks), ``stealth``
+(the same parameters hidden in a PNG's lowest pixel bits); plus ``watermark``, which needs the
+decoded pixels and runs where they are decoded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from .containers import Layout, scan_layout
 from .credentials import read_c2pa, read_reports, summarize
 from .exif import exif_findings, load_exif
 from .findings import Finding, MetadataError, clean_text
+from .generation import distinct
 from .pngtext import PngText, read_chunks, text_findings
+from .stealth import stealth_findings
 from .watermark import read_watermark_evidence
 from .xmp import parse_xmp, xmp_findings
 
@@ -85,9 +88,10 @@ def read_metadata_evidence(
 ) -> list[Finding]:
     """Findings from the metadata of one file: C2PA (embedded and sidecar), XMP, EXIF, PNG text.
 
-    Never decodes pixels and never raises for what the file contains: every source that cannot be
-    read gives an ``error`` finding instead. The handle's position is restored, so the image can
-    still be loaded afterwards.
+    Never loads ``image``'s pixels (a PNG's stealth check decodes, into an image of its own, only the
+    rows that would hold a stealth header) and never raises for what the file contains: every source
+    that cannot be read gives an ``error`` finding instead. The handle's position is restored, so the
+    image can still be loaded afterwards.
 
     Args:
         image: the file opened with ``aigdetect.data.images.open_image(handle)``, pixels not loaded.
@@ -111,7 +115,12 @@ def read_metadata_evidence(
                 where = clean_text(remote[0], 160)
                 c2pa = [Finding.error("c2pa", "refused", f"the C2PA manifest is stored remotely ({where}) and is never fetched")]
             findings += c2pa + xmp + _guarded("exif", partial(_exif, image, png, config))
-            return findings + png.errors + _guarded("png-text", partial(text_findings, png.texts, config))
+            texts = _guarded("png-text", partial(text_findings, png.texts, config))
+            if image.format == "PNG":
+                texts = distinct(
+                    [(f, None) for f in texts + _guarded("png-text", partial(stealth_findings, handle, image, config))]
+                )
+            return findings + png.errors + texts
     finally:
         handle.seek(position)
 

@@ -39,7 +39,7 @@ C2PA_MIME: dict[str, str] = {
 """The MIME type the C2PA library reads each Pillow format as; other formats cannot carry C2PA."""
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt", b"eXIf"}
+_PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"comf"}
 _C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
 _TIFF_C2PA_TAG = 52545
 _TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}

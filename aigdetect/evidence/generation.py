@@ -3,8 +3,14 @@
 Each parser confirms the format before it says anything, so a key that merely shares a name (a
 plain ``Comment`` or ``prompt``) gives nothing: AUTOMATIC1111 ``parameters`` need a ``Steps: ...,
 Sampler: ...`` line, a ComfyUI ``prompt`` nodes with a ``class_type``, and so on. JSON goes through
-``boundedjson`` (size and depth checked first). Model names come out as written; the ``model`` rows
-of the signature table turn them into a generator family where they can.
+``boundedjson`` (size and depth checked first).
+
+Several front ends share the ``parameters`` key: AUTOMATIC1111 (and Forge, SD.Next) write text,
+Fooocus writes the same text with ``Version: Fooocus ...`` or its own JSON (``full_prompt``,
+``version``), SwarmUI JSON under ``sui_image_params``, others JSON that names them in ``software``
+(RuinedFooocus); each is named as itself. The finding's generator is the model when the file names
+one (its family when the ``model`` rows of the signature table know it, else the name as written),
+and the front end otherwise; the detail names both.
 """
 
 from __future__ import annotations
@@ -16,23 +22,25 @@ from typing import Any
 
 from . import signatures
 from .boundedjson import loads
-from .findings import clean_text
+from .findings import Finding, clean_text
 
 _MODEL_FILE = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf|sft)$", re.IGNORECASE)
 _A1111_STEPS = re.compile(r"^Steps: \d+, Sampler: ", re.MULTILINE)
 _A1111_MODEL = re.compile(r"(?:^|, )Model: ([^,\n]{1,200})")
 _A1111_HASH = re.compile(r"(?:^|, )Model hash: ([0-9A-Fa-f]{6,64})")
+_A1111_VERSION = re.compile(r"(?:^|, )Version: ([^,\n]{1,80})")
 _NOVELAI_KEYS = {"uc", "v4_prompt", "noise_schedule", "request_type", "n_samples", "sm"}
 _MAX_MODELS = 4
 
 
 @dataclass(frozen=True)
 class Generation:
-    """What a parser recognised: the format, and the model names it found."""
+    """What a parser recognised: the format, the model names it found, and the front end when the format names it."""
 
     what: str
     models: tuple[str, ...] = ()
     model_hash: str | None = None
+    tool: str | None = None
 
     def describe(self) -> str:
         text = self.what
@@ -43,11 +51,37 @@ class Generation:
         return text
 
     def generator(self, default: str) -> str:
-        """The family of the first model the signature table knows, else ``default``."""
+        """The model that made the image: its family when the table knows one, else its name as written;
+        without a model, the front end (``tool``, else ``default``, the signature row's generator)."""
         for model in self.models:
             if row := signatures.match("model", model):
                 return row.generator
-        return default
+        if self.models:
+            return model_name(self.models[0])
+        return self.tool or default
+
+
+def distinct(found: list[tuple[Finding, str | None]]) -> list[Finding]:
+    """The findings, in order, without a second ``ai`` finding for a generator or front end already named.
+
+    Each finding comes with the front end it names (or None), so that two fields written by one tool
+    (Fooocus's ``parameters`` and ``fooocus_scheme``, ComfyUI's ``prompt`` and ``workflow``) give one.
+    """
+    kept: list[Finding] = []
+    named: set[str] = set()
+    for finding, tool in found:
+        if finding.claim == "ai":
+            if finding.generator in named or tool in named:
+                continue
+            named.update(n for n in (finding.generator, tool) if n)
+        kept.append(finding)
+    return kept
+
+
+def model_name(written: str) -> str:
+    """A model as a generator name: the file name without its folders and model-file extension."""
+    base = re.split(r"[\\/]", written)[-1]
+    return _MODEL_FILE.sub("", base) or written
 
 
 def _models(names: list[Any]) -> tuple[str, ...]:
@@ -63,18 +97,42 @@ def _json(text: str, what: str, max_chars: int, max_depth: int) -> Any:
 
 
 def a1111(text: str, max_chars: int, max_depth: int) -> Generation | None:
-    """AUTOMATIC1111 (and Forge, SD.Next) ``parameters``: prompt lines, then ``Steps: N, Sampler: ..., Model: ...``."""
+    """The ``parameters`` that AUTOMATIC1111, Fooocus and SwarmUI write (see the module docstring)."""
     steps = _A1111_STEPS.search(text)
-    if not steps:
-        data = _json(text, "parameters", max_chars, max_depth)
-        if isinstance(data, dict) and any(k in data for k in ("base_model", "Base Model", "steps", "Steps")):
-            return Generation("generation parameters (JSON)", _models([data.get("base_model"), data.get("Base Model")]))
+    if steps:
+        line = text[steps.start() :].split("\n", 1)[0]
+        model, digest, version = _A1111_MODEL.search(line), _A1111_HASH.search(line), _A1111_VERSION.search(line)
+        fooocus = version is not None and version.group(1).lower().startswith("fooocus")
+        return Generation(
+            "Fooocus parameters (AUTOMATIC1111 style)" if fooocus else "AUTOMATIC1111 parameters",
+            _models([model.group(1) if model else None]),
+            digest.group(1) if digest else None,
+            "Fooocus" if fooocus else None,
+        )
+    if not text.lstrip().startswith("{"):
         return None
-    steps_line = text[steps.start() :].split("\n", 1)[0]
-    model, digest = _A1111_MODEL.search(steps_line), _A1111_HASH.search(steps_line)
-    return Generation(
-        "AUTOMATIC1111 parameters", _models([model.group(1) if model else None]), digest.group(1) if digest else None
-    )
+    data = loads(text, what="parameters", max_chars=max_chars, max_depth=max_depth)
+    if not isinstance(data, dict):
+        return None
+    swarm = data.get("sui_image_params")
+    if isinstance(swarm, dict):
+        return Generation("SwarmUI parameters", _models([swarm.get("model")]), tool="SwarmUI")
+    version = data.get("version")
+    if "full_prompt" in data or (isinstance(version, str) and version.lower().startswith("fooocus")):
+        digest = data.get("base_model_hash")
+        return Generation(
+            "Fooocus parameters",
+            _models([data.get("base_model")]),
+            clean_text(digest, 64) if isinstance(digest, str) and digest else None,
+            "Fooocus",
+        )
+    software = data.get("software")
+    row = signatures.match("tool", software) if isinstance(software, str) else None
+    if row or any(k in data for k in ("base_model", "Base Model", "steps", "Steps")):
+        models = _models([data.get(k) for k in ("base_model", "Base Model", "base_model_name")])
+        what = f"{row.generator} parameters" if row else "generation parameters (JSON)"
+        return Generation(what, models, tool=row.generator if row else None)
+    return None
 
 
 def comfyui_prompt(text: str, max_chars: int, max_depth: int) -> Generation | None:
@@ -86,7 +144,8 @@ def comfyui_prompt(text: str, max_chars: int, max_depth: int) -> Generation | No
     if not nodes:
         return None
     inputs = [n.get("inputs") for n in nodes if isinstance(n.get("inputs"), dict)]
-    return Generation("ComfyUI prompt graph", _models([i.get(k) for i in inputs for k in ("ckpt_name", "unet_name")]))
+    models = _models([i.get(k) for i in inputs for k in ("ckpt_name", "unet_name")])
+    return Generation("ComfyUI prompt graph", models, tool="ComfyUI")
 
 
 def comfyui_workflow(text: str, max_chars: int, max_depth: int) -> Generation | None:
@@ -96,14 +155,15 @@ def comfyui_workflow(text: str, max_chars: int, max_depth: int) -> Generation | 
     if not isinstance(nodes, list) or not any(isinstance(n, dict) and isinstance(n.get("type"), str) for n in nodes):
         return None
     values = [v for n in nodes if isinstance(n, dict) and isinstance(n.get("widgets_values"), list) for v in n["widgets_values"]]
-    return Generation("ComfyUI workflow", _models([v for v in values if isinstance(v, str) and _MODEL_FILE.search(v)]))
+    models = _models([v for v in values if isinstance(v, str) and _MODEL_FILE.search(v)])
+    return Generation("ComfyUI workflow", models, tool="ComfyUI")
 
 
 def novelai(text: str, max_chars: int, max_depth: int) -> Generation | None:
     """NovelAI's ``Comment``: JSON generation settings (steps, sampler, and NovelAI's own keys)."""
     data = _json(text, "NovelAI Comment", max_chars, max_depth)
     if isinstance(data, dict) and {"steps", "sampler"} <= set(data) and _NOVELAI_KEYS & set(data):
-        return Generation("NovelAI generation settings")
+        return Generation("NovelAI generation settings", tool="NovelAI")
     return None
 
 
@@ -117,7 +177,7 @@ def invokeai(text: str, max_chars: int, max_depth: int) -> Generation | None:
     names.append(data.get("model_weights"))
     if not any(isinstance(n, str) for n in names) and not {"app_version", "generation_mode"} & set(data):
         return None
-    return Generation("InvokeAI metadata", _models(names))
+    return Generation("InvokeAI metadata", _models(names), tool="InvokeAI")
 
 
 def presence(text: str, max_chars: int, max_depth: int) -> Generation | None:

@@ -4,6 +4,9 @@ Pillow parses only the chunks before the image data until the pixels are loaded,
 compressed text under its own limits; reading the chunks the container walk found gives every
 chunk, wherever it sits, with each size checked before it is read or inflated.
 
+ComfyUI's animated PNGs carry their ``prompt`` and ``workflow`` in private ``comf`` chunks after
+the image data (``keyword\0text``, Latin-1, like tEXt); they are read as text chunks too.
+
 What the text says: a key of the signature table (``png-key`` rows: ``parameters``, ``prompt``,
 ``workflow``, ``Comment``, ``invokeai_metadata``...) is read by the parser the row names; the
 ``Software`` and ``Source`` keys are matched against the known AI tools. ``XML:com.adobe.xmp`` and
@@ -20,7 +23,7 @@ from . import signatures
 from .config import EvidenceConfig
 from .containers import Chunk, Layout
 from .findings import Finding, MetadataError, clean_text
-from .generation import PARSERS
+from .generation import PARSERS, distinct
 
 XMP_KEY = "XML:com.adobe.xmp"
 TOOL_KEYS: tuple[str, ...] = ("Software", "Source")
@@ -37,8 +40,13 @@ class PngText:
     errors: list[Finding] = field(default_factory=list)
 
 
-def _inflate(data: bytes, limit: int, what: str) -> bytes:
-    inflater = zlib.decompressobj()
+def inflate(data: bytes, limit: int, what: str, *, gzip: bool = False) -> bytes:
+    """zlib (or gzip) data inflated to at most ``limit`` bytes.
+
+    Raises:
+        MetadataError: ``too-large`` past ``limit``, ``malformed`` when it does not inflate.
+    """
+    inflater = zlib.decompressobj(31 if gzip else 15)
     try:
         out = inflater.decompress(data, limit + 1)
     except zlib.error as exc:
@@ -66,19 +74,19 @@ def _decode_text(chunk: Chunk, data: bytes, limit: int) -> tuple[str, str, bool]
     what = f"PNG {chunk.tag} chunk"
     key, rest = _split_keyword(data, what)
     what = f"PNG {chunk.tag} chunk {key!r}"
-    if chunk.tag == "tEXt":
+    if chunk.tag in ("tEXt", "comf"):
         return key, rest.decode("latin-1"), True
     if chunk.tag == "zTXt":
         if not rest or rest[0] != 0:
             raise MetadataError("malformed", f"{what} has an unknown compression method")
-        return key, _inflate(rest[1:], limit, what).decode("latin-1"), True
+        return key, inflate(rest[1:], limit, what).decode("latin-1"), True
     if len(rest) < 2 or rest[1] != 0:
         raise MetadataError("malformed", f"{what} has an unknown compression method")
     compressed, rest = rest[0], rest[2:]
     parts = rest.split(b"\x00", 2)
     if len(parts) != 3:
         raise MetadataError("malformed", f"{what} is truncated")
-    body = _inflate(parts[2], limit, what) if compressed else parts[2]
+    body = inflate(parts[2], limit, what) if compressed else parts[2]
     try:
         return key, body.decode("utf-8"), True
     except UnicodeDecodeError:
@@ -124,32 +132,37 @@ def read_chunks(handle: BinaryIO, layout: Layout, config: EvidenceConfig) -> Png
     return found
 
 
-def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig) -> list[Finding]:
+def text_findings(texts: list[tuple[str, str]], config: EvidenceConfig, *, where: str = "PNG text") -> list[Finding]:
     """Findings from the text pairs: known generator keys by their parser, tool names in Software/Source.
 
-    One finding per generator: NovelAI, for one, writes ``Software``, ``Comment`` and ``Source``.
+    One finding per generator and per front end: NovelAI, for one, writes ``Software``, ``Comment``
+    and ``Source``; Fooocus ``parameters`` and ``fooocus_scheme``; ComfyUI ``prompt`` and ``workflow``.
+    Keys are read in the signature table's order, generation settings before tool names, so the key
+    that names the front end the user ran speaks first: SwarmUI writes its ComfyUI backend's ``prompt``
+    before its own ``parameters``.
     """
-    findings: list[Finding] = []
-    for key, text in texts:
+    keys = [row.pattern for row in signatures.of_kind("png-key")]
+    found: list[tuple[Finding, str | None]] = []
+    for key, text in sorted(texts, key=lambda pair: keys.index(pair[0]) if pair[0] in keys else len(keys)):
         try:
-            finding = _text_finding(key, text, config)
+            finding, tool = _text_finding(key, text, config, where)
         except MetadataError as exc:
-            finding = Finding.error("png-text", exc.reason, exc.text)
-        if finding is None:
-            continue
-        if finding.claim == "ai" and any(f.claim == "ai" and f.generator == finding.generator for f in findings):
-            continue
-        findings.append(finding)
-    return findings
+            finding, tool = Finding.error("png-text", exc.reason, exc.text), None
+        if finding is not None:
+            found.append((finding, tool))
+    return distinct(found)
 
 
-def _text_finding(key: str, text: str, config: EvidenceConfig) -> Finding | None:
+def _text_finding(key: str, text: str, config: EvidenceConfig, where: str) -> tuple[Finding | None, str | None]:
+    """The finding for one text pair, and the front end it names (for one finding per front end)."""
     if row := signatures.png_key(key):
         generation = PARSERS[row.parser](text, config.max_text_chunk_bytes, config.max_json_depth)
         if generation is None:
-            return None
-        detail = f"PNG text {key!r}: {generation.describe()}"
-        return Finding.make("png-text", "ai", "moderate", detail, generation.generator(row.generator))
+            return None, None
+        detail = f"{where} {key!r}: {generation.describe()}"
+        finding = Finding.make("png-text", "ai", "moderate", detail, generation.generator(row.generator))
+        return finding, generation.tool or row.generator
     if key in TOOL_KEYS and (row := signatures.match("tool", text)):
-        return Finding.make("png-text", "ai", "moderate", f"PNG text {key!r} names {clean_text(text, 120)}", row.generator)
-    return None
+        detail = f"{where} {key!r} names {clean_text(text, 120)}"
+        return Finding.make("png-text", "ai", "moderate", detail, row.generator), row.generator
+    return None, None

@@ -10,7 +10,9 @@ Fields read (anything else in the packet is ignored):
 - ``dcterms:provenance``: where C2PA puts the URL of a manifest stored remotely (reported, not fetched).
 
 Packets are parsed with defusedxml and refused outright when they declare a DTD, so entity
-expansion (the "billion laughs") and external entities never run.
+expansion (the "billion laughs") and external entities never run. Some writers store the packet with
+the JPEG APP1 namespace (``http://ns.adobe.com/xap/1.0/`` and a NUL) in front, as the C2PA SDK's own
+HEIC sample does, and pad it with NULs; both are wrapping, not XML, and are taken off before parsing.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ TOOL_FIELDS = {
 MAKE = "{http://ns.adobe.com/tiff/1.0/}Make"
 PROVENANCE = "{http://purl.org/dc/terms/}provenance"
 _WANTED = {SOURCE_TYPE, MAKE, PROVENANCE, *TOOL_FIELDS}
+APP1_NAMESPACE = b"http://ns.adobe.com/xap/1.0/\x00"
 
 
 @dataclass
@@ -67,7 +70,7 @@ def parse_xmp(data: bytes | str, max_bytes: int) -> XmpFacts:
     if len(raw) > max_bytes:
         raise MetadataError("too-large", f"XMP packet of {len(raw)} bytes exceeds {max_bytes}")
     try:
-        root = fromstring(raw.rstrip(b"\x00 \t\r\n"), forbid_dtd=True)
+        root = fromstring(raw.removeprefix(APP1_NAMESPACE).strip(b"\x00 \t\r\n"), forbid_dtd=True)
     except defusedxml.DefusedXmlException as exc:
         raise MetadataError("refused", f"XMP packet declares a DTD or entities ({type(exc).__name__})") from None
     except ParseError as exc:
