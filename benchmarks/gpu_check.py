@@ -271,7 +271,7 @@ def child_scan(spec: dict) -> dict:
     config = ScanConfig(paths=(spec["folder"],), out=spec["out"], output_format="csv", runtime=runtime)
     summary = runner.run_scan(detector, config)
     return {"img_per_s": round(summary.images_per_s or 0.0, 1), "files": summary.scored, "errors": summary.tally.errors,
-            "elapsed_s": round(summary.elapsed_s, 2), "workers": runtime.workers_for(device.type),
+            "elapsed_s": round(summary.scoring_s, 2), "workers": runtime.workers_for(device.type),
             "peak_mib": peak_mib(device)}
 
 

@@ -39,6 +39,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``: a count and its noun (regular plurals only)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def one_line(message: str) -> str:
     return " ".join(str(message).split())
 

@@ -1,4 +1,8 @@
-"""``aigdetect inspect``: the one-image workflow, everything known about each file, in the terminal or as JSON."""
+"""``aigdetect inspect``: the one-image workflow, everything known about each file, in the terminal or as JSON.
+
+Exit codes: 0 when at least one file was scored, 1 when none could be (each still gets its report),
+2 for usage errors (a folder, a missing file, a bad option).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ from .options import (
     parse_float_list,
 )
 
+EXIT_NONE_SCORED = 1
+"""``inspect``'s exit status when no file could be scored, as ``scan --strict`` when a file fails."""
+
 _STYLE = {
     "ai-generated": "bold red", "likely-ai": "red", "conflict": "bold magenta", "tampered-credentials": "bold magenta",
     "inconclusive": "yellow", "likely-real": "green", "camera-signed": "bold green",
@@ -38,7 +45,7 @@ def _render(report: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    parts: list[Any] = []
+    parts: list[Any] = [Text(f"warning: {warning}", style="bold red reverse") for warning in report["warnings"]]
     if "error" in report:
         error = report["error"]
         parts.append(Text(f"could not be scored: {error['reason']}: {error['detail']}", style="bold red"))
@@ -50,12 +57,16 @@ def _render(report: dict[str, Any]) -> Any:
         parts.extend(Text(f"- {reason}") for reason in report["reasons"])
     facts = Table.grid(padding=(0, 2))
     low, high = report["bands"]
-    score = "-" if report["score"] is None else f"{report['score']:.4f}"
+    setting = f"threshold {report['threshold']:.3f}, bands {low:.3f}-{high:.3f}"
+    if report["score"] is None:
+        score = f"not scored ({setting})"
+    else:
+        score = f"{report['score']:.4f} ({setting}, model says {report['model_verdict']})"
     rows = [
-        ("score", f"{score} (threshold {report['threshold']:.3f}, bands {low:.3f}-{high:.3f}, model says {report['model_verdict']})"),
+        ("score", score),
         ("crop scores", ", ".join(f"{s:.3f}" for s in report["crop_scores"]) or "-"),
         ("detector", report["detector"]),
-        ("file", f"{report['format'] or '-'} {report['width'] or '-'}x{report['height'] or '-'}, {report['size']} bytes"),
+        ("file", _file_facts(report)),
         ("sha256", report["sha256"] or "-"),
     ]
     for name, value in rows:
@@ -69,6 +80,16 @@ def _render(report: dict[str, Any]) -> Any:
     for store in report["c2pa"]:
         parts.append(Text("C2PA " + json.dumps(store, ensure_ascii=False), style="cyan"))
     return Panel(Group(*parts), title=Text(report["path"]), title_align="left")
+
+
+def _file_facts(report: dict[str, Any]) -> str:
+    """Format, size in pixels and bytes: only what was read (an unreadable file may have none of them)."""
+    facts = [report["format"] or ""]
+    if report["width"] and report["height"]:
+        facts.append(f"{report['width']}x{report['height']}")
+    line = " ".join(f for f in facts if f)
+    size = "" if report["size"] is None else f"{report['size']} bytes"
+    return ", ".join(part for part in (line, size) if part) or "-"
 
 
 @cli_errors
@@ -89,17 +110,21 @@ def inspect(
 ) -> None:
     """Show everything known about each file: verdict and reasons, score, evidence, Content Credentials, SHA-256.
 
+    Exits 0 when at least one file was scored, 1 when none could be (each still gets its report),
+    2 for a usage error (a folder: scan folders with 'aigdetect scan'; a missing file).
+
     Example: aigdetect inspect suspicious.jpg --crops 9 --c2pa-trust trust-anchors.pem
     """
     from ..engine.infer import resolve_device
     from ..models.factory import load_chosen
-    from ..scan.inspection import inspect_files
+    from ..scan.inspection import inspect_files, require_files
     from ..scan.walk import require_paths
 
     paths = [str(f) for f in files]
     parsed_bands = parse_float_list(bands, "bands") if bands else None
     ScanConfig(paths=tuple(paths), threshold=threshold, crops=crops, bands=parsed_bands)  # type: ignore[arg-type]
     require_paths(paths)
+    require_files(paths)
     evidence = EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
     detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
     reports = inspect_files(
@@ -108,12 +133,16 @@ def inspect(
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(reports, ensure_ascii=False, indent=1, allow_nan=False))
-        return
-    from rich.console import Console
+    else:
+        from rich.console import Console
 
-    console = Console()
-    for report in reports:
-        console.print(_render(report))
+        console = Console()
+        for report in reports:
+            console.print(_render(report))
+    if all("error" in report for report in reports):
+        failed = "the file could not be scored" if len(reports) == 1 else f"none of the {len(reports)} files could be scored"
+        typer.echo(f"error: {failed}", err=True)
+        raise typer.Exit(EXIT_NONE_SCORED)
 
 
 def register(app: typer.Typer) -> None:

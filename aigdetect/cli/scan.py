@@ -18,7 +18,7 @@ from ..data.config import DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
 from ..scan.config import ScanConfig
-from .common import cli_errors, command_line
+from .common import cli_errors, command_line, plural
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
@@ -37,7 +37,7 @@ from .options import (
     option,
     parse_float_list,
 )
-from .progress import PlainProgress
+from .progress import RATE_WINDOW_S, STARTED_AT, PlainProgress
 
 if TYPE_CHECKING:
     from ..scan.rows import Tally
@@ -56,17 +56,19 @@ PathsArgument = Annotated[
 def _tally_text(tally: Tally) -> str:
     verdicts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(tally.verdicts.items()))
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(tally.reasons.items()))
-    errors = f"{tally.errors} errors" + (f" ({reasons})" if reasons else "")
-    return f"{tally.rows} files: " + ", ".join(part for part in (verdicts, errors) if part)
+    errors = plural(tally.errors, "error") + (f" ({reasons})" if reasons else "")
+    return f"{plural(tally.rows, 'file')}: " + ", ".join(part for part in (verdicts, errors) if part)
 
 
 def _summary_text(summary: ScanSummary) -> str:
-    speed = f" ({summary.images_per_s:.1f} images/s)" if summary.images_per_s else ""
+    """The summary line: the whole run's wall time, then the scoring alone and its rate."""
+    rate = f" at {summary.images_per_s:.1f} images/s" if summary.images_per_s else ""
+    speed = f" (scoring {summary.scoring_s:.1f} s{rate})" if summary.scored else ""
     kept = f", {summary.resumed} kept from the earlier run" if summary.resumed else ""
-    stale = f", {summary.stale} rows of an older version rescanned" if summary.stale else ""
+    stale = f", {plural(summary.stale, 'row')} of an older version rescanned" if summary.stale else ""
     stale += f", {summary.skipped} system, hidden or excluded entries skipped" if summary.skipped else ""
     where = f"; rows in {summary.out}" if summary.out else ""
-    return f"{_tally_text(summary.tally)}; {summary.scored} scanned in {summary.elapsed_s:.1f} s{speed}{kept}{stale}{where}"
+    return f"{_tally_text(summary.tally)}; {summary.scored} scanned in {summary.wall_s:.1f} s{speed}{kept}{stale}{where}"
 
 
 def _read_list(source: Path, null_separated: bool) -> tuple[str, ...]:
@@ -103,7 +105,7 @@ class _Reporter:
             self.bar = Progress(
                 TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console, transient=True,
-                redirect_stdout=False, redirect_stderr=False,
+                redirect_stdout=False, redirect_stderr=False, speed_estimate_period=RATE_WINDOW_S,
             )  # fmt: skip
             self.bar.__enter__()
             self.task = self.bar.add_task("scanning", total=None, rate="-- img/s")
@@ -117,14 +119,14 @@ class _Reporter:
         if self.bar is not None:
             speed = self.bar.tasks[self.task].speed
             self.bar.update(
-                self.task, completed=update.done, total=update.total, description=f"scanning ({update.errors} errors)",
+                self.task, completed=update.done, total=update.total, description=f"scanning ({plural(update.errors, 'error')})",
                 rate="-- img/s" if speed is None else f"{speed:.1f} img/s",
             )  # fmt: skip
             return
         pace = None if self.quiet else self.plain.due(update.done, update.total)
         if pace is not None:
             typer.echo(
-                f"scanned {update.done} of {update.total} files ({update.errors} errors), {pace.rate:.1f} files/s, "
+                f"scanned {update.done} of {plural(update.total, 'file')} ({plural(update.errors, 'error')}), {pace.rate:.1f} files/s, "
                 f"{pace.left_text}", err=True,
             )  # fmt: skip
 
@@ -135,13 +137,13 @@ def _merge(merge: Path, output_format: str | None, strict: bool, quiet: bool) ->
 
     result = merge_parts(str(merge), infer_format(merge, output_format))
     if not quiet:
-        typer.echo(f"merged {len(result.parts)} parts into {result.out}: {_tally_text(result.tally)}", err=True)
+        typer.echo(f"merged {plural(len(result.parts), 'part')} into {result.out}: {_tally_text(result.tally)}", err=True)
     _finish(result.tally, strict, ())
 
 
 def _finish(tally: Tally, strict: bool, fail_on: tuple[str, ...]) -> None:
     if strict and tally.errors:
-        typer.echo(f"strict: {tally.errors} of {tally.rows} files failed", err=True)
+        typer.echo(f"strict: {tally.errors} of {plural(tally.rows, 'file')} failed", err=True)
         raise typer.Exit(1)
     counts = {**tally.verdicts, **tally.model, "error": tally.errors}
     found = {verdict: counts.get(verdict, 0) for verdict in fail_on if counts.get(verdict, 0)}
@@ -239,7 +241,7 @@ def scan(
             help=f"Exit {EXIT_FOUND} when any file gets one of these verdicts (fused, fake|real, or error).",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (errors only).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (warnings and errors only).")] = False,
 ) -> None:
     """Score every file under PATH... and write one verdict row per file (CSV, JSON or JSONL).
 
@@ -285,6 +287,7 @@ def scan(
         formula_guard=formula_guard,
     )
     from ..models.fingerprint import fingerprint
+    from ..models.identity import random_backbone_warning
     from ..scan.runner import DetectorSource, run_scan
     from ..scan.walk import require_paths
 
@@ -294,15 +297,20 @@ def scan(
     if backbone_weights and os.path.exists(backbone_weights):
         protected.append(backbone_weights)
     known = fingerprint(choice)
+    warning = random_backbone_warning(known.identity)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     source = DetectorSource(known.identity, known.threshold, lambda: _load(choice), image_size=known.image_size,
                             parameters=known.parameters)  # fmt: skip
     with _Reporter(quiet) as reporter:
         summary = run_scan(
             source, config, stream=None if config.out else sys.stdout, progress=reporter, command=command_line(ctx),
-            protected=protected,
+            protected=protected, started_at=STARTED_AT,
         )  # fmt: skip
     if not quiet:
         typer.echo(_summary_text(summary), err=True)
+        for line in summary.warnings:
+            typer.echo(f"warning: {line}", err=True)
     if summary_json is not None:
         _write_json(summary_json, summary.as_dict())
     tally = summary.tally
@@ -318,7 +326,7 @@ def scan(
 
         stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd())
         if not quiet:
-            typer.echo(f"report of {stats.rows} files in {html}", err=True)
+            typer.echo(f"report of {plural(stats.rows, 'file')} in {html}", err=True)
     _finish(tally, strict, failing)
 
 

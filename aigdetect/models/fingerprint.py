@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import CheckpointError
 from ..fileio import open_input
 from .choice import DetectorChoice, resolve_choice
+from .identity import RANDOM_BACKBONE_MARK
 from .metadata import check_detector_metadata
 from .zoo import BACKBONES, RANDOM_WEIGHTS
 
@@ -136,5 +137,5 @@ def fingerprint(choice: DetectorChoice) -> Fingerprint:
     digest.update(b"\0" + _backbone_source(meta, choice).encode("utf-8"))
     name = " ".join(str(meta.get("name") or "detector").split())
     if choice.backbone_weights == RANDOM_WEIGHTS and not meta.get("backbone_embedded"):
-        name += "+random-backbone"
+        name += RANDOM_BACKBONE_MARK
     return Fingerprint(f"{name}@{digest.hexdigest()[:12]}", float(threshold), *_sizes(meta))
