@@ -19,6 +19,7 @@ from .common import cli_errors
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
+    BandsOption,
     CacheDirOption,
     CheckpointOption,
     DetectorModelOption,
@@ -26,7 +27,7 @@ from .options import (
     default,
     detector_choice,
     option,
-    parse_float_list,
+    parse_bands,
 )
 
 EXIT_NONE_SCORED = 1
@@ -94,14 +95,14 @@ def _file_facts(report: dict[str, Any]) -> str:
 
 @cli_errors
 def inspect(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Image files to inspect.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Image files to inspect.", show_default=False)],
     model: DetectorModelOption = None,
     checkpoint: CheckpointOption = None,
     backbone_weights: BackboneWeightsOption = None,
     cache_dir: CacheDirOption = None,
     allow_random_backbone: AllowRandomBackboneOption = False,
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
-    bands: Annotated[str | None, option(ScanConfig, "bands")] = None,
+    bands: BandsOption = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
     c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
     watermarks: Annotated[bool, option(EvidenceConfig, "watermarks")] = default(EvidenceConfig, "watermarks"),
@@ -121,14 +122,14 @@ def inspect(
     from ..scan.walk import require_paths
 
     paths = [str(f) for f in files]
-    parsed_bands = parse_float_list(bands, "bands") if bands else None
-    ScanConfig(paths=tuple(paths), threshold=threshold, crops=crops, bands=parsed_bands)  # type: ignore[arg-type]
+    parsed_bands = parse_bands(bands)
+    ScanConfig(paths=tuple(paths), threshold=threshold, crops=crops, bands=parsed_bands)
     require_paths(paths)
     require_files(paths)
     evidence = EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
     detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
     reports = inspect_files(
-        detector, paths, evidence=evidence, crops=crops, threshold=threshold, bands=parsed_bands,  # type: ignore[arg-type]
+        detector, paths, evidence=evidence, crops=crops, threshold=threshold, bands=parsed_bands,
         device=resolve_device(device),
     )  # fmt: skip
     if as_json:

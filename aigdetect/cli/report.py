@@ -16,7 +16,7 @@ def report(
     verdicts: Annotated[Path, typer.Argument(metavar="VERDICTS", dir_okay=False, help="A scan's output: CSV, JSON or JSONL.")],
     out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="The HTML page to write.")],
     thumbnails: Annotated[
-        int, typer.Option("--thumbnails", min=0, help="Previews embedded, most suspicious files first; 0 for none.")
+        int, typer.Option("--thumbnails", min=0, metavar="N", help="Previews embedded, most suspicious files first; 0 for none.")
     ] = DEFAULT_THUMBNAILS,
     root: Annotated[
         Path | None,

@@ -17,12 +17,13 @@ import typer
 from ..data.config import DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
-from ..scan.config import ScanConfig
+from ..scan.config import FORMATS, ScanConfig
 from .common import cli_errors, command_line, plural
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
     BackendOption,
+    BandsOption,
     BatchSizeOption,
     CacheDirOption,
     CheckpointOption,
@@ -32,10 +33,11 @@ from .options import (
     GpuDecodeOption,
     PrecisionOption,
     WorkersOption,
+    completer,
     default,
     detector_choice,
     option,
-    parse_float_list,
+    parse_bands,
 )
 from .progress import RATE_WINDOW_S, STARTED_AT, PlainProgress
 
@@ -49,7 +51,7 @@ FAIL_ON_CHOICES = ("ai-generated", "likely-ai", "inconclusive", "likely-real", "
                    "tampered-credentials", "fake", "real", "error")  # fmt: skip
 
 PathsArgument = Annotated[
-    list[str] | None, typer.Argument(metavar="PATH...", help="Image files and folders to scan.", show_default=False)
+    list[str] | None, typer.Argument(metavar="PATH", help="Image files and folders to scan.", show_default=False)
 ]
 
 
@@ -188,9 +190,11 @@ def scan(
     cache_dir: CacheDirOption = None,
     allow_random_backbone: AllowRandomBackboneOption = False,
     out: Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)] = default(ScanConfig, "out"),
-    output_format: Annotated[str | None, option(ScanConfig, "output_format")] = default(ScanConfig, "output_format"),
+    output_format: Annotated[
+        str | None, option(ScanConfig, "output_format", autocompletion=completer(FORMATS))
+    ] = default(ScanConfig, "output_format"),
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
-    bands: Annotated[str | None, option(ScanConfig, "bands")] = None,
+    bands: BandsOption = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
     evidence: Annotated[bool, typer.Option("--evidence/--no-evidence", help="Read the evidence files carry about themselves (C2PA, XMP, EXIF, PNG text).")] = True,
     c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
@@ -237,7 +241,7 @@ def scan(
     fail_on: Annotated[
         str | None,
         typer.Option(
-            "--fail-on", metavar="VERDICT[,VERDICT]",
+            "--fail-on", metavar="VERDICT[,VERDICT]", autocompletion=completer(FAIL_ON_CHOICES, ","),
             help=f"Exit {EXIT_FOUND} when any file gets one of these verdicts (fused, fake|real, or error).",
         ),
     ] = None,
@@ -261,7 +265,7 @@ def scan(
     from ..scan.placement import merge_under_torchrun, place, torchrun_rank
 
     place_at = place(target, output_format, shard, device)
-    parsed_bands = parse_float_list(bands, "bands") if bands else None
+    parsed_bands = parse_bands(bands)
     config = ScanConfig(
         paths=tuple(paths or ()),
         listed=_read_list(files_from, null) if files_from is not None else (),
@@ -279,7 +283,7 @@ def scan(
         shard=place_at.shard,
         resume=resume,
         overwrite=overwrite,
-        bands=parsed_bands,  # type: ignore[arg-type]
+        bands=parsed_bands,
         evidence=EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
         if evidence
         else None,

@@ -13,9 +13,9 @@ import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputFileError
 from ..fileio import open_input
 from .choice import DetectorChoice, resolve_choice
 from .identity import RANDOM_BACKBONE_MARK
@@ -66,6 +66,20 @@ def _sizes(meta: dict[str, Any]) -> tuple[int | None, int | None]:
     return size, layers * per_layer + (3 * patch * patch + tokens) * width
 
 
+def open_checkpoint(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_result]:
+    """Open a checkpoint file as any input (no FIFO, no device), with a checkpoint's error.
+
+    Raises:
+        CheckpointError: there is no such file, or it cannot be read.
+    """
+    try:
+        return open_input(path, follow_symlinks=True)
+    except InputFileError as exc:
+        if exc.reason == "missing":
+            raise CheckpointError(f"checkpoint {os.fsdecode(path)}: no such file") from None
+        raise CheckpointError(f"{os.fsdecode(path)} cannot be read as a checkpoint: {exc.detail}") from None
+
+
 def _file_sha256(path: str) -> hashlib._Hash:
     digest = hashlib.sha256()
     handle, _ = open_input(path, follow_symlinks=True)
@@ -81,8 +95,8 @@ def read_metadata(path: str) -> dict[str, Any]:
     Raises:
         CheckpointError: the file is not a readable aigdetect checkpoint.
     """
+    handle, info = open_checkpoint(path)
     try:
-        handle, info = open_input(path, follow_symlinks=True)
         with handle:
             head = handle.read(8)
             if len(head) < 8:
