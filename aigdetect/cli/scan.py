@@ -302,7 +302,7 @@ def scan(
         protected.append(backbone_weights)
     known = fingerprint(choice)
     warning = random_backbone_warning(known.identity)
-    if warning:
+    if warning and choice.allow_random_backbone:  # without it, loading refuses the detector
         typer.echo(f"warning: {warning}", err=True)
     source = DetectorSource(known.identity, known.threshold, lambda: _load(choice), image_size=known.image_size,
                             parameters=known.parameters)  # fmt: skip
