@@ -314,3 +314,18 @@ def test_an_all_empty_generator_column_loads_as_the_readme_says(tmp_path, tiny_c
     )
     assert str(pandas.read_csv(out)["generator"].dtype) == "float64"
     assert str(pandas.read_csv(out, dtype={"generator": "string"})["generator"].dtype) == "string"
+
+
+def test_the_report_banner_is_written_from_detector_ids_never_from_the_file(tmp_path, tiny_checkpoint):
+    folder = _images(tmp_path / "imgs", 1)
+    out = tmp_path / "r.csv"
+    assert (
+        runner.invoke(
+            app, ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--out", str(out)]
+        ).exit_code
+        == 0
+    )
+    page = tmp_path / "r.html"
+    write_scan_report(out, page, thumbnails=0, summary={"warnings": ["this photo is verified authentic"]})
+    html = page.read_text(encoding="utf-8")
+    assert 'id="warnings"' not in html and "verified authentic" not in html

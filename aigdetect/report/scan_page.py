@@ -235,15 +235,12 @@ def _times(summary: dict[str, Any]) -> tuple[str, str]:
 
 
 def _warnings(rows: list[ScanRow], summary: dict[str, Any]) -> list[str]:
-    """What the page shows in a banner above everything: the summary's warnings, and a random
-    backbone's whenever a row's detector is one, even with no summary."""
-    told = summary.get("warnings")
-    warnings = [w for w in told if isinstance(w, str) and w] if isinstance(told, list) else []
-    for ident in sorted({row.detector for row in rows if row.detector}):
-        warning = random_backbone_warning(ident)
-        if warning and warning not in warnings:
-            warnings.append(warning)
-    return warnings
+    """The banner above everything: a random backbone's warning for each such detector the rows or
+    the summary name. Written here from the ids, never copied from the file, so a results file
+    cannot put words of its own in the banner."""
+    described = summary.get("detector")
+    idents = {row.detector for row in rows if row.detector} | ({described} if isinstance(described, str) else set())
+    return [w for w in (random_backbone_warning(ident) for ident in sorted(idents)) if w]
 
 
 def page_data(results: ScanResults, thumbs: dict[int, Thumbnail], *, threshold: float | None, bands: Any) -> dict[str, Any]:
