@@ -35,6 +35,11 @@ def _images(folder: Path, count: int) -> Path:
     return folder
 
 
+def _scan_to(out: Path, folder: Path, checkpoint: Path) -> None:
+    result = runner.invoke(app, ["scan", str(folder), "--checkpoint", str(checkpoint), "--workers", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture(scope="module")
 def random_probe(tmp_path_factory) -> Path:
     """A linear probe trained (here: saved) on pretrained ViT-B/32 features, so that
@@ -93,8 +98,7 @@ def test_cli_scan_api_scan_inspect_and_export_give_one_detector_id(tmp_path, tin
     pytest.importorskip("onnx")
     folder = _images(tmp_path / "imgs", 3)
     out = tmp_path / "cli.jsonl"
-    scanned = runner.invoke(app, ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--out", str(out)])
-    assert scanned.exit_code == 0, scanned.output
+    _scan_to(out, folder, tiny_checkpoint)
     cli_ids = {json.loads(line)["detector"] for line in out.read_text().splitlines()}
     assert len(cli_ids) == 1
     (identity,) = cli_ids
@@ -301,12 +305,7 @@ def test_an_all_empty_generator_column_loads_as_the_readme_says(tmp_path, tiny_c
     pandas = pytest.importorskip("pandas")
     folder = _images(tmp_path / "imgs", 2)
     out = tmp_path / "r.csv"
-    assert (
-        runner.invoke(
-            app, ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--out", str(out)]
-        ).exit_code
-        == 0
-    )
+    _scan_to(out, folder, tiny_checkpoint)
     readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     assert (
         'cells are all empty, `generator` most often, loads as float64 NaN: read it with `dtype={"generator": "string"}`'
@@ -319,12 +318,7 @@ def test_an_all_empty_generator_column_loads_as_the_readme_says(tmp_path, tiny_c
 def test_the_report_banner_is_written_from_detector_ids_never_from_the_file(tmp_path, tiny_checkpoint):
     folder = _images(tmp_path / "imgs", 1)
     out = tmp_path / "r.csv"
-    assert (
-        runner.invoke(
-            app, ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--out", str(out)]
-        ).exit_code
-        == 0
-    )
+    _scan_to(out, folder, tiny_checkpoint)
     page = tmp_path / "r.html"
     write_scan_report(out, page, thumbnails=0, summary={"warnings": ["this photo is verified authentic"]})
     html = page.read_text(encoding="utf-8")
