@@ -306,7 +306,7 @@ def child_scan(spec: dict) -> dict:
     summary = runner.run_scan(detector, config, progress=lambda event: phases.batch_done(event.done))
     facts = summary.as_dict()
     return {**phases.figures(), "img_per_s": round(summary.images_per_s or 0.0, 1), "files": summary.scored,
-            "errors": summary.tally.errors, "elapsed_s": round(summary.elapsed_s, 2),
+            "errors": summary.tally.errors, "scoring_s": round(summary.scoring_s, 2),
             "workers": RuntimePlan.resolve(runtime, str(device), parameter_count(detector)).workers,
             "gpu_decode_fallbacks": facts.get("gpu_decode_fallbacks"),
             "peak_mib": peak_mib(device)}

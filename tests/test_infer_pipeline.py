@@ -252,6 +252,7 @@ def test_compiled_model_scores_like_the_eager_one_across_short_batches(tmp_path)
 
 
 def test_scan_summary_counts_the_files_the_device_decoder_gave_back(tmp_path, monkeypatch):
+    from aigdetect.cli.scan import _summary_text
     from aigdetect.scan import ScanConfig, run_scan
 
     folder = tmp_path / "photos"
@@ -266,6 +267,8 @@ def test_scan_summary_counts_the_files_the_device_decoder_gave_back(tmp_path, mo
     monkeypatch.setattr(infer, "decode_centers", spy)
     monkeypatch.setattr(RuntimeConfig, "gpu_decode_for", lambda self, device_type: True)
     config = ScanConfig(paths=(str(folder),), out=str(tmp_path / "rows.csv"), runtime=RuntimeConfig(device="cpu", workers=0))
-    summary = run_scan(make_tiny_detector(), config).as_dict()
+    result = run_scan(make_tiny_detector(), config)
+    summary = result.as_dict()
     assert (summary["gpu_decode_fallbacks"], summary["gpu_decode_fallback_reasons"]) == (1, {"Corrupt JPEG data": 1})
     assert (summary["files"], summary["errors"]) == (3, 0)
+    assert "1 JPEG decoded on the CPU after the GPU decoder refused them (most often: Corrupt JPEG data)" in _summary_text(result)

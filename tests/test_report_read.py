@@ -244,7 +244,8 @@ def test_format_follows_the_content_when_the_suffix_says_nothing(photos, tmp_pat
 def test_summary_view_counts_rows_and_takes_run_facts_from_the_scan(photos, tmp_path: Path) -> None:
     _, rows = photos
     summary = {"files": len(rows) + 5, "detector": DETECTOR, "threshold": 0.42, "bands": [0.3, 0.7], "command": "aigdetect scan x",
-               "date": "2026-12-01T10:00:00+00:00", "aigdetect_version": "0.2.0", "elapsed_s": 61.25}  # fmt: skip
+               "date": "2026-12-01T10:00:00+00:00", "aigdetect_version": "0.2.0", "wall_s": 61.25,
+               "scoring_s": 40.0, "images_per_s": 2.5}  # fmt: skip
     results = read_scan_results(write_results(rows, tmp_path / "r.json", summary))
     view = summarise(results, results.summary, {}, 0)
     expected = {kind: sum(r["verdict"] == kind for r in rows) for kind in FUSED}
@@ -252,6 +253,9 @@ def test_summary_view_counts_rows_and_takes_run_facts_from_the_scan(photos, tmp_
     assert [c.kind for c in view.counts][:4] == ["ai-generated", "ai-edited", "likely-ai", "tampered-credentials"]
     assert [(d.name, d.fingerprint, d.rows) for d in view.detectors] == [("univfd-vitl14", "0123456789ab", len(rows))]
     assert (view.threshold, view.bands, view.elapsed, view.version) == (0.42, (0.3, 0.7), "61.2 s", "0.2.0")
+    assert view.scoring == "40.0 s (2.5 images/s)"
+    older = summarise(results, {"elapsed_s": 3.25}, {}, 0)
+    assert (older.elapsed, older.scoring) == ("", "3.2 s"), "0.2's elapsed_s timed the scoring alone"
     assert view.errors_by_reason == [("too-large", 1), ("truncated", 1), ("unsupported", 1)]
     assert any(f"counts {len(rows) + 5} files but the results hold {len(rows)} rows" in n for n in view.notes)
     assert any("No previews" in n for n in view.notes)

@@ -17,8 +17,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from ..errors import AigdetectError
 from .options import render
@@ -37,6 +38,11 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``: a count and its noun (regular plurals only)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def one_line(message: str) -> str:
@@ -112,9 +118,30 @@ def cli_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class NamedArgument(TyperArgument):
+    """An argument that ``-h`` shows by its metavar alone: typer would add the Python type
+    (``PATH <list[str]>``), which tells a user nothing."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None if self.metavar else super().display_type_rich(ctx)
+
+
+def _name_arguments(command: click.Command) -> None:
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = NamedArgument
+    for sub in getattr(command, "commands", {}).values():
+        _name_arguments(sub)
+
+
 class OneLineGroup(TyperGroup):
     """The root command: usage errors (an unknown option, a bad value, a mistyped command) are one
-    line and exit 2, like every other error, instead of click's boxed usage text."""
+    line and exit 2, like every other error, instead of click's boxed usage text; arguments show
+    their names in ``-h`` without Python types."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _name_arguments(self)
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         words = list(sys.argv[1:] if args is None else args)

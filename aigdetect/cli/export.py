@@ -13,12 +13,14 @@ from .common import cli_errors
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
+    BandsOption,
     CacheDirOption,
     CheckpointOption,
     DetectorModelOption,
+    completer,
     detector_choice,
     option,
-    parse_float_list,
+    parse_bands,
 )
 
 FORMATS = ("onnx",)
@@ -32,10 +34,10 @@ def export(
     backbone_weights: BackboneWeightsOption = None,
     cache_dir: CacheDirOption = None,
     allow_random_backbone: AllowRandomBackboneOption = False,
-    export_format: Annotated[str, typer.Option("--format", help=f"Graph format: {', '.join(FORMATS)}.")] = "onnx",
+    export_format: Annotated[str, typer.Option("--format", help=f"Graph format: {', '.join(FORMATS)}.", autocompletion=completer(FORMATS))] = "onnx",
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset of the graph (18 or newer).")] = DEFAULT_OPSET,
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = None,
-    bands: Annotated[str | None, option(ScanConfig, "bands")] = None,
+    bands: BandsOption = None,
     sidecar: Annotated[
         bool, typer.Option("--sidecar/--no-sidecar", help="Write OUT.json: preprocessing, threshold, bands, detector id.")
     ] = True,
@@ -50,11 +52,9 @@ def export(
 
     if export_format not in FORMATS:
         raise ConfigError(f"`export_format` must be one of {', '.join(FORMATS)}, got {export_format!r}")
-    parsed = parse_float_list(bands, "bands") if bands else None
-    if parsed is not None and len(parsed) != 2:
-        raise ConfigError(f"`bands` are two numbers LOW,HIGH, got {bands!r}")
+    parsed = parse_bands(bands)
     detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
-    result = export_onnx(detector, out, opset=opset, sidecar=sidecar, threshold=threshold, bands=parsed)  # type: ignore[arg-type]
+    result = export_onnx(detector, out, opset=opset, sidecar=sidecar, threshold=threshold, bands=parsed)
     written = f" and {result.sidecar_path}" if result.sidecar_path else ""
     typer.echo(f"exported {result.detector_id} to {result.model_path}{written} (opset {result.opset})", err=True)
 

@@ -1,4 +1,8 @@
-"""``aigdetect inspect``: the one-image workflow, everything known about each file, in the terminal or as JSON."""
+"""``aigdetect inspect``: the one-image workflow, everything known about each file, in the terminal or as JSON.
+
+Exit codes: 0 when at least one file was scored, 1 when none could be (each still gets its report),
+2 for usage errors (a folder, a missing file, a bad option).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from .common import cli_errors
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
+    BandsOption,
     CacheDirOption,
     CheckpointOption,
     DetectorModelOption,
@@ -22,8 +27,11 @@ from .options import (
     default,
     detector_choice,
     option,
-    parse_float_list,
+    parse_bands,
 )
+
+EXIT_NONE_SCORED = 1
+"""``inspect``'s exit status when no file could be scored, as ``scan --strict`` when a file fails."""
 
 _STYLE = {
     "ai-generated": "bold red", "ai-edited": "red", "likely-ai": "red", "conflict": "bold magenta", "tampered-credentials": "bold magenta",
@@ -38,7 +46,7 @@ def _render(report: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    parts: list[Any] = []
+    parts: list[Any] = [Text(f"warning: {warning}", style="bold red reverse") for warning in report["warnings"]]
     if "error" in report:
         error = report["error"]
         parts.append(Text(f"could not be scored: {error['reason']}: {error['detail']}", style="bold red"))
@@ -50,12 +58,16 @@ def _render(report: dict[str, Any]) -> Any:
         parts.extend(Text(f"- {reason}") for reason in report["reasons"])
     facts = Table.grid(padding=(0, 2))
     low, high = report["bands"]
-    score = "-" if report["score"] is None else f"{report['score']:.4f}"
+    setting = f"threshold {report['threshold']:.3f}, bands {low:.3f}-{high:.3f}"
+    if report["score"] is None:
+        score = f"not scored ({setting})"
+    else:
+        score = f"{report['score']:.4f} ({setting}, model says {report['model_verdict']})"
     rows = [
-        ("score", f"{score} (threshold {report['threshold']:.3f}, bands {low:.3f}-{high:.3f}, model says {report['model_verdict']})"),
+        ("score", score),
         ("crop scores", ", ".join(f"{s:.3f}" for s in report["crop_scores"]) or "-"),
         ("detector", report["detector"]),
-        ("file", f"{report['format'] or '-'} {report['width'] or '-'}x{report['height'] or '-'}, {report['size']} bytes"),
+        ("file", _file_facts(report)),
         ("sha256", report["sha256"] or "-"),
     ]
     for name, value in rows:
@@ -86,16 +98,26 @@ def _chain(store: dict[str, Any]) -> list[Any]:
     return [table]
 
 
+def _file_facts(report: dict[str, Any]) -> str:
+    """Format, size in pixels and bytes: only what was read (an unreadable file may have none of them)."""
+    facts = [report["format"] or ""]
+    if report["width"] and report["height"]:
+        facts.append(f"{report['width']}x{report['height']}")
+    line = " ".join(f for f in facts if f)
+    size = "" if report["size"] is None else f"{report['size']} bytes"
+    return ", ".join(part for part in (line, size) if part) or "-"
+
+
 @cli_errors
 def inspect(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Image files to inspect.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Image files to inspect.", show_default=False)],
     model: DetectorModelOption = None,
     checkpoint: CheckpointOption = None,
     backbone_weights: BackboneWeightsOption = None,
     cache_dir: CacheDirOption = None,
     allow_random_backbone: AllowRandomBackboneOption = False,
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
-    bands: Annotated[str | None, option(ScanConfig, "bands")] = None,
+    bands: BandsOption = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
     c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
     watermarks: Annotated[bool, option(EvidenceConfig, "watermarks")] = default(EvidenceConfig, "watermarks"),
@@ -104,31 +126,39 @@ def inspect(
 ) -> None:
     """Show everything known about each file: verdict and reasons, score, evidence, Content Credentials, SHA-256.
 
+    Exits 0 when at least one file was scored, 1 when none could be (each still gets its report),
+    2 for a usage error (a folder: scan folders with 'aigdetect scan'; a missing file).
+
     Example: aigdetect inspect suspicious.jpg --crops 9 --c2pa-trust trust-anchors.pem
     """
     from ..engine.infer import resolve_device
     from ..models.factory import load_chosen
-    from ..scan.inspection import inspect_files
+    from ..scan.inspection import inspect_files, require_files
     from ..scan.walk import require_paths
 
     paths = [str(f) for f in files]
-    parsed_bands = parse_float_list(bands, "bands") if bands else None
-    ScanConfig(paths=tuple(paths), threshold=threshold, crops=crops, bands=parsed_bands)  # type: ignore[arg-type]
+    parsed_bands = parse_bands(bands)
+    ScanConfig(paths=tuple(paths), threshold=threshold, crops=crops, bands=parsed_bands)
     require_paths(paths)
+    require_files(paths)
     evidence = EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
     detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
     reports = inspect_files(
-        detector, paths, evidence=evidence, crops=crops, threshold=threshold, bands=parsed_bands,  # type: ignore[arg-type]
+        detector, paths, evidence=evidence, crops=crops, threshold=threshold, bands=parsed_bands,
         device=resolve_device(device),
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(reports, ensure_ascii=False, indent=1, allow_nan=False))
-        return
-    from rich.console import Console
+    else:
+        from rich.console import Console
 
-    console = Console()
-    for report in reports:
-        console.print(_render(report))
+        console = Console()
+        for report in reports:
+            console.print(_render(report))
+    if all("error" in report for report in reports):
+        failed = "the file could not be scored" if len(reports) == 1 else f"none of the {len(reports)} files could be scored"
+        typer.echo(f"error: {failed}", err=True)
+        raise typer.Exit(EXIT_NONE_SCORED)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,15 +7,17 @@ that setting is a flag, so ``render`` turns the name into the flag the user type
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..engine.runtime import RuntimeConfig
+from ..engine.runtime import BACKENDS, RuntimeConfig
 from ..errors import ConfigError
 from ..models.choice import DetectorChoice
 from ..models.config import MoLEConfig
+from ..scan.config import ScanConfig
 from ..settings import field_default, field_help
 
 _FLAGS = {"output_format": "--format", "export_format": "--format"}
@@ -47,15 +49,30 @@ def default_list(cls: type, name: str) -> str:
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in field_default(cls, name))
 
 
+def completer(values: Sequence[str], separator: str | None = None) -> Callable[[str], list[str]]:
+    """Shell completion of an option's fixed values; with ``separator``, of the last item of a list
+    (``--fail-on likely-ai,co`` completes to ``likely-ai,conflict``)."""
+
+    def complete(incomplete: str) -> list[str]:
+        done, _, last = incomplete.rpartition(separator) if separator else ("", "", incomplete)
+        prefix = done + separator if separator and done else ""
+        return [prefix + value for value in values if value.startswith(last)]
+
+    return complete
+
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+"""What ``--device`` completes to (``cuda:N`` too is accepted)."""
+
 CheckpointOption = Annotated[Path | None, option(DetectorChoice, "checkpoint", dir_okay=False)]
 DetectorModelOption = Annotated[str | None, option(DetectorChoice, "model")]
 BackboneWeightsOption = Annotated[str | None, option(DetectorChoice, "backbone_weights")]
 CacheDirOption = Annotated[Path | None, option(DetectorChoice, "cache_dir", file_okay=False)]
 AllowRandomBackboneOption = Annotated[bool, option(DetectorChoice, "allow_random_backbone")]
-DeviceOption = Annotated[str, option(RuntimeConfig, "device")]
+DeviceOption = Annotated[str, option(RuntimeConfig, "device", autocompletion=completer(DEVICE_CHOICES))]
 BatchSizeOption = Annotated[int | None, option(RuntimeConfig, "batch_size")]
 WorkersOption = Annotated[int | None, option(RuntimeConfig, "workers")]
-BackendOption = Annotated[str, option(RuntimeConfig, "backend")]
+BackendOption = Annotated[str, option(RuntimeConfig, "backend", autocompletion=completer(BACKENDS))]
 PrecisionOption = Annotated[str, option(RuntimeConfig, "precision")]
 GpuDecodeOption = Annotated[bool, option(RuntimeConfig, "gpu_decode")]
 CompileOption = Annotated[bool, option(RuntimeConfig, "compile")]
@@ -89,6 +106,19 @@ def parse_float_list(text: str, setting: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise ConfigError(f"`{setting}` takes comma-separated numbers, got {text!r}") from None
+
+
+BandsOption = Annotated[str | None, option(ScanConfig, "bands", metavar="LOW,HIGH")]
+
+
+def parse_bands(text: str | None) -> tuple[float, float] | None:
+    """``--bands LOW,HIGH`` as two numbers (their order and range are the config's to check)."""
+    if not text:
+        return None
+    values = parse_float_list(text, "bands")
+    if len(values) != 2:
+        raise ConfigError(f"`bands` takes two numbers LOW,HIGH, got {text!r}")
+    return values[0], values[1]
 
 
 BlocksOption = Annotated[str, option(MoLEConfig, "blocks", metavar="N|all")]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..report.config import DEFAULT_THUMBNAILS
-from .common import cli_errors
+from .common import cli_errors, plural
 
 
 @cli_errors
@@ -16,7 +16,7 @@ def report(
     verdicts: Annotated[Path, typer.Argument(metavar="VERDICTS", dir_okay=False, help="A scan's output: CSV, JSON or JSONL.")],
     out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="The HTML page to write.")],
     thumbnails: Annotated[
-        int, typer.Option("--thumbnails", min=0, help="Previews embedded, most suspicious files first; 0 for none.")
+        int, typer.Option("--thumbnails", min=0, metavar="N", help="Previews embedded, most suspicious files first; 0 for none.")
     ] = DEFAULT_THUMBNAILS,
     root: Annotated[
         Path | None,
@@ -34,7 +34,8 @@ def report(
     summary = sidecar.get("summary") or {}
     where = root or (Path(summary["cwd"]) if isinstance(summary.get("cwd"), str) else None)
     stats = write_scan_report(verdicts, out, thumbnails=thumbnails, summary=summary or None, root=where)
-    typer.echo(f"report of {stats.rows} files ({stats.thumbnails} previews, {stats.bytes / 1e6:.1f} MB) in {out}", err=True)
+    previews = plural(stats.thumbnails, "preview")
+    typer.echo(f"report of {plural(stats.rows, 'file')} ({previews}, {stats.bytes / 1e6:.1f} MB) in {out}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from .options import BackboneWeightsOption, CacheDirOption, DeviceOption, defaul
 
 @cli_errors
 def routes(
-    images: Annotated[list[Path], typer.Argument(help="Image files, or folders of images, to map.", show_default=False)],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", help="Image files, or folders of images, to map.", show_default=False)],
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", dir_okay=False, help="Detector checkpoint (.safetensors) with adapted MoLE blocks.")
     ],

@@ -18,12 +18,13 @@ from ..data.config import DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
 from ..evidence.fusion import VERDICTS
-from ..scan.config import ScanConfig
-from .common import cli_errors, command_line
+from ..scan.config import FORMATS, ScanConfig
+from .common import cli_errors, command_line, plural
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
     BackendOption,
+    BandsOption,
     BatchSizeOption,
     CacheDirOption,
     CheckpointOption,
@@ -33,12 +34,13 @@ from .options import (
     GpuDecodeOption,
     PrecisionOption,
     WorkersOption,
+    completer,
     default,
     detector_choice,
     option,
-    parse_float_list,
+    parse_bands,
 )
-from .progress import PlainProgress
+from .progress import RATE_WINDOW_S, STARTED_AT, PlainProgress
 
 if TYPE_CHECKING:
     from ..scan.rows import Tally
@@ -49,24 +51,30 @@ STDOUT = "-"
 FAIL_ON_CHOICES = (*VERDICTS, "fake", "real", "error")
 
 PathsArgument = Annotated[
-    list[str] | None, typer.Argument(metavar="PATH...", help="Image files and folders to scan.", show_default=False)
+    list[str] | None, typer.Argument(metavar="PATH", help="Image files and folders to scan.", show_default=False)
 ]
 
 
 def _tally_text(tally: Tally) -> str:
     verdicts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(tally.verdicts.items()))
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(tally.reasons.items()))
-    errors = f"{tally.errors} errors" + (f" ({reasons})" if reasons else "")
-    return f"{tally.rows} files: " + ", ".join(part for part in (verdicts, errors) if part)
+    errors = plural(tally.errors, "error") + (f" ({reasons})" if reasons else "")
+    return f"{plural(tally.rows, 'file')}: " + ", ".join(part for part in (verdicts, errors) if part)
 
 
 def _summary_text(summary: ScanSummary) -> str:
-    speed = f" ({summary.images_per_s:.1f} images/s)" if summary.images_per_s else ""
+    """The summary line: the whole run's wall time, then the scoring alone and its rate."""
+    rate = f" at {summary.images_per_s:.1f} images/s" if summary.images_per_s else ""
+    speed = f" (scoring {summary.scoring_s:.1f} s{rate})" if summary.scored else ""
     kept = f", {summary.resumed} kept from the earlier run" if summary.resumed else ""
-    stale = f", {summary.stale} rows of an older version rescanned" if summary.stale else ""
+    stale = f", {plural(summary.stale, 'row')} of an older version rescanned" if summary.stale else ""
     stale += f", {summary.skipped} system, hidden or excluded entries skipped" if summary.skipped else ""
+    fallbacks = sum(summary.gpu_decode_fallbacks.values())
+    if fallbacks:
+        reason, _ = summary.gpu_decode_fallbacks.most_common(1)[0]
+        stale += f", {plural(fallbacks, 'JPEG')} decoded on the CPU after the GPU decoder refused them (most often: {reason})"
     where = f"; rows in {summary.out}" if summary.out else ""
-    return f"{_tally_text(summary.tally)}; {summary.scored} scanned in {summary.elapsed_s:.1f} s{speed}{kept}{stale}{where}"
+    return f"{_tally_text(summary.tally)}; {summary.scored} scanned in {summary.wall_s:.1f} s{speed}{kept}{stale}{where}"
 
 
 def _read_list(source: Path, null_separated: bool) -> tuple[str, ...]:
@@ -103,7 +111,7 @@ class _Reporter:
             self.bar = Progress(
                 TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console, transient=True,
-                redirect_stdout=False, redirect_stderr=False,
+                redirect_stdout=False, redirect_stderr=False, speed_estimate_period=RATE_WINDOW_S,
             )  # fmt: skip
             self.bar.__enter__()
             self.task = self.bar.add_task("scanning", total=None, rate="-- img/s")
@@ -117,14 +125,14 @@ class _Reporter:
         if self.bar is not None:
             speed = self.bar.tasks[self.task].speed
             self.bar.update(
-                self.task, completed=update.done, total=update.total, description=f"scanning ({update.errors} errors)",
+                self.task, completed=update.done, total=update.total, description=f"scanning ({plural(update.errors, 'error')})",
                 rate="-- img/s" if speed is None else f"{speed:.1f} img/s",
             )  # fmt: skip
             return
         pace = None if self.quiet else self.plain.due(update.done, update.total)
         if pace is not None:
             typer.echo(
-                f"scanned {update.done} of {update.total} files ({update.errors} errors), {pace.rate:.1f} files/s, "
+                f"scanned {update.done} of {plural(update.total, 'file')} ({plural(update.errors, 'error')}), {pace.rate:.1f} files/s, "
                 f"{pace.left_text}", err=True,
             )  # fmt: skip
 
@@ -135,13 +143,13 @@ def _merge(merge: Path, output_format: str | None, strict: bool, quiet: bool) ->
 
     result = merge_parts(str(merge), infer_format(merge, output_format))
     if not quiet:
-        typer.echo(f"merged {len(result.parts)} parts into {result.out}: {_tally_text(result.tally)}", err=True)
+        typer.echo(f"merged {plural(len(result.parts), 'part')} into {result.out}: {_tally_text(result.tally)}", err=True)
     _finish(result.tally, strict, ())
 
 
 def _finish(tally: Tally, strict: bool, fail_on: tuple[str, ...]) -> None:
     if strict and tally.errors:
-        typer.echo(f"strict: {tally.errors} of {tally.rows} files failed", err=True)
+        typer.echo(f"strict: {tally.errors} of {plural(tally.rows, 'file')} failed", err=True)
         raise typer.Exit(1)
     counts = {**tally.verdicts, **tally.model, "error": tally.errors}
     found = {verdict: counts.get(verdict, 0) for verdict in fail_on if counts.get(verdict, 0)}
@@ -186,9 +194,11 @@ def scan(
     cache_dir: CacheDirOption = None,
     allow_random_backbone: AllowRandomBackboneOption = False,
     out: Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)] = default(ScanConfig, "out"),
-    output_format: Annotated[str | None, option(ScanConfig, "output_format")] = default(ScanConfig, "output_format"),
+    output_format: Annotated[
+        str | None, option(ScanConfig, "output_format", autocompletion=completer(FORMATS))
+    ] = default(ScanConfig, "output_format"),
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
-    bands: Annotated[str | None, option(ScanConfig, "bands")] = None,
+    bands: BandsOption = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
     evidence: Annotated[bool, typer.Option("--evidence/--no-evidence", help="Read the evidence files carry about themselves (C2PA, XMP, EXIF, PNG text).")] = True,
     c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
@@ -235,11 +245,11 @@ def scan(
     fail_on: Annotated[
         str | None,
         typer.Option(
-            "--fail-on", metavar="VERDICT[,VERDICT]",
+            "--fail-on", metavar="VERDICT[,VERDICT]", autocompletion=completer(FAIL_ON_CHOICES, ","),
             help=f"Exit {EXIT_FOUND} when any file gets one of these verdicts (fused, fake|real, or error).",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (errors only).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (warnings and errors only).")] = False,
 ) -> None:
     """Score every file under PATH... and write one verdict row per file (CSV, JSON or JSONL).
 
@@ -259,7 +269,7 @@ def scan(
     from ..scan.placement import merge_under_torchrun, place, torchrun_rank
 
     place_at = place(target, output_format, shard, device)
-    parsed_bands = parse_float_list(bands, "bands") if bands else None
+    parsed_bands = parse_bands(bands)
     config = ScanConfig(
         paths=tuple(paths or ()),
         listed=_read_list(files_from, null) if files_from is not None else (),
@@ -277,7 +287,7 @@ def scan(
         shard=place_at.shard,
         resume=resume,
         overwrite=overwrite,
-        bands=parsed_bands,  # type: ignore[arg-type]
+        bands=parsed_bands,
         evidence=EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
         if evidence
         else None,
@@ -285,6 +295,7 @@ def scan(
         formula_guard=formula_guard,
     )
     from ..models.fingerprint import fingerprint
+    from ..models.identity import random_backbone_warning
     from ..scan.runner import DetectorSource, run_scan
     from ..scan.walk import require_paths
 
@@ -294,15 +305,20 @@ def scan(
     if backbone_weights and os.path.exists(backbone_weights):
         protected.append(backbone_weights)
     known = fingerprint(choice)
+    warning = random_backbone_warning(known.identity)
+    if warning and choice.allow_random_backbone:  # without it, loading refuses the detector
+        typer.echo(f"warning: {warning}", err=True)
     source = DetectorSource(known.identity, known.threshold, lambda: _load(choice), image_size=known.image_size,
                             parameters=known.parameters)  # fmt: skip
     with _Reporter(quiet) as reporter:
         summary = run_scan(
             source, config, stream=None if config.out else sys.stdout, progress=reporter, command=command_line(ctx),
-            protected=protected,
+            protected=protected, started_at=STARTED_AT,
         )  # fmt: skip
     if not quiet:
         typer.echo(_summary_text(summary), err=True)
+        for line in summary.warnings:
+            typer.echo(f"warning: {line}", err=True)
     if summary_json is not None:
         _write_json(summary_json, summary.as_dict())
     tally = summary.tally
@@ -318,7 +334,7 @@ def scan(
 
         stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd())
         if not quiet:
-            typer.echo(f"report of {stats.rows} files in {html}", err=True)
+            typer.echo(f"report of {plural(stats.rows, 'file')} in {html}", err=True)
     _finish(tally, strict, failing)
 
 

@@ -16,8 +16,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..errors import CheckpointError, InputFileError
-from ..fileio import atomic_write, open_input
+from ..errors import CheckpointError
+from ..fileio import atomic_write
+from .fingerprint import open_checkpoint
 
 CHECKPOINT_FORMAT = "aigdetect.detector"
 CHECKPOINT_VERSION = 1
@@ -35,12 +36,7 @@ def write_checkpoint(path: str | os.PathLike[str], tensors: dict[str, torch.Tens
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and metadata, turning every kind of damage into a ``CheckpointError``."""
     path = Path(path)
-    try:
-        open_input(path, follow_symlinks=True)[0].close()
-    except InputFileError as exc:
-        if exc.reason == "missing":
-            raise CheckpointError(f"checkpoint not found: {path}") from None
-        raise CheckpointError(f"{path} cannot be read as a checkpoint: {exc.detail}") from None
+    open_checkpoint(path)[0].close()
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}

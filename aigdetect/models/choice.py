@@ -20,8 +20,9 @@ class DetectorChoice:
     model: str | None = field(
         default=None,
         metadata={
-            "help": f"Built-in detector ({', '.join(DETECTORS.names())}) or a backbone ({', '.join(BACKBONES.names())}) "
-            f"whose built-in detector to use (default: {DEFAULT_DETECTOR}). With `checkpoint`, only checked against it."
+            "help": f"Built-in detector ({', '.join(DETECTORS.names())}), or the backbone of one "
+            f"({', '.join(sorted({d.backbone for d in DETECTORS.list()}))}) (default: {DEFAULT_DETECTOR}). Other backbones "
+            "have no built-in detector: train one, then pass its `checkpoint`. With `checkpoint`, only checked against it."
         },
     )
     backbone_weights: str | None = field(
@@ -53,9 +54,12 @@ def resolve_choice(choice: DetectorChoice) -> str | os.PathLike[str]:
     if DETECTORS.find(name) is None:
         matches = [d.name for d in DETECTORS.list() if d.backbone == name]
         if not matches:
+            builtins = ", ".join(f"{d.name} on {d.backbone}" for d in DETECTORS.list())
+            if BACKBONES.find(name) is None:
+                raise ConfigError(f"no built-in detector or backbone named {name!r} (built-ins: {builtins})")
             raise ConfigError(
-                f"no built-in detector for {name!r} (built-ins: {', '.join(DETECTORS.names())}); "
-                "pass a `checkpoint` from 'aigdetect train'"
+                f"the backbone {name!r} has no built-in detector (built-ins: {builtins}); train one with "
+                f"'aigdetect train --model {name}' and pass its `checkpoint`"
             )
         name = matches[0]
     path = builtin_path(name)

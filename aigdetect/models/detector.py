@@ -57,6 +57,8 @@ class Detector(nn.Module):
         self.threshold = threshold
         self.name = name or f"mole-{source.label()}-b{mole.blocks}"
         self.provenance = dict(provenance or {})
+        self.file_identity: str | None = None
+        """The id of the checkpoint file this detector was loaded from (see ``identity.detector_id``)."""
         self.visual = visual
         self.visual.requires_grad_(False)
         self.bypasses = inject_mole(self.visual, mole) if mole.blocks else {}
@@ -75,6 +77,8 @@ class Detector(nn.Module):
     def train(self, mode: bool = True) -> Detector:
         """Keep the frozen backbone in eval mode (dropout off) whatever mode the adapters are in."""
         super().train(mode)
+        if mode:
+            self.file_identity = None  # training changes the weights: they are no longer the file's
         self.visual.eval()
         for bypass in self.bypasses.values():
             bypass.train(mode)
@@ -143,6 +147,7 @@ class Detector(nn.Module):
         problems = key_problems(self.adapter_state_dict(), state)
         if problems:
             raise CheckpointError(f"{origin} does not match its detector config: " + "; ".join(problems))
+        self.file_identity = None
         self.head.load_state_dict({k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)})
         for index, bypass in self.bypasses.items():
             prefix = f"{ADAPTER_PREFIX}{index}."

@@ -21,6 +21,8 @@ from .checkpoint import (
 from .choice import DetectorChoice, resolve_choice
 from .config import MoLEConfig
 from .detector import Detector
+from .fingerprint import fingerprint
+from .identity import RANDOM_BACKBONE_MARK
 from .metadata import check_detector_metadata
 from .zoo import DEFAULT_DETECTOR, RANDOM_WEIGHTS, builtin_path
 
@@ -157,6 +159,9 @@ def load_detector(
 ) -> Detector:
     """Load a built-in detector by name (see ``zoo.DETECTORS``) or a checkpoint file.
 
+    The detector comes back in eval mode and known by its file's id (``identity.detector_id``), the
+    id that a command-line scan of the same file writes.
+
     Args:
         checkpoint_or_name: a built-in detector's name or a ``.safetensors`` checkpoint.
         backbone_weights: overrides where the backbone's weights come from (a file, or ``"none"``).
@@ -187,7 +192,11 @@ def load_detector(
         )
     detector = detector_from_checkpoint(tensors, meta, str(path), backbone_weights=backbone_weights, cache_dir=cache_dir)
     if random and pretrained:
-        detector.name = f"{detector.name}+random-backbone"
+        detector.name = f"{detector.name}{RANDOM_BACKBONE_MARK}"
+    detector.eval()
+    weights = None if backbone_weights is None else os.fspath(backbone_weights)
+    chosen = DetectorChoice(checkpoint=os.fspath(path), backbone_weights=weights, allow_random_backbone=allow_random_backbone)
+    detector.file_identity = fingerprint(chosen).identity
     return detector.to(device)
 
 

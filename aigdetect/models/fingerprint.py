@@ -13,11 +13,12 @@ import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputFileError
 from ..fileio import open_input
 from .choice import DetectorChoice, resolve_choice
+from .identity import RANDOM_BACKBONE_MARK
 from .metadata import check_detector_metadata
 from .zoo import BACKBONES, RANDOM_WEIGHTS
 
@@ -65,6 +66,20 @@ def _sizes(meta: dict[str, Any]) -> tuple[int | None, int | None]:
     return size, layers * per_layer + (3 * patch * patch + tokens) * width
 
 
+def open_checkpoint(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_result]:
+    """Open a checkpoint file as any input (no FIFO, no device), with a checkpoint's error.
+
+    Raises:
+        CheckpointError: there is no such file, or it cannot be read.
+    """
+    try:
+        return open_input(path, follow_symlinks=True)
+    except InputFileError as exc:
+        if exc.reason == "missing":
+            raise CheckpointError(f"checkpoint {os.fsdecode(path)}: no such file") from None
+        raise CheckpointError(f"{os.fsdecode(path)} cannot be read as a checkpoint: {exc.detail}") from None
+
+
 def _file_sha256(path: str) -> hashlib._Hash:
     digest = hashlib.sha256()
     handle, _ = open_input(path, follow_symlinks=True)
@@ -80,8 +95,8 @@ def read_metadata(path: str) -> dict[str, Any]:
     Raises:
         CheckpointError: the file is not a readable aigdetect checkpoint.
     """
+    handle, info = open_checkpoint(path)
     try:
-        handle, info = open_input(path, follow_symlinks=True)
         with handle:
             head = handle.read(8)
             if len(head) < 8:
@@ -136,5 +151,5 @@ def fingerprint(choice: DetectorChoice) -> Fingerprint:
     digest.update(b"\0" + _backbone_source(meta, choice).encode("utf-8"))
     name = " ".join(str(meta.get("name") or "detector").split())
     if choice.backbone_weights == RANDOM_WEIGHTS and not meta.get("backbone_embedded"):
-        name += "+random-backbone"
+        name += RANDOM_BACKBONE_MARK
     return Fingerprint(f"{name}@{digest.hexdigest()[:12]}", float(threshold), *_sizes(meta))

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..evidence import VERDICTS
+from ..models.identity import random_backbone_warning
 from ..version import __version__
 from .config import DEFAULT_THUMBNAILS
 from .histogram import Histogram, score_histogram
@@ -112,7 +113,9 @@ class SummaryView:
     date: str = ""
     version: str = ""
     elapsed: str = ""
+    scoring: str = ""
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _css_class(kind: str) -> str:
@@ -199,7 +202,7 @@ def summarise(results: ScanResults, summary: dict[str, Any], thumbs: dict[int, T
     if failed:
         listed = ", ".join(f"{count} {PLACEHOLDERS[reason]}" for reason, count in failed.most_common())
         notes.append(f"{sum(failed.values())} previews could not be made: {listed}.")
-    elapsed = _number(summary.get("elapsed_s"))
+    elapsed, scoring = _times(summary)
     errors = Counter(row.error_reason for row in rows if row.status == ERROR_KIND)
     return SummaryView(
         files=len(rows),
@@ -213,9 +216,32 @@ def summarise(results: ScanResults, summary: dict[str, Any], thumbs: dict[int, T
         engine=_text(summary, "engine"),
         date=_text(summary, "date", "created", "started"),
         version=_text(summary, "aigdetect_version", "version"),
-        elapsed="" if elapsed is None else f"{elapsed:.1f} s",
+        elapsed=elapsed,
+        scoring=scoring,
         notes=notes,
+        warnings=_warnings(rows, summary),
     )
+
+
+def _times(summary: dict[str, Any]) -> tuple[str, str]:
+    """The scan's whole wall time, and its scoring time and rate. A summary from before 0.3 has only
+    ``elapsed_s``, which timed the scoring alone: it is shown as such, never as the scan's time."""
+    wall = _number(summary.get("wall_s"))
+    scoring = _number(summary.get("scoring_s"))
+    if scoring is None and wall is None:
+        scoring = _number(summary.get("elapsed_s"))
+    rate = _number(summary.get("images_per_s"))
+    scoring_text = "" if scoring is None else f"{scoring:.1f} s" + (f" ({rate:.1f} images/s)" if rate else "")
+    return ("" if wall is None else f"{wall:.1f} s"), scoring_text
+
+
+def _warnings(rows: list[ScanRow], summary: dict[str, Any]) -> list[str]:
+    """The banner above everything: a random backbone's warning for each such detector the rows or
+    the summary name. Written here from the ids, never copied from the file, so a results file
+    cannot put words of its own in the banner."""
+    described = summary.get("detector")
+    idents = {row.detector for row in rows if row.detector} | ({described} if isinstance(described, str) else set())
+    return [w for w in (random_backbone_warning(ident) for ident in sorted(idents)) if w]
 
 
 def page_data(results: ScanResults, thumbs: dict[int, Thumbnail], *, threshold: float | None, bands: Any) -> dict[str, Any]:

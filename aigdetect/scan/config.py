@@ -130,7 +130,8 @@ class ScanConfig:
             raise ConfigError("`resume` keeps the rows of `out` and `overwrite` replaces them: choose one")
         if self.bands is not None:
             if len(self.bands) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.bands):
-                raise ConfigError(f"`bands` are two numbers LOW,HIGH, got {self.bands!r}")
+                given = ",".join(str(v) for v in self.bands) if isinstance(self.bands, (tuple, list)) else str(self.bands)
+                raise ConfigError(f"`bands` are two numbers LOW,HIGH, got {given!r}")
             object.__setattr__(self, "bands", (float(self.bands[0]), float(self.bands[1])))
             if not 0.0 <= self.bands[0] <= self.bands[1] <= 1.0:
-                raise ConfigError(f"`bands` need 0 <= LOW <= HIGH <= 1, got {self.bands}")
+                raise ConfigError(f"`bands` need 0 <= LOW <= HIGH <= 1, got {self.bands[0]:g},{self.bands[1]:g}")

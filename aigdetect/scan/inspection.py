@@ -15,11 +15,23 @@ import torch
 
 from ..engine.infer import score_files
 from ..engine.reading import ReadOptions
-from ..errors import AigdetectError
+from ..errors import AigdetectError, InputError
 from ..evidence import EvidenceConfig, default_bands, fuse, summarize_c2pa, validate_bands
 from ..models.detector import Detector
-from ..models.identity import detector_id
+from ..models.identity import detector_id, random_backbone_warning
 from .paths import display_path
+
+
+def require_files(paths: Sequence[str]) -> None:
+    """Refuse a folder before any model loads: a report per file is for a few files a person reads,
+    and a folder's files are a scan's job (rows, a report page, resume).
+
+    Raises:
+        InputError: a path is a folder.
+    """
+    for path in paths:
+        if os.path.isdir(path):
+            raise InputError(f"{display_path(path)} is a folder: inspect takes image files; scan a folder with 'aigdetect scan'")
 
 
 def inspect_files(
@@ -35,13 +47,19 @@ def inspect_files(
     """One JSON-safe report per path: file facts, score, crop scores, findings, verdict and reasons, C2PA.
 
     A file that cannot be read gets a report with ``error`` instead of a score; nothing raises for it.
+    Every report carries ``warnings``: what its reader must know before trusting it (a random backbone).
+
+    Raises:
+        InputError: a path is a folder (``inspect`` reads files; ``scan`` walks folders).
     """
+    require_files(paths)
     threshold = float(detector.threshold if threshold is None else threshold)
     bands = validate_bands(threshold, bands if bands is not None else default_bands(threshold))
     reading = ReadOptions(size=detector.image_size, crops=crops, sha256=True, evidence=evidence)
     records = [r for batch in score_files(detector, list(paths), device=device or torch.device("cpu"), reading=reading)
                for r in batch]  # fmt: skip
     identity = detector_id(detector)
+    warning = random_backbone_warning(identity)
     reports = []
     for path, record in zip(paths, records):
         report: dict[str, Any] = {
@@ -53,6 +71,7 @@ def inspect_files(
             "width": record.width,
             "height": record.height,
             "detector": identity,
+            "warnings": [warning] if warning else [],
             "threshold": threshold,
             "bands": list(bands),
         }

@@ -24,6 +24,7 @@ from ..engine.reading import Perturbation, ReadItem, ReadOptions
 from ..errors import CheckpointError, ConfigError
 from ..evidence import default_bands, validate_bands
 from ..fileio import atomic_write
+from ..models.identity import detector_id, random_backbone_warning
 from ..version import __version__
 from .config import ScanConfig, part_base
 from .lock import OutputLock
@@ -76,7 +77,9 @@ class ScanSummary:
         resumed: rows kept from an earlier run by ``resume``.
         stale: rows of an earlier output that were rescanned because their settings or version differ.
         skipped: entries left out by the discovery rules (system junk, hidden entries, globs).
-        elapsed_s: wall time of the scoring (after the detector was loaded).
+        scoring_s: seconds from the detector being ready to the last row (what ``images_per_s`` divides by).
+        wall_s: seconds of the whole run, from ``run_scan``'s ``started_at`` (the caller's start,
+            model build and walk included) to the last row.
         gpu_decode_fallbacks: why each file that the batched device decoder gave back to the CPU
             decoder was given back (``gpu_decode``), with the count of each reason.
     """
@@ -91,7 +94,8 @@ class ScanSummary:
     resumed: int = 0
     stale: int = 0
     skipped: int = 0
-    elapsed_s: float = 0.0
+    scoring_s: float = 0.0
+    wall_s: float = 0.0
     gpu_decode_fallbacks: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -104,7 +108,14 @@ class ScanSummary:
 
     @property
     def images_per_s(self) -> float | None:
-        return self.scored / self.elapsed_s if self.elapsed_s > 0 and self.scored else None
+        """The scoring rate: rows of this run per second once the detector was ready."""
+        return self.scored / self.scoring_s if self.scoring_s > 0 and self.scored else None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader of any output of this scan must be told (a random backbone's meaningless verdicts)."""
+        warning = random_backbone_warning(self.settings.detector)
+        return [warning] if warning else []
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,10 +127,12 @@ class ScanSummary:
             "engine": self.settings.engine,
             "threshold": self.settings.threshold,
             "bands": list(self.settings.bands),
-            "elapsed_s": round(self.elapsed_s, 3),
+            "wall_s": round(self.wall_s, 3),
+            "scoring_s": round(self.scoring_s, 3),
             "images_per_s": None if self.images_per_s is None else round(self.images_per_s, 2),
             "gpu_decode_fallbacks": sum(self.gpu_decode_fallbacks.values()),
             "gpu_decode_fallback_reasons": dict(self.gpu_decode_fallbacks.most_common()),
+            "warnings": self.warnings,
             "aigdetect_version": __version__,
             "started": self.started,
             "command": self.command,
@@ -288,7 +301,6 @@ def _source(detector: Detector | DetectorSource) -> DetectorSource:
     if isinstance(detector, DetectorSource):
         return detector
     from ..engine.infer import parameter_count
-    from ..models.identity import detector_id
 
     return DetectorSource(detector_id(detector), float(detector.threshold), lambda: detector, image_size=detector.image_size,
                           parameters=parameter_count(detector))  # fmt: skip
@@ -303,6 +315,8 @@ def run_scan(
     perturb: Perturbation | None = None,
     command: str = "",
     protected: Sequence[str] = (),
+    started_at: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> ScanSummary:
     """Scan ``config.paths`` and write one row per entry to ``config.out`` (or ``stream``).
 
@@ -318,6 +332,9 @@ def run_scan(
             to make a decoder worker crash on purpose).
         command: the command line, recorded in the summary.
         protected: files this scan reads (the checkpoint, say), which ``out`` must not be.
+        started_at: when the run began on ``clock`` (a command passes its own start, so the wall
+            time counts the imports and the model build); now when None.
+        clock: monotonic seconds; tests pass a fake one.
 
     Returns:
         The counts over the whole output and the speed of this run.
@@ -328,6 +345,7 @@ def run_scan(
         ConfigError: the output exists without ``resume``/``overwrite``, would replace an input, or
             was written with other settings.
     """
+    started_at = clock() if started_at is None else started_at
     require_paths(config.paths)
     source = _source(detector)
     settings = _settings(source, config)
@@ -358,7 +376,7 @@ def run_scan(
             writer = open_writer(config.output_format, context.columns, out=config.out, stream=stream)
         if config.out is not None:
             write_sidecar(config.out, settings, complete=False, shard=config.shard)
-        started = time.perf_counter()
+        ready = clock()
         errors = 0
         try:
             if progress:
@@ -372,7 +390,8 @@ def run_scan(
                 errors += sum(1 for row in rows if row["status"] != "ok")
                 if progress:
                     progress(ScanProgress(summary.scored, total - summary.resumed, errors))
-            summary.elapsed_s = time.perf_counter() - started
+            finished = clock()
+            summary.scoring_s, summary.wall_s = finished - ready, finished - started_at
             summary.skipped = rules.skipped
             writer.close()
             if config.out is not None and summary.resumed and summary.scored:
