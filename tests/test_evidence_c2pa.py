@@ -58,7 +58,7 @@ def test_a_signed_ai_image_is_valid_untrusted_then_trusted_with_the_root(tmp_pat
     )
     (trusted,) = collect_evidence(path, trust)
     assert (trusted.claim, trusted.strength) == ("ai", "strong")
-    assert "trusted) declares trainedAlgorithmicMedia (c2pa.created by DALL·E 3)" in trusted.detail
+    assert "trusted by the anchors in anchors.pem) declares trainedAlgorithmicMedia (c2pa.created by DALL·E 3)" in trusted.detail
     for findings in ([untrusted], [trusted]):
         for score in (0.0, 0.5, 1.0, None):
             fused = fuse(findings, score, 0.5, default_bands(0.5))
@@ -166,6 +166,8 @@ def test_summary_for_inspect(tmp_path, trust):
         "where": "embedded",
         "validation": "trusted",
         "trusted": True,
+        "trust": "trusted",
+        "vouched_by": "anchors in anchors.pem",
         "failures": [],
         "signer": {"common_name": "Evidence Test Signer", "issuer": "Evidence Tests"},
         "claim_generator": "Evidence Tests 1.0",
@@ -177,6 +179,7 @@ def test_summary_for_inspect(tmp_path, trust):
     assert summarize_c2pa(write(tmp_path / "plain.png", encode(small_photo(), "PNG"))) == []
     (untrusted,) = summarize_c2pa(path)
     assert (untrusted["validation"], untrusted["failures"]) == ("valid", ["signingCredential.untrusted"])
+    assert (untrusted["trust"], untrusted["vouched_by"]) == ("untrusted", None)
 
 
 def test_the_size_cap_applies_before_the_library_reads(tmp_path):
@@ -261,7 +264,7 @@ def test_a_remote_manifest_is_reported_and_never_fetched(tmp_path, listener, mon
 def test_the_reading_settings_fetch_nothing():
     settings = c2pa_settings(EvidenceConfig())
     assert settings["verify"]["remote_manifest_fetch"] is False and settings["verify"]["ocsp_fetch"] is False
-    assert settings["core"]["allowed_network_hosts"] == [] and "trust" not in settings
+    assert settings["core"]["allowed_network_hosts"] == []
 
 
 def test_a_bad_trust_file_fails_when_the_config_is_made(tmp_path):
@@ -270,7 +273,7 @@ def test_a_bad_trust_file_fails_when_the_config_is_made(tmp_path):
     with pytest.raises(ConfigError, match="no PEM certificate"):
         EvidenceConfig(c2pa_trust=str(write(tmp_path / "x.pem", b"hello")))
     garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
-    with pytest.raises(ConfigError, match="certificate 1 is not valid base64 DER"):
+    with pytest.raises(ConfigError, match=r"certificate 1 \(line 1\) is not valid base64 DER"):
         EvidenceConfig(c2pa_trust=str(write(tmp_path / "g.pem", garbage)))
 
 

@@ -2,15 +2,22 @@
 
 Reading is strictly local. The library is given settings that turn off every fetch it can make
 (remote manifests, OCSP) and an empty list of allowed network hosts on top, so a manifest that
-points at a URL is reported, never followed. Signatures and hashes are always verified; the signing
-certificate is checked against ``EvidenceConfig.c2pa_trust`` when given, and is otherwise untrusted.
+points at a URL is reported, never followed (``EvidenceConfig.c2pa_remote`` fetches it here, under
+caps, see ``remote``). Signatures and hashes are always verified, and the signing certificate is
+checked against the trust anchors of ``trustlists`` (the bundled C2PA Trust List by default).
 
-What a manifest store becomes (one finding per store, embedded or sidecar):
+Integrity and trust are apart. *Integrity* fails when a hash or the signature does not match, or a
+required assertion is broken or missing: the file changed after signing. *Trust* is whether a listed
+authority vouches for the signer: ``trusted``, ``untrusted`` (unknown signer), ``expired`` (the
+certificate expired and no trusted time-stamp shows it signed in time) or ``revoked``. A trust
+problem lowers a finding's strength and never means tampering.
+
+What a manifest store becomes (one finding per store, embedded, sidecar or remote):
 
 ==================================================  =========  =================================
 validation, content                                 claim      strength
 ==================================================  =========  =================================
-fails validation (hash, signature, certificate)     tampered   strong (a cryptographic fact)
+an integrity failure (hash, signature, assertion)   tampered   strong (a cryptographic fact)
 an AI digital source type, here or in an ingredient ai         strong if trusted, else moderate
   (or a claim generator that is a known AI tool)
 a capture source type, or created by a known camera camera     strong if trusted, else weak
@@ -26,7 +33,7 @@ its maker's interest, while one that declares a camera capture is exactly what a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from ..errors import InputFileError
@@ -45,11 +52,76 @@ _NOT_EDITS = frozenset(
 """Actions that make or carry an asset without changing what it shows."""
 _MAX_MANIFESTS = 64
 _STATES = {"Trusted": "trusted", "Valid": "valid", "Invalid": "invalid"}
+TRUST_STATES: tuple[str, ...] = ("trusted", "untrusted", "expired", "revoked")
+_TRUST_CODES = {
+    "signingCredential.revoked": "revoked",
+    "signingCredential.ocsp.revoked": "revoked",
+    "signingCredential.expired": "expired",
+    "claimSignature.outsideValidity": "expired",
+}
+"""Validation codes about the signer's standing, not the file's integrity, and the trust state each means;
+any other ``signingCredential.*`` or ``timeStamp.*`` code (untrusted, invalid for signing, OCSP or
+time-stamp trouble) means ``untrusted``."""
+_TRUST_PREFIXES = ("signingCredential.", "timeStamp.")
+_TRUST_WORDS = {
+    "trusted": "trusted",
+    "untrusted": "untrusted",
+    "expired": "certificate expired",
+    "revoked": "certificate revoked",
+}
+_LABELS = {"embedded": "C2PA manifest", "sidecar": "C2PA sidecar manifest", "remote": "remote C2PA manifest"}
+_NOT_TRUST = frozenset({"timeStamp.mismatch", "timeStamp.malformed"})
 _INPUT_REASONS = {"symlink": "refused", "unsupported": "unsupported", "too-large": "too-large"}
 
 
-def c2pa_settings(config: EvidenceConfig) -> dict[str, Any]:
-    """The c2pa-python settings for reading: verify everything, fetch nothing."""
+def is_trust_code(code: str) -> bool:
+    """Whether a validation failure code is about the signer's trust rather than the file's integrity."""
+    return code in _TRUST_CODES or (code.startswith(_TRUST_PREFIXES) and code not in _NOT_TRUST)
+
+
+def trust_state(trusted: bool, codes: list[str] | tuple[str, ...]) -> str:
+    """``trusted``, or the worst trust problem among the failure ``codes`` (revoked, expired, untrusted)."""
+    if trusted:
+        return "trusted"
+    found = {_TRUST_CODES.get(code, "untrusted") for code in codes if is_trust_code(code)}
+    return next((state for state in ("revoked", "expired") if state in found), "untrusted")
+
+
+def _codes(results: Any) -> tuple[list[str], list[str]]:
+    """(failure codes, success codes) of one ``validation_results`` entry (``activeManifest``)."""
+    lists = []
+    for key in ("failure", "success"):
+        items = results.get(key) if isinstance(results, dict) else None
+        lists.append([item["code"] for item in items or [] if isinstance(item, dict) and isinstance(item.get("code"), str)])
+    return lists[0], lists[1]
+
+
+def manifest_trust(store: dict[str, Any], label: str) -> str:
+    """The trust state of any manifest of a store (``Reader.json()``): the active one or an ingredient's.
+
+    The active manifest's comes from the store's validation results; an ingredient manifest's from
+    the results recorded with the ingredient that carries it (``signingCredential.trusted`` among its
+    successes means trusted).
+    """
+    results = store.get("validation_results") if isinstance(store.get("validation_results"), dict) else {}
+    if label == store.get("active_manifest"):
+        failed, _ = _codes(results.get("activeManifest"))
+        return trust_state(store.get("validation_state") == "Trusted", failed)
+    manifests = store.get("manifests") if isinstance(store.get("manifests"), dict) else {}
+    for manifest in manifests.values():
+        ingredients = manifest.get("ingredients") if isinstance(manifest, dict) else None
+        for ingredient in ingredients if isinstance(ingredients, list) else []:
+            if isinstance(ingredient, dict) and ingredient.get("active_manifest") == label:
+                failed, passed = _codes((ingredient.get("validation_results") or {}).get("activeManifest"))
+                return trust_state("signingCredential.trusted" in passed and not failed, failed)
+    return "untrusted"
+
+
+def c2pa_settings(config: EvidenceConfig, *, extra_anchors: bool = True) -> dict[str, Any]:
+    """The c2pa-python settings for reading: verify everything against the anchors, fetch nothing."""
+    trust = config.anchors.settings()
+    if not extra_anchors:
+        trust.pop("user_anchors", None)
     settings: dict[str, Any] = {
         "version": 1,
         "verify": {
@@ -59,9 +131,8 @@ def c2pa_settings(config: EvidenceConfig) -> dict[str, Any]:
             "ocsp_fetch": False,
         },
         "core": {"allowed_network_hosts": [], "decode_identity_assertions": False},
+        "trust": trust,
     }
-    if config.trust_pem is not None:
-        settings["trust"] = {"trust_anchors": config.trust_pem}
     return settings
 
 
@@ -79,8 +150,8 @@ class Action:
 class ManifestReport:
     """The active manifest of one store, as far as the origin of the image goes (all text cleaned)."""
 
-    where: str  # "embedded" or "sidecar"
-    state: str  # "trusted", "valid" or "invalid"
+    where: str  # "embedded", "sidecar" or "remote"
+    state: str  # "trusted", "valid" or "invalid" (an integrity failure)
     failures: tuple[str, ...]
     signer: str | None
     issuer: str | None
@@ -90,6 +161,8 @@ class ManifestReport:
     actions: tuple[Action, ...]
     ingredients: int
     ingredient_ai: tuple[str, ...] = field(default=())
+    trust: str = "untrusted"  # one of TRUST_STATES
+    vouched_by: str | None = None  # the trust list that vouched for a trusted signer
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary for ``inspect --json``."""
@@ -97,6 +170,8 @@ class ManifestReport:
             "where": self.where,
             "validation": self.state,
             "trusted": self.state == "trusted",
+            "trust": self.trust,
+            "vouched_by": self.vouched_by,
             "failures": list(self.failures),
             "signer": {"common_name": self.signer, "issuer": self.issuer},
             "claim_generator": self.claim_generator,
@@ -178,11 +253,10 @@ def interpret(store: Any, where: str) -> ManifestReport:
     if state is None:
         raise MetadataError("malformed", f"C2PA validation state {store.get('validation_state')!r} is not known")
     results = store.get("validation_results")
-    active = results.get("activeManifest") if isinstance(results, dict) else None
-    failed = active.get("failure") if isinstance(active, dict) else None
-    failures = tuple(
-        clean_text(item["code"], 80) for item in failed or [] if isinstance(item, dict) and isinstance(item.get("code"), str)
-    )
+    failed, _ = _codes(results.get("activeManifest") if isinstance(results, dict) else None)
+    failures = tuple(clean_text(code, 80) for code in failed)
+    if state == "invalid" and failures and all(is_trust_code(code) for code in failures):
+        state = "valid"  # the library calls an expired or revoked signer invalid: a trust state, not tampering
     signature = manifest.get("signature_info") if isinstance(manifest.get("signature_info"), dict) else {}
     ingredient_ai, ingredients = _ingredient_ai(store, manifest)
     claim_generator, generator_name = _claim_generator(manifest)
@@ -198,7 +272,17 @@ def interpret(store: Any, where: str) -> ManifestReport:
         actions=tuple(_actions(manifest)),
         ingredients=ingredients,
         ingredient_ai=tuple(ingredient_ai),
+        trust=manifest_trust(store, store["active_manifest"]),
     )
+
+
+def _reader_json(handle: BinaryIO, mime: str, manifest_data: bytes | None, settings: dict[str, Any]) -> str:
+    import c2pa
+
+    handle.seek(0)
+    with c2pa.Context.from_dict(settings) as context:
+        with c2pa.Reader(mime, handle, manifest_data, context=context) as reader:
+            return reader.json()
 
 
 def read_store(
@@ -206,30 +290,54 @@ def read_store(
 ) -> ManifestReport | None:
     """Read and verify the manifest store bound to the asset in ``handle`` (None: there is none).
 
-    ``manifest_data`` is a sidecar's bytes; without it the store embedded in the asset is read.
-    The asset is read from its start; the caller restores its file position.
+    ``manifest_data`` is a sidecar's (or a fetched remote manifest's) bytes; without it the store
+    embedded in the asset is read. The asset is read from its start; the caller restores its file
+    position. A store that points at a remote manifest is fetched only with ``config.c2pa_remote``.
 
     Raises:
-        MetadataError: ``refused`` for a manifest stored remotely (never fetched), ``malformed``
-            for one the library cannot parse, ``too-deep``/``too-large`` for its JSON.
+        MetadataError: ``refused`` for a remote manifest not fetched, ``malformed`` for one the
+            library cannot parse, ``too-deep``/``too-large`` for its JSON, or what ``fetch_manifest`` raises.
     """
     import c2pa
 
-    handle.seek(0)
     try:
-        with c2pa.Context.from_dict(c2pa_settings(config)) as context:
-            with c2pa.Reader(mime, handle, manifest_data, context=context) as reader:
-                text = reader.json()
+        text = _reader_json(handle, mime, manifest_data, c2pa_settings(config))
     except c2pa.C2paError.ManifestNotFound:
         return None
     except c2pa.C2paError as exc:
         message = clean_text(str(exc), 200)
         if message.startswith(("Remote", "RemoteManifest")):
-            raise MetadataError("refused", f"the C2PA manifest is stored remotely and is never fetched ({message})") from None
+            url = message.rsplit(" ", 1)[-1]
+            if config.c2pa_remote and manifest_data is None:
+                return read_remote(handle, mime, url, config)
+            raise MetadataError("refused", f"the C2PA manifest is stored remotely ({url}) and is never fetched") from None
         raise MetadataError("malformed", f"C2PA: {message}") from None
     limit = 4 * config.max_c2pa_bytes + (1 << 20)
     store = loads(text, what="C2PA manifest store", max_chars=limit, max_depth=config.max_json_depth)
-    return interpret(store, where)
+    report = interpret(store, where)
+    if report.trust == "trusted":
+        report = replace(report, vouched_by=_vouched_by(handle, mime, manifest_data, config))
+    return report
+
+
+def read_remote(handle: BinaryIO, mime: str, url: str, config: EvidenceConfig) -> ManifestReport | None:
+    """The report of the manifest at ``url`` (fetched within the caps), verified against the asset in ``handle``."""
+    from .remote import fetch_manifest
+
+    return read_store(handle, mime, fetch_manifest(url, config), config, "remote")
+
+
+def _vouched_by(handle: BinaryIO, mime: str, manifest_data: bytes | None, config: EvidenceConfig) -> str:
+    """Which anchors made a trusted signer trusted: the trust list, unless only the extra anchors do
+    (then the store is read once more without them to tell)."""
+    anchors = config.anchors
+    if anchors.extra is None:
+        return anchors.signers.label
+    text = _reader_json(handle, mime, manifest_data, c2pa_settings(config, extra_anchors=False))
+    store = loads(text, what="C2PA manifest store", max_chars=len(text), max_depth=config.max_json_depth)
+    return (
+        anchors.signers.label if isinstance(store, dict) and store.get("validation_state") == "Trusted" else anchors.extra.label
+    )
 
 
 def _signed_by(report: ManifestReport) -> str:
@@ -247,15 +355,15 @@ def _tool(report: ManifestReport, kind: str, agents: list[str]) -> signatures.Si
 
 def to_finding(report: ManifestReport) -> Finding:
     """The one finding a manifest store gives (see the table in the module docstring)."""
-    label = "C2PA manifest" if report.where == "embedded" else "C2PA sidecar manifest"
-    trusted = report.state == "trusted"
+    label = _LABELS.get(report.where, "C2PA manifest")
+    trusted = report.trust == "trusted"
     head = f"{label} ({'valid' if report.state != 'invalid' else 'invalid'}, signed by {_signed_by(report)}, "
-    head += "trusted)" if trusted else "untrusted)"
+    head += f"{_TRUST_WORDS[report.trust]}{f' by the {report.vouched_by}' if trusted and report.vouched_by else ''})"
     ai_actions = [a for a in report.actions if a.source_type and origin(a.source_type) == "ai"]
     ai_types = sorted({a.source_type for a in ai_actions if a.source_type})
     made_by = f"; claim generator {report.claim_generator}" if report.claim_generator else ""
     if report.state == "invalid":
-        codes = [c for c in report.failures if c != "signingCredential.untrusted"][:3] or ["unknown failure"]
+        codes = [c for c in report.failures if not is_trust_code(c)][:3] or ["unknown failure"]
         declared = f"; it declared {', '.join(ai_types)}" if ai_types else ""
         return Finding.make(
             "c2pa",
