@@ -294,3 +294,117 @@ def test_an_ai_ingredient_makes_the_edit_ai(tmp_path):
     (finding,) = collect_evidence(write(tmp_path / "edit.jpg", out.getvalue()))
     assert (finding.claim, finding.strength) == ("ai", "moderate")
     assert "has an ingredient declaring trainedAlgorithmicMedia" in finding.detail
+
+
+# Trust as C2PA defines it: real files from the C2PA SDK (tests/assets/c2pa/README.md) -----------
+
+ASSETS = Path(__file__).parent / "assets" / "c2pa"
+SDK_ROOTS = ASSETS / "test_cert_root_bundle.pem"
+
+
+@pytest.mark.parametrize("name, code", [("XCA.jpg", "assertion.dataHash.mismatch"), ("E-sig-CA.jpg", "claimSignature.mismatch")])
+def test_real_tampering_stays_tampered_whatever_the_trust(name, code):
+    for config in (EvidenceConfig(), EvidenceConfig(c2pa_trust_list=str(SDK_ROOTS))):
+        (finding,) = collect_evidence(ASSETS / name, config)
+        assert (finding.claim, finding.strength) == ("tampered", "strong")
+        assert f"fails validation ({code})" in finding.detail and "signingCredential" not in finding.detail
+        assert fuse([finding], 0.02, 0.5, default_bands(0.5)).verdict == "tampered-credentials"
+        (summary,) = summarize_c2pa(ASSETS / name, config)
+        assert summary["validation"] == "invalid" and code in summary["failures"]
+
+
+def test_an_expired_untrusted_signer_is_a_trust_state_not_tampering():
+    # Signed in 2024 by a certificate that expired a month later, no time-stamp: c2pa-python calls
+    # the store Invalid (signingCredential.untrusted and .expired), as for real ChatGPT images.
+    path = ASSETS / "expired-signer.jpg"
+    for config in (EvidenceConfig(), EvidenceConfig(c2pa_trust=str(ASSETS / "expired-signer-root.pem"))):
+        (finding,) = collect_evidence(path, config)
+        assert (finding.claim, finding.strength, finding.generator) == ("ai", "moderate", "ChatGPT (OpenAI)")
+        assert finding.detail.startswith(
+            "C2PA manifest (valid, signed by Evidence Test Signer / Evidence Tests, certificate expired)"
+        )
+        fused = fuse([finding], 0.01, 0.5, default_bands(0.5))
+        assert fused.verdict == "ai-generated" and "certificate expired" in fused.reasons[0]
+        (summary,) = summarize_c2pa(path, config)
+        assert (summary["validation"], summary["trust"], summary["trusted"]) == ("valid", "expired", False)
+        assert "signingCredential.expired" in summary["failures"]
+
+
+def test_a_real_file_chaining_to_the_trust_list_is_trusted():
+    path = ASSETS / "CA.jpg"
+    (untrusted,) = collect_evidence(path)
+    assert (untrusted.claim, untrusted.strength) == ("edited", "weak")
+    assert "(valid, signed by C2PA Signer / C2PA Test Signing Cert, untrusted)" in untrusted.detail
+    replaced = EvidenceConfig(c2pa_trust_list=str(SDK_ROOTS))
+    (trusted,) = collect_evidence(path, replaced)
+    assert (trusted.claim, trusted.strength) == ("edited", "strong")
+    assert "untrusted" not in trusted.detail and "trusted by the anchors in test_cert_root_bundle.pem)" in trusted.detail
+    (summary,) = summarize_c2pa(path, replaced)
+    assert (summary["trust"], summary["vouched_by"]) == ("trusted", "anchors in test_cert_root_bundle.pem")
+    (added,) = summarize_c2pa(path, EvidenceConfig(c2pa_trust=str(SDK_ROOTS)))  # extra anchors beside the bundled list
+    assert (added["trust"], added["vouched_by"]) == ("trusted", "anchors in test_cert_root_bundle.pem")
+
+
+def test_the_bundled_c2pa_lists_are_loaded_by_default():
+    from cryptography import x509
+
+    from aigdetect.evidence.trustlists import TRUST_DIR
+
+    shipped = {name: x509.load_pem_x509_certificates((TRUST_DIR / name).read_bytes()) for name in
+               ("C2PA-TRUST-LIST.pem", "C2PA-TSA-TRUST-LIST.pem")}  # fmt: skip
+    assert [len(certs) for certs in shipped.values()] == [30, 22]
+    anchors = c2pa_settings(EvidenceConfig())["trust"]["trust_anchors"]
+    loaded = x509.load_pem_x509_certificates(anchors.encode("ascii"))
+    assert loaded == shipped["C2PA-TRUST-LIST.pem"] + shipped["C2PA-TSA-TRUST-LIST.pem"]
+    assert "Google LLC" in {c.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value for c in loaded}
+    config = EvidenceConfig()
+    assert config.anchors.describe() == "C2PA Trust List of 2026-08-05, C2PA TSA Trust List of 2026-08-05"
+    assert config.trust_pem is None
+    replaced = EvidenceConfig(c2pa_trust_list=str(SDK_ROOTS))
+    section = c2pa_settings(replaced)["trust"]
+    replacement = x509.load_pem_x509_certificates(SDK_ROOTS.read_bytes())
+    assert x509.load_pem_x509_certificates(section["trust_anchors"].encode()) == replacement + shipped["C2PA-TSA-TRUST-LIST.pem"]
+    assert "user_anchors" not in section
+
+
+def test_the_settings_cap_is_the_c2pa_librarys_own():
+    import json
+
+    import c2pa
+
+    from aigdetect.evidence.trustlists import MAX_SETTINGS_BYTES
+
+    settings = c2pa_settings(EvidenceConfig())
+    for size, accepted in ((MAX_SETTINGS_BYTES, True), (MAX_SETTINGS_BYTES + 1, False)):
+        padded = {**settings, "trust": {**settings["trust"], "trust_config": ""}}
+        padded["trust"]["trust_config"] = " " * (size - len(json.dumps(padded).encode()))
+        assert len(json.dumps(padded).encode()) == size
+        if accepted:
+            c2pa.Context.from_dict(padded).close()
+        else:
+            with pytest.raises(c2pa.C2paError, match="StringTooLong"):
+                c2pa.Context.from_dict(padded)
+
+
+def test_trust_files_over_the_librarys_limit_are_refused_up_front(tmp_path):
+    block = SDK_ROOTS.read_bytes()
+    big = write(tmp_path / "big.pem", block * (1_150_000 // len(block)))
+    with pytest.raises(ConfigError, match=r"big\.pem is 11\d{5} bytes, over 1048576 bytes, the most the C2PA library accepts"):
+        EvidenceConfig(c2pa_trust=str(big))
+    # Under the file cap, but the settings string (JSON-escaped, beside the bundled list) would not fit.
+    near = write(tmp_path / "near.pem", block * (1_020_000 // len(block)))
+    with pytest.raises(ConfigError, match=r"need \d+ bytes of settings, over 1048576, the most the C2PA library accepts"):
+        EvidenceConfig(c2pa_trust=str(near))
+
+
+def test_pem_is_parsed_in_one_pass(tmp_path):
+    # The pattern this replaced rescanned the rest of the file from every BEGIN line: quadratic.
+    begins = write(tmp_path / "begins.pem", b"-----BEGIN CERTIFICATE-----\n" * 30_000)
+    with pytest.raises(ConfigError, match="the certificate opened on line 1 has no END line before line 2"):
+        EvidenceConfig(c2pa_trust=str(begins))
+    stray = write(tmp_path / "stray.pem", SDK_ROOTS.read_bytes() + b"-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError, match=r"line \d+ ends a certificate that was never begun"):
+        EvidenceConfig(c2pa_trust=str(stray))
+    unterminated = write(tmp_path / "open.pem", SDK_ROOTS.read_bytes() + b"-----BEGIN CERTIFICATE-----\nMIIB\n")
+    with pytest.raises(ConfigError, match=r"opened on line \d+ has no END line$"):
+        EvidenceConfig(c2pa_trust_list=str(unterminated))
