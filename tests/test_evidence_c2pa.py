@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import io
+import json
 import socket
 import threading
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from evidence_files import (
     small_photo,
     splice_pixels,
     write,
+    xmp_packet,
 )
 from PIL import Image
 
@@ -408,3 +412,155 @@ def test_pem_is_parsed_in_one_pass(tmp_path):
     unterminated = write(tmp_path / "open.pem", SDK_ROOTS.read_bytes() + b"-----BEGIN CERTIFICATE-----\nMIIB\n")
     with pytest.raises(ConfigError, match=r"opened on line \d+ has no END line$"):
         EvidenceConfig(c2pa_trust_list=str(unterminated))
+
+
+# Stripped and remote manifests ------------------------------------------------------------------
+
+
+def test_xmp_pointing_at_a_missing_embedded_manifest_means_stripped(tmp_path):
+    pointer = "self#jumbf=/c2pa/urn:uuid:6f1a3c1e-2b9d-4d8e-9d0a-1f2e3d4c5b6a"
+    xmp = xmp_packet({"dcterms:provenance": pointer})
+    path = write(tmp_path / "stripped.jpg", encode(small_photo(), "JPEG", xmp=xmp))
+    (finding,) = c2pa_findings(collect_evidence(path, EvidenceConfig(c2pa_remote=True)))
+    assert (finding.claim, finding.strength) == ("none", "weak")
+    assert finding.detail == (
+        f"C2PA credentials were stripped: the XMP points at an embedded manifest ({pointer}) that is no longer in the file"
+    )
+    assert "remote" not in finding.detail
+    bands = default_bands(0.5)
+    assert [fuse([finding], s, 0.5, bands).verdict for s in (0.05, 0.5, 0.95)] == ["likely-real", "inconclusive", "likely-ai"]
+
+
+class _Manifests(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files`` by path; ``/redirect`` sends to ``server.redirect``; records each path asked for."""
+
+    def do_GET(self) -> None:  # noqa: N802  (the name http.server dispatches to)
+        self.server.hits.append(self.path)
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", self.server.redirect)
+            self.end_headers()
+            return
+        body = self.server.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture()
+def manifest_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Manifests)
+    server.files, server.hits, server.redirect = {}, [], ""
+    server.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_remote_manifest_is_fetched_only_with_c2pa_remote_and_within_the_caps(tmp_path, manifest_server, trust):
+    url = manifest_server.base + "/m.c2pa"
+    asset, store = sign(encode(small_photo(), "JPEG"), "image/jpeg", ai_manifest("Midjourney"), remote_url=url)
+    manifest_server.files["/m.c2pa"] = store
+    path = write(tmp_path / "remote.jpg", asset)
+    (off,) = collect_evidence(path, trust)
+    assert off.detail == f"refused: the C2PA manifest is stored remotely ({url}) and is never fetched"
+    assert manifest_server.hits == []
+    fetching = EvidenceConfig(c2pa_trust=trust.c2pa_trust, c2pa_remote=True)
+    (finding,) = collect_evidence(path, fetching)
+    assert (finding.claim, finding.strength, finding.generator) == ("ai", "strong", "Midjourney")
+    assert finding.detail.startswith("remote C2PA manifest (valid, signed by Evidence Test Signer / Evidence Tests, trusted by")
+    assert manifest_server.hits == ["/m.c2pa"]
+    capped = EvidenceConfig(c2pa_remote=True, max_remote_bytes=len(store) - 1)
+    (too_big,) = collect_evidence(path, capped)
+    assert too_big.detail == f"too-large: remote C2PA manifest at {url} is {len(store)} bytes, over {len(store) - 1}"
+    other = small_photo()[::-1].copy()  # a manifest signed for other pixels, served for this file
+    _, foreign = sign(encode(other, "JPEG"), "image/jpeg", ai_manifest("Midjourney"), remote_url=url)
+    manifest_server.files["/m.c2pa"] = foreign
+    (mismatch,) = collect_evidence(path, fetching)
+    assert (mismatch.claim, mismatch.strength) == ("tampered", "strong")
+    assert "remote C2PA manifest fails validation (assertion.dataHash.mismatch)" in mismatch.detail
+
+
+def test_remote_manifests_are_fetched_over_http_only(tmp_path, manifest_server):
+    fetching = EvidenceConfig(c2pa_remote=True)
+    for pointer, expected in [
+        ("file:///etc/passwd", "refused: remote C2PA manifest at file:///etc/passwd: only http and https URLs are fetched"),
+        (
+            manifest_server.base + "/missing.c2pa",
+            f"unreadable: remote C2PA manifest at {manifest_server.base}/missing.c2pa: HTTP 404",
+        ),
+        (
+            manifest_server.base + "/redirect",
+            "refused: remote C2PA manifest at ftp://127.0.0.1/m.c2pa: only http and https URLs are fetched",
+        ),
+    ]:
+        manifest_server.redirect = "ftp://127.0.0.1/m.c2pa"  # urllib itself follows ftp
+        path = write(tmp_path / "pointer.jpg", encode(small_photo(), "JPEG", xmp=xmp_packet({"dcterms:provenance": pointer})))
+        (finding,) = c2pa_findings(collect_evidence(path, fetching))
+        assert (finding.claim, finding.detail) == ("error", expected)
+
+
+# Credentials in files that are not images --------------------------------------------------------
+
+
+def wav_bytes(frames: int = 800) -> bytes:
+    """A tenth of a second of 8 kHz mono 16-bit silence."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(8000)
+        sound.writeframes(b"\x00\x00" * frames)
+    return out.getvalue()
+
+
+def test_a_signed_wav_gets_an_ok_row_with_the_evidence_verdict_and_no_score(tmp_path, tiny_checkpoint):
+    from typer.testing import CliRunner
+
+    from aigdetect.cli import app
+
+    folder = tmp_path / "media"
+    signed, _ = sign(wav_bytes(), "audio/wav", ai_manifest("Suno"))
+    write(folder / "song.wav", signed)
+    edited = manifest([{"action": "c2pa.created", "digitalSourceType": CAPTURE_SOURCE}, {"action": "c2pa.trimmed"}])
+    write(folder / "interview.wav", sign(wav_bytes(), "audio/wav", edited)[0])
+    write(folder / "plain.wav", wav_bytes())
+    write(folder / "notes.txt", b"not an image")
+    scan = ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--format", "jsonl"]
+    result = CliRunner().invoke(app, scan)
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    song = rows["song.wav"]
+    assert (song["status"], song["verdict"], song["generator"], song["score"], song["model_verdict"]) == (
+        "ok", "ai-generated", "Suno", None, None,
+    )  # fmt: skip
+    assert (song["format"], song["width"], song["height"], song["error_reason"]) == ("WAV", None, None, None)
+    assert [(f["source"], f["claim"]) for f in song["evidence"]] == [("c2pa", "ai")]
+    interview = rows["interview.wav"]
+    assert (interview["status"], interview["verdict"], interview["score"]) == ("ok", "inconclusive", None)
+    assert interview["evidence"][0]["claim"] == "camera" and "untrusted" in interview["evidence"][0]["detail"]
+    for name in ("plain.wav", "notes.txt"):  # no credentials: the row is what it always was
+        assert (rows[name]["status"], rows[name]["error_reason"], rows[name]["verdict"]) == ("error", "unsupported", None)
+    inspected = CliRunner().invoke(app, ["inspect", str(folder / "song.wav"), "--checkpoint", str(tiny_checkpoint), "--json"])
+    (report,) = json.loads(inspected.stdout)
+    assert (report["verdict"], report["score"], report["model_verdict"], report["format"]) == ("ai-generated", None, None, "WAV")
+    assert [(c["where"], c["trust"]) for c in report["c2pa"]] == [("embedded", "untrusted")]
+    off = CliRunner().invoke(app, [*scan, "--no-evidence"])
+    assert {json.loads(line)["error_reason"] for line in off.stdout.splitlines()} == {"unsupported"}
+
+
+def test_media_files_are_recognised_by_their_first_bytes():
+    from aigdetect.evidence.media import read_media_evidence, sniff
+
+    assert sniff(b"\x00\x00\x00\x18ftypqt  \x00\x00\x00\x00") == ("MOV", "video/quicktime")
+    assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") == ("WAV", "audio/wav")
+    assert sniff(b"%PDF-1.7\n") == ("PDF", "application/pdf")
+    assert sniff(b"GIF89a") is None
+    with open(ASSETS / "CA.jpg", "rb") as handle:  # an image is not this reader's business
+        assert read_media_evidence(handle, None, EvidenceConfig()) is None

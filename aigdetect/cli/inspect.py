@@ -15,12 +15,17 @@ from .common import cli_errors
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
+    C2paRemoteOption,
+    C2paTrustListOption,
+    C2paTrustOption,
     CacheDirOption,
     CheckpointOption,
     DetectorModelOption,
     DeviceOption,
+    WatermarksOption,
     default,
     detector_choice,
+    evidence_config,
     option,
     parse_float_list,
 )
@@ -82,8 +87,10 @@ def inspect(
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
     bands: Annotated[str | None, option(ScanConfig, "bands")] = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
-    c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
-    watermarks: Annotated[bool, option(EvidenceConfig, "watermarks")] = default(EvidenceConfig, "watermarks"),
+    c2pa_trust: C2paTrustOption = None,
+    c2pa_trust_list: C2paTrustListOption = None,
+    c2pa_remote: C2paRemoteOption = default(EvidenceConfig, "c2pa_remote"),
+    watermarks: WatermarksOption = default(EvidenceConfig, "watermarks"),
     device: DeviceOption = default(RuntimeConfig, "device"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array of reports instead of panels.")] = False,
 ) -> None:
@@ -100,7 +107,7 @@ def inspect(
     parsed_bands = parse_float_list(bands, "bands") if bands else None
     ScanConfig(paths=tuple(paths), threshold=threshold, crops=crops, bands=parsed_bands)  # type: ignore[arg-type]
     require_paths(paths)
-    evidence = EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
+    evidence = evidence_config(c2pa_trust, c2pa_trust_list, c2pa_remote, watermarks)
     detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
     reports = inspect_files(
         detector, paths, evidence=evidence, crops=crops, threshold=threshold, bands=parsed_bands,  # type: ignore[arg-type]

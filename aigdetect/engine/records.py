@@ -30,6 +30,7 @@ class ImageRecord:
     mtime_ns: int | None = None
     sha256: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    media: bool = False  # not an image, but it carries Content Credentials: findings only, never a score
 
     @property
     def ok(self) -> bool:

@@ -17,9 +17,10 @@ from ..errors import ImageDecodeError
 from ..fileio import open_input
 from .config import EvidenceConfig
 from .containers import Layout, scan_layout
-from .credentials import read_c2pa, read_reports, summarize
+from .credentials import pointer_findings, read_c2pa, read_reports, summarize
 from .exif import exif_findings, load_exif
 from .findings import Finding, MetadataError, clean_text
+from .media import media_reports
 from .pngtext import PngText, read_chunks, text_findings
 from .watermark import read_watermark_evidence
 from .xmp import parse_xmp, xmp_findings
@@ -52,7 +53,7 @@ def _guarded(source: str, read: Callable[[], list[Finding]]) -> list[Finding]:
 
 
 def _xmp(image: Image.Image, png: PngText, config: EvidenceConfig) -> tuple[list[Finding], list[str]]:
-    """Findings of every XMP packet, and the remote-manifest URLs they point to."""
+    """Findings of every XMP packet, and the C2PA manifests they point to (``dcterms:provenance``)."""
     packets = png.xmp if image.format == "PNG" else [image.info["xmp"]] if image.info.get("xmp") else []
     findings: list[Finding] = []
     remote: list[str] = []
@@ -106,10 +107,9 @@ def read_metadata_evidence(
                 png, errors = _safely("png-text", partial(read_chunks, handle, layout, config), png)
                 findings += errors
             c2pa = _guarded("c2pa", partial(read_c2pa, handle, layout, image.format, path, config))
-            xmp, remote = _xmp(image, png, config)
-            if remote and not c2pa:
-                where = clean_text(remote[0], 160)
-                c2pa = [Finding.error("c2pa", "refused", f"the C2PA manifest is stored remotely ({where}) and is never fetched")]
+            xmp, pointers = _xmp(image, png, config)
+            if pointers and not c2pa:
+                c2pa = _guarded("c2pa", partial(pointer_findings, handle, image.format, pointers[0], config))
             findings += c2pa + xmp + _guarded("exif", partial(_exif, image, png, config))
             return findings + png.errors + _guarded("png-text", partial(text_findings, png.texts, config))
     finally:
@@ -158,17 +158,34 @@ def collect_evidence(
 def summarize_c2pa(path: str | bytes | os.PathLike[str], config: EvidenceConfig | None = None) -> list[dict[str, Any]]:
     """JSON-safe summaries of a file's C2PA manifest stores (embedded first, then the sidecar), for ``inspect``.
 
-    Each is ``{"where", "validation" (trusted|valid|invalid), "trusted", "failures", "signer":
-    {"common_name", "issuer"}, "claim_generator", "title", "actions": [{"action",
+    Each is ``{"where", "validation" (trusted|valid|invalid: integrity), "trusted", "trust"
+    (trusted|untrusted|expired|revoked), "vouched_by" (the trust list, when trusted), "failures",
+    "signer": {"common_name", "issuer"}, "claim_generator", "title", "actions": [{"action",
     "digitalSourceType", "softwareAgent"}], "ingredients", "ingredient_ai_source_types"}``, or
     ``{"error": "reason: text"}`` for a store that could not be read. Empty when there is none.
+    A video, audio or PDF file gets the summaries of its credentials too.
 
     Raises:
         InputFileError, ImageDecodeError: as ``collect_evidence``.
     """
     config = config or EvidenceConfig()
-    handle, image = _open(path)
+    sidecar_base = os.fsdecode(path) if not isinstance(path, bytes) else path
+    try:
+        handle, image = _open(path)
+    except ImageDecodeError as exc:
+        media = _media_summary(path, sidecar_base, config) if exc.reason == "unsupported" else None
+        if media is None:
+            raise
+        return media
     with handle, image:
         layout = scan_layout(handle, image.format)
-        sidecar_base = os.fsdecode(path) if not isinstance(path, bytes) else path
         return summarize(read_reports(handle, layout, image.format, sidecar_base, config))
+
+
+def _media_summary(
+    path: str | bytes | os.PathLike[str], sidecar_base: str | bytes, config: EvidenceConfig
+) -> list[dict[str, Any]] | None:
+    handle, _ = open_input(path, follow_symlinks=True)
+    with handle:
+        found = media_reports(handle, sidecar_base, config)
+    return summarize(found[1]) if found else None

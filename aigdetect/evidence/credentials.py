@@ -44,6 +44,7 @@ from .config import EvidenceConfig
 from .containers import C2PA_MIME, Layout
 from .findings import Finding, MetadataError, clean_text
 from .sourcetypes import origin, type_name
+from .validation import codes, is_trust_code, manifest_trust
 
 SIDECAR_SUFFIX = ".c2pa"
 _NOT_EDITS = frozenset(
@@ -52,17 +53,6 @@ _NOT_EDITS = frozenset(
 """Actions that make or carry an asset without changing what it shows."""
 _MAX_MANIFESTS = 64
 _STATES = {"Trusted": "trusted", "Valid": "valid", "Invalid": "invalid"}
-TRUST_STATES: tuple[str, ...] = ("trusted", "untrusted", "expired", "revoked")
-_TRUST_CODES = {
-    "signingCredential.revoked": "revoked",
-    "signingCredential.ocsp.revoked": "revoked",
-    "signingCredential.expired": "expired",
-    "claimSignature.outsideValidity": "expired",
-}
-"""Validation codes about the signer's standing, not the file's integrity, and the trust state each means;
-any other ``signingCredential.*`` or ``timeStamp.*`` code (untrusted, invalid for signing, OCSP or
-time-stamp trouble) means ``untrusted``."""
-_TRUST_PREFIXES = ("signingCredential.", "timeStamp.")
 _TRUST_WORDS = {
     "trusted": "trusted",
     "untrusted": "untrusted",
@@ -70,51 +60,7 @@ _TRUST_WORDS = {
     "revoked": "certificate revoked",
 }
 _LABELS = {"embedded": "C2PA manifest", "sidecar": "C2PA sidecar manifest", "remote": "remote C2PA manifest"}
-_NOT_TRUST = frozenset({"timeStamp.mismatch", "timeStamp.malformed"})
 _INPUT_REASONS = {"symlink": "refused", "unsupported": "unsupported", "too-large": "too-large"}
-
-
-def is_trust_code(code: str) -> bool:
-    """Whether a validation failure code is about the signer's trust rather than the file's integrity."""
-    return code in _TRUST_CODES or (code.startswith(_TRUST_PREFIXES) and code not in _NOT_TRUST)
-
-
-def trust_state(trusted: bool, codes: list[str] | tuple[str, ...]) -> str:
-    """``trusted``, or the worst trust problem among the failure ``codes`` (revoked, expired, untrusted)."""
-    if trusted:
-        return "trusted"
-    found = {_TRUST_CODES.get(code, "untrusted") for code in codes if is_trust_code(code)}
-    return next((state for state in ("revoked", "expired") if state in found), "untrusted")
-
-
-def _codes(results: Any) -> tuple[list[str], list[str]]:
-    """(failure codes, success codes) of one ``validation_results`` entry (``activeManifest``)."""
-    lists = []
-    for key in ("failure", "success"):
-        items = results.get(key) if isinstance(results, dict) else None
-        lists.append([item["code"] for item in items or [] if isinstance(item, dict) and isinstance(item.get("code"), str)])
-    return lists[0], lists[1]
-
-
-def manifest_trust(store: dict[str, Any], label: str) -> str:
-    """The trust state of any manifest of a store (``Reader.json()``): the active one or an ingredient's.
-
-    The active manifest's comes from the store's validation results; an ingredient manifest's from
-    the results recorded with the ingredient that carries it (``signingCredential.trusted`` among its
-    successes means trusted).
-    """
-    results = store.get("validation_results") if isinstance(store.get("validation_results"), dict) else {}
-    if label == store.get("active_manifest"):
-        failed, _ = _codes(results.get("activeManifest"))
-        return trust_state(store.get("validation_state") == "Trusted", failed)
-    manifests = store.get("manifests") if isinstance(store.get("manifests"), dict) else {}
-    for manifest in manifests.values():
-        ingredients = manifest.get("ingredients") if isinstance(manifest, dict) else None
-        for ingredient in ingredients if isinstance(ingredients, list) else []:
-            if isinstance(ingredient, dict) and ingredient.get("active_manifest") == label:
-                failed, passed = _codes((ingredient.get("validation_results") or {}).get("activeManifest"))
-                return trust_state("signingCredential.trusted" in passed and not failed, failed)
-    return "untrusted"
 
 
 def c2pa_settings(config: EvidenceConfig, *, extra_anchors: bool = True) -> dict[str, Any]:
@@ -253,7 +199,7 @@ def interpret(store: Any, where: str) -> ManifestReport:
     if state is None:
         raise MetadataError("malformed", f"C2PA validation state {store.get('validation_state')!r} is not known")
     results = store.get("validation_results")
-    failed, _ = _codes(results.get("activeManifest") if isinstance(results, dict) else None)
+    failed, _ = codes(results.get("activeManifest") if isinstance(results, dict) else None)
     failures = tuple(clean_text(code, 80) for code in failed)
     if state == "invalid" and failures and all(is_trust_code(code) for code in failures):
         state = "valid"  # the library calls an expired or revoked signer invalid: a trust state, not tampering
@@ -399,6 +345,35 @@ def to_finding(report: ManifestReport) -> Finding:
     return Finding.make("c2pa", "none", "weak", f"{head} declares no digital source type{made_by}")
 
 
+def pointer_findings(handle: BinaryIO, image_format: str | None, pointer: str, config: EvidenceConfig) -> list[Finding]:
+    """What an XMP ``dcterms:provenance`` pointer means when no manifest store was found in the file or beside it.
+
+    A ``self#jumbf=`` pointer names a manifest embedded in this very file: its absence means the
+    credentials were stripped (weak: metadata is stripped all the time, by upload pipelines too).
+    Any other pointer is a remote manifest, fetched only with ``config.c2pa_remote``.
+
+    Raises:
+        MetadataError: a remote manifest not fetched, refused, unreadable or over the cap.
+    """
+    where = clean_text(pointer, 160)
+    if pointer.startswith("self#jumbf="):
+        return [
+            Finding.make(
+                "c2pa",
+                "none",
+                "weak",
+                f"C2PA credentials were stripped: the XMP points at an embedded manifest ({where}) that is no longer in the file",
+            )
+        ]
+    if not config.c2pa_remote:
+        raise MetadataError("refused", f"the C2PA manifest is stored remotely ({where}) and is never fetched")
+    mime = C2PA_MIME.get(image_format or "")
+    if mime is None:
+        raise MetadataError("unsupported", f"a remote C2PA manifest cannot bind to {image_format or 'this'} files")
+    report = read_remote(handle, mime, pointer, config)
+    return [to_finding(report)] if report is not None else []
+
+
 def sidecar_path(path: str | bytes) -> str | bytes:
     """``<same stem>.c2pa`` beside the file."""
     stem = os.path.splitext(path)[0]
@@ -430,7 +405,7 @@ def read_reports(
 ) -> list[ManifestReport | MetadataError]:
     """The embedded store (when the walk found one) and the sidecar (when there is one), each a report or its error."""
     mime = C2PA_MIME.get(image_format or "")
-    results: list[ManifestReport | MetadataError] = []
+    results: list[ManifestReport | MetadataError | None] = []
     if layout.c2pa_bytes and mime:
         if layout.c2pa_bytes > config.max_c2pa_bytes:
             results.append(
@@ -438,18 +413,34 @@ def read_reports(
             )
         else:
             results.append(_attempt(lambda: read_store(handle, mime, None, config, "embedded")))
-    if path is not None:
-        try:
-            data = _sidecar_bytes(path, config)
-        except MetadataError as exc:
-            results.append(exc)
-            data = None
-        if data is not None:
-            if mime is None:
-                results.append(MetadataError("unsupported", f"a C2PA sidecar cannot bind to {image_format or 'this'} files"))
-            else:
-                results.append(_attempt(lambda: read_store(handle, mime, data, config, "sidecar")))
-    return [r for r in results if r is not None]
+    return [r for r in results + _sidecar_reports(handle, mime, image_format, path, config) if r is not None]
+
+
+def read_media_reports(
+    handle: BinaryIO, mime: str, path: str | bytes | None, config: EvidenceConfig
+) -> list[ManifestReport | MetadataError]:
+    """The stores of a file that is not an image (``mime`` from its first bytes): embedded, then the sidecar.
+
+    No walk measures an embedded store in these containers first: the file's own size cap bounds it.
+    """
+    results = [_attempt(lambda: read_store(handle, mime, None, config, "embedded"))]
+    return [r for r in results + _sidecar_reports(handle, mime, mime, path, config) if r is not None]
+
+
+def _sidecar_reports(
+    handle: BinaryIO, mime: str | None, kind: str | None, path: str | bytes | None, config: EvidenceConfig
+) -> list[ManifestReport | MetadataError | None]:
+    if path is None:
+        return []
+    try:
+        data = _sidecar_bytes(path, config)
+    except MetadataError as exc:
+        return [exc]
+    if data is None:
+        return []
+    if mime is None:
+        return [MetadataError("unsupported", f"a C2PA sidecar cannot bind to {kind or 'this'} files")]
+    return [_attempt(lambda: read_store(handle, mime, data, config, "sidecar"))]
 
 
 def _attempt(read: Any) -> ManifestReport | MetadataError | None:
@@ -459,14 +450,16 @@ def _attempt(read: Any) -> ManifestReport | MetadataError | None:
         return exc
 
 
+def findings_of(reports: list[ManifestReport | MetadataError]) -> list[Finding]:
+    """One finding per store: what it says, or the error that kept it from being read."""
+    return [Finding.error("c2pa", r.reason, r.text) if isinstance(r, MetadataError) else to_finding(r) for r in reports]
+
+
 def read_c2pa(
     handle: BinaryIO, layout: Layout, image_format: str | None, path: str | bytes | None, config: EvidenceConfig
 ) -> list[Finding]:
     """C2PA findings for one file: one per manifest store, or one error per store that could not be read."""
-    return [
-        Finding.error("c2pa", r.reason, r.text) if isinstance(r, MetadataError) else to_finding(r)
-        for r in read_reports(handle, layout, image_format, path, config)
-    ]
+    return findings_of(read_reports(handle, layout, image_format, path, config))
 
 
 def summarize(reports: list[ManifestReport | MetadataError]) -> list[dict[str, Any]]:
