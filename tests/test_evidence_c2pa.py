@@ -334,6 +334,23 @@ def test_an_expired_untrusted_signer_is_a_trust_state_not_tampering():
         assert "signingCredential.expired" in summary["failures"]
 
 
+def test_an_ai_declaration_in_the_parent_ingredient_still_counts_with_an_expired_signer():
+    import c2pa
+
+    from aigdetect.evidence.validation import manifest_trust
+
+    path = ASSETS / "expired-ingredient-ai.jpg"
+    (finding,) = collect_evidence(path)
+    assert (finding.claim, finding.strength, finding.generator) == ("ai", "moderate", "ChatGPT (OpenAI)")
+    assert "certificate expired) has an ingredient declaring trainedAlgorithmicMedia" in finding.detail
+    assert fuse([finding], 0.01, 0.5, default_bands(0.5)).verdict == "ai-generated"
+    with open(path, "rb") as handle, c2pa.Reader("image/jpeg", handle) as reader:
+        store = json.loads(reader.json())
+    (ingredient,) = set(store["manifests"]) - {store["active_manifest"]}
+    # The active signature is checked today (expired); the ingredient's as recorded when it was added (then valid, untrusted).
+    assert (manifest_trust(store, store["active_manifest"]), manifest_trust(store, ingredient)) == ("expired", "untrusted")
+
+
 def test_a_real_file_chaining_to_the_trust_list_is_trusted():
     path = ASSETS / "CA.jpg"
     (untrusted,) = collect_evidence(path)
@@ -564,3 +581,24 @@ def test_media_files_are_recognised_by_their_first_bytes():
     assert sniff(b"GIF89a") is None
     with open(ASSETS / "CA.jpg", "rb") as handle:  # an image is not this reader's business
         assert read_media_evidence(handle, None, EvidenceConfig()) is None
+
+
+@pytest.mark.parametrize(
+    "trusted, codes, state",
+    [
+        (True, [], "trusted"),
+        (False, ["signingCredential.untrusted"], "untrusted"),
+        (False, ["signingCredential.untrusted", "signingCredential.expired"], "expired"),
+        (False, ["claimSignature.outsideValidity"], "expired"),
+        (False, ["signingCredential.expired", "signingCredential.ocsp.revoked"], "revoked"),
+        (False, ["signingCredential.invalid", "timeStamp.untrusted"], "untrusted"),
+        (False, ["assertion.dataHash.mismatch"], "untrusted"),
+    ],
+)
+def test_trust_states_from_validation_codes(trusted, codes, state):
+    from aigdetect.evidence.validation import is_trust_code, trust_state
+
+    assert trust_state(trusted, codes) == state
+    integrity = ["assertion.dataHash.mismatch", "claimSignature.mismatch", "assertion.missing", "timeStamp.mismatch"]
+    assert not any(is_trust_code(code) for code in integrity)
+    assert all(is_trust_code(c) for c in ["signingCredential.expired", "signingCredential.revoked", "timeStamp.untrusted"])

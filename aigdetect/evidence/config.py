@@ -41,8 +41,8 @@ class EvidenceConfig:
     c2pa_remote: bool = field(
         default=False,
         metadata={
-            "help": "Fetch C2PA manifests stored remotely (http or https only, within max_remote_bytes and "
-            "remote_timeout_s); off by default, so a file cannot make a scan touch the network."
+            "help": "Fetch C2PA manifests stored remotely (http or https only, capped in size and time); off by "
+            "default, so that no file can make a scan touch the network."
         },
     )
     remote_timeout_s: float = field(default=10.0, metadata={"help": "seconds allowed to fetch one remote C2PA manifest"})
