@@ -568,6 +568,13 @@ def test_a_signed_wav_gets_an_ok_row_with_the_evidence_verdict_and_no_score(tmp_
     (report,) = json.loads(inspected.stdout)
     assert (report["verdict"], report["score"], report["model_verdict"], report["format"]) == ("ai-generated", None, None, "WAV")
     assert [(c["where"], c["trust"]) for c in report["c2pa"]] == [("embedded", "untrusted")]
+    assert report["c2pa_trust"] == "C2PA Trust List of 2026-08-05, C2PA TSA Trust List of 2026-08-05"
+    out, summary, html = tmp_path / "rows.jsonl", tmp_path / "summary.json", tmp_path / "report.html"
+    named = [*scan, "-o", str(out), "--summary-json", str(summary), "--html", str(html), "--c2pa-trust-list", str(SDK_ROOTS)]
+    assert CliRunner().invoke(app, named).exit_code == 0
+    lists = "anchors in test_cert_root_bundle.pem, C2PA TSA Trust List of 2026-08-05"
+    assert json.loads(summary.read_text())["c2pa_trust"] == lists
+    assert f'<dd id="c2pa-trust">{lists}</dd>' in html.read_text()
     off = CliRunner().invoke(app, [*scan, "--no-evidence"])
     assert {json.loads(line)["error_reason"] for line in off.stdout.splitlines()} == {"unsupported"}
 

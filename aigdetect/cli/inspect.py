@@ -62,6 +62,7 @@ def _render(report: dict[str, Any]) -> Any:
         ("detector", report["detector"]),
         ("file", f"{report['format'] or '-'} {report['width'] or '-'}x{report['height'] or '-'}, {report['size']} bytes"),
         ("sha256", report["sha256"] or "-"),
+        ("C2PA trust", report["c2pa_trust"] or "-"),
     ]
     for name, value in rows:
         facts.add_row(Text(name, style="dim"), Text(str(value)))

@@ -111,6 +111,7 @@ class SummaryView:
     date: str = ""
     version: str = ""
     elapsed: str = ""
+    c2pa_trust: str = ""
     notes: list[str] = field(default_factory=list)
 
 
@@ -213,6 +214,7 @@ def summarise(results: ScanResults, summary: dict[str, Any], thumbs: dict[int, T
         date=_text(summary, "date", "created", "started"),
         version=_text(summary, "aigdetect_version", "version"),
         elapsed="" if elapsed is None else f"{elapsed:.1f} s",
+        c2pa_trust=_text(summary, "c2pa_trust"),
         notes=notes,
     )
 

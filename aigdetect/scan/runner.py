@@ -76,6 +76,7 @@ class ScanSummary:
         stale: rows of an earlier output that were rescanned because their settings or version differ.
         skipped: entries left out by the discovery rules (system junk, hidden entries, globs).
         elapsed_s: wall time of the scoring (after the detector was loaded).
+        c2pa_trust: the trust lists C2PA signatures were checked against (None without evidence).
     """
 
     out: str | None
@@ -89,6 +90,7 @@ class ScanSummary:
     stale: int = 0
     skipped: int = 0
     elapsed_s: float = 0.0
+    c2pa_trust: str | None = None
 
     @property
     def detector(self) -> str:
@@ -114,6 +116,7 @@ class ScanSummary:
             "bands": list(self.settings.bands),
             "elapsed_s": round(self.elapsed_s, 3),
             "images_per_s": None if self.images_per_s is None else round(self.images_per_s, 2),
+            "c2pa_trust": self.c2pa_trust,
             "aigdetect_version": __version__,
             "started": self.started,
             "command": self.command,
@@ -325,7 +328,8 @@ def run_scan(
     source = _source(detector)
     settings = _settings(source, config)
     context = RowContext(settings.detector, settings.engine, settings.threshold, settings.bands, settings.columns)
-    summary = ScanSummary(config.out, config.output_format, settings, command=command)
+    trust = config.evidence.anchors.describe() if config.evidence is not None else None
+    summary = ScanSummary(config.out, config.output_format, settings, command=command, c2pa_trust=trust)
     check_output(config, protected)
     with ExitStack() as stack:
         if config.out is not None:
