@@ -5,7 +5,11 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import wave
 from pathlib import Path
@@ -349,6 +353,29 @@ def test_an_ai_declaration_in_the_parent_ingredient_still_counts_with_an_expired
     (ingredient,) = set(store["manifests"]) - {store["active_manifest"]}
     # The active signature is checked today (expired); the ingredient's as recorded when it was added (then valid, untrusted).
     assert (manifest_trust(store, store["active_manifest"]), manifest_trust(store, ingredient)) == ("expired", "untrusted")
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="needs libfaketime's faketime to move the clock")
+def test_a_time_stamped_signature_stays_trusted_after_its_certificate_expires():
+    # Both files are signed by the SDK's test certificate, which expires on 2030-08-26; CA.jpg's
+    # signature carries a time-stamp, the other's does not. Read as on 2031-06-01:
+    script = (
+        "import json, sys\n"
+        "from aigdetect.evidence import EvidenceConfig, summarize_c2pa\n"
+        "config = EvidenceConfig(c2pa_trust_list=sys.argv[1])\n"
+        "print(json.dumps([summarize_c2pa(p, config)[0]['trust'] for p in sys.argv[2:]]))\n"
+    )
+    files = [str(ASSETS / "CA.jpg"), str(ASSETS / "sdk-signed-no-timestamp.jpg")]
+    command = [sys.executable, "-c", script, str(SDK_ROOTS), *files]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def trust_on(day: str) -> list[str]:
+        done = subprocess.run(["faketime", day, *command], capture_output=True, text=True, env=env, check=True)
+        return json.loads(done.stdout)
+
+    assert trust_on("2027-01-01 00:00:00") == ["trusted", "trusted"]
+    later = trust_on("2031-06-01 00:00:00")
+    assert later == ["trusted", "expired"]
 
 
 def test_a_real_file_chaining_to_the_trust_list_is_trusted():
