@@ -576,6 +576,7 @@ def test_a_signed_wav_gets_an_ok_row_with_the_evidence_verdict_and_no_score(tmp_
     write(folder / "interview.wav", sign(wav_bytes(), "audio/wav", edited)[0])
     write(folder / "plain.wav", wav_bytes())
     write(folder / "notes.txt", b"not an image")
+    write(folder / "broken.pdf", b"%PDF-1.4\n no objects, no cross-reference table")
     scan = ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--format", "jsonl"]
     result = CliRunner().invoke(app, scan)
     assert result.exit_code == 0, result.output
@@ -589,7 +590,7 @@ def test_a_signed_wav_gets_an_ok_row_with_the_evidence_verdict_and_no_score(tmp_
     interview = rows["interview.wav"]
     assert (interview["status"], interview["verdict"], interview["score"]) == ("ok", "inconclusive", None)
     assert interview["evidence"][0]["claim"] == "camera" and "untrusted" in interview["evidence"][0]["detail"]
-    for name in ("plain.wav", "notes.txt"):  # no credentials: the row is what it always was
+    for name in ("plain.wav", "notes.txt", "broken.pdf"):  # no credentials: the row is what it always was
         assert (rows[name]["status"], rows[name]["error_reason"], rows[name]["verdict"]) == ("error", "unsupported", None)
     inspected = CliRunner().invoke(app, ["inspect", str(folder / "song.wav"), "--checkpoint", str(tiny_checkpoint), "--json"])
     (report,) = json.loads(inspected.stdout)
@@ -636,3 +637,17 @@ def test_trust_states_from_validation_codes(trusted, codes, state):
     integrity = ["assertion.dataHash.mismatch", "claimSignature.mismatch", "assertion.missing", "timeStamp.mismatch"]
     assert not any(is_trust_code(code) for code in integrity)
     assert all(is_trust_code(c) for c in ["signingCredential.expired", "signingCredential.revoked", "timeStamp.untrusted"])
+
+
+def test_every_trust_list_file_is_package_data():
+    import fnmatch
+
+    import tomllib
+
+    from aigdetect.evidence.trustlists import TRUST_DIR
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = declared["package-data"]["aigdetect.evidence"]
+    shipped = sorted(f.name for f in TRUST_DIR.iterdir())
+    assert shipped == ["ATTRIBUTION.md", "C2PA-TRUST-LIST.pem", "C2PA-TSA-TRUST-LIST.pem", "lists.json"]
+    assert all(any(fnmatch.fnmatch(f"trust/{name}", p) for p in patterns) for name in shipped)

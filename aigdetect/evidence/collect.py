@@ -17,7 +17,7 @@ from ..errors import ImageDecodeError
 from ..fileio import open_input
 from .config import EvidenceConfig
 from .containers import Layout, scan_layout
-from .credentials import pointer_findings, read_c2pa, read_reports, summarize
+from .credentials import ManifestReport, findings_of, pointer_findings, read_c2pa, read_reports, summarize
 from .exif import exif_findings, load_exif
 from .findings import Finding, MetadataError, clean_text
 from .media import media_reports
@@ -140,16 +140,20 @@ def collect_evidence(
 ) -> list[Finding]:
     """Open a file and read all its evidence: metadata, and watermarks when its decoded ``rgb`` is given.
 
+    A video, audio or PDF file with Content Credentials gives the findings of its credentials.
+
     Raises:
         InputFileError: the file cannot be opened (missing, unreadable, not a regular file).
         ImageDecodeError: Pillow cannot identify it as an image.
     """
     config = config or EvidenceConfig()
-    handle, image = _open(path)
+    sidecar_base = os.fsdecode(path) if not isinstance(path, bytes) else path
+    try:
+        handle, image = _open(path)
+    except ImageDecodeError as exc:
+        return findings_of(_media_or_raise(path, sidecar_base, config, exc))
     with handle, image:
-        findings = read_metadata_evidence(
-            image, handle, path=os.fsdecode(path) if not isinstance(path, bytes) else path, config=config
-        )
+        findings = read_metadata_evidence(image, handle, path=sidecar_base, config=config)
     if rgb is not None:
         findings += _guarded("watermark", lambda: read_watermark_evidence(rgb, config))
     return findings
@@ -173,19 +177,21 @@ def summarize_c2pa(path: str | bytes | os.PathLike[str], config: EvidenceConfig 
     try:
         handle, image = _open(path)
     except ImageDecodeError as exc:
-        media = _media_summary(path, sidecar_base, config) if exc.reason == "unsupported" else None
-        if media is None:
-            raise
-        return media
+        return summarize(_media_or_raise(path, sidecar_base, config, exc))
     with handle, image:
         layout = scan_layout(handle, image.format)
         return summarize(read_reports(handle, layout, image.format, sidecar_base, config))
 
 
-def _media_summary(
-    path: str | bytes | os.PathLike[str], sidecar_base: str | bytes, config: EvidenceConfig
-) -> list[dict[str, Any]] | None:
-    handle, _ = open_input(path, follow_symlinks=True)
-    with handle:
-        found = media_reports(handle, sidecar_base, config)
-    return summarize(found[1]) if found else None
+def _media_or_raise(
+    path: str | bytes | os.PathLike[str], sidecar_base: str | bytes, config: EvidenceConfig, error: ImageDecodeError
+) -> list[ManifestReport | MetadataError]:
+    """The credentials of a file Pillow does not open, when it is a video, audio or PDF file that has some;
+    otherwise ``error`` is raised."""
+    if error.reason == "unsupported":
+        handle, _ = open_input(path, follow_symlinks=True)
+        with handle:
+            found = media_reports(handle, sidecar_base, config)
+        if found:
+            return found[1]
+    raise error

@@ -6,11 +6,8 @@ points at a URL is reported, never followed (``EvidenceConfig.c2pa_remote`` fetc
 caps, see ``remote``). Signatures and hashes are always verified, and the signing certificate is
 checked against the trust anchors of ``trustlists`` (the bundled C2PA Trust List by default).
 
-Integrity and trust are apart. *Integrity* fails when a hash or the signature does not match, or a
-required assertion is broken or missing: the file changed after signing. *Trust* is whether a listed
-authority vouches for the signer: ``trusted``, ``untrusted`` (unknown signer), ``expired`` (the
-certificate expired and no trusted time-stamp shows it signed in time) or ``revoked``. A trust
-problem lowers a finding's strength and never means tampering.
+Integrity and trust are told apart (see ``validation``): only an integrity failure is tampering;
+an untrusted, expired or revoked signer is the report's ``trust`` and only lowers the strength.
 
 What a manifest store becomes (one finding per store, embedded, sidecar or remote):
 

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from .config import EvidenceConfig
 from .credentials import ManifestReport, findings_of, read_media_reports
-from .findings import Finding, MetadataError
+from .findings import Finding, MetadataError, clean_text
 
 _BMFF_BRANDS = {b"qt  ": ("MOV", "video/quicktime"), b"M4A ": ("M4A", "audio/mp4"), b"M4V ": ("M4V", "video/x-m4v")}
 
@@ -51,8 +51,13 @@ def media_reports(
     kind = sniff(handle.read(16))
     if kind is None:
         return None
-    reports = read_media_reports(handle, kind[1], path, config)
-    return (kind[0], reports) if reports else None
+    try:
+        reports = read_media_reports(handle, kind[1], path, config)
+    except Exception as exc:  # the library tripped by a hostile file: an error finding, as for every source
+        reports = [MetadataError("malformed", f"C2PA: {type(exc).__name__}: {clean_text(str(exc), 160)}")]
+    if all(isinstance(r, MetadataError) and r.reason == "malformed" for r in reports):
+        return None  # nothing the library could read as credentials: the file keeps its unsupported row
+    return kind[0], reports
 
 
 def read_media_evidence(handle: BinaryIO, path: str | bytes | None, config: EvidenceConfig) -> MediaEvidence | None:
