@@ -5,8 +5,8 @@ The vocabulary is closed, so reports, CSV cells and the fusion rules can rely on
 - ``source``: where the finding comes from (``SOURCES``).
 - ``claim``: what it says about the image's origin (``CLAIMS``):
   ``ai`` (made or changed with generative AI), ``camera`` (captured by a camera), ``edited`` (edited,
-  with no AI named), ``tampered`` (Content Credentials that fail validation: a hash, the signature or
-  the certificate), ``none`` (the source is present but states no origin) and ``error`` (the source
+  with no AI named), ``tampered`` (Content Credentials that fail an integrity check: a hash, the
+  signature, a required assertion; an untrusted or expired signer is not tampering), ``none`` (the source is present but states no origin) and ``error`` (the source
   could not be read; the detail is ``reason: text`` with a reason from ``ERROR_REASONS``).
 - ``strength``: how much weight it can bear (``STRENGTHS``): ``strong`` (cryptographically bound:
   a trusted C2PA signature, a decoded watermark), ``moderate`` (anyone can write it, but it states
