@@ -98,13 +98,19 @@ AI_SOURCE = IPTC + "trainedAlgorithmicMedia"
 CAPTURE_SOURCE = IPTC + "digitalCapture"
 
 
-@cache
-def chain() -> tuple[bytes, bytes, bytes]:
+def chain(leaf_days: tuple[int, int] = (-1, 365)) -> tuple[bytes, bytes, bytes]:
     """A throw-away CA chain: (root PEM, signing cert + intermediate PEM, signing key PEM).
 
     root CA -> intermediate CA -> an ES256 (P-256) end-entity certificate with the key usage and
-    extended key usages C2PA requires (digitalSignature; emailProtection and documentSigning).
+    extended key usages C2PA requires (digitalSignature; emailProtection and documentSigning),
+    valid from ``leaf_days[0]`` to ``leaf_days[1]`` days from now (both in the past: expired).
+    One chain per validity for the whole session.
     """
+    return _chain(leaf_days)
+
+
+@cache
+def _chain(leaf_days: tuple[int, int]) -> tuple[bytes, bytes, bytes]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -117,7 +123,9 @@ def chain() -> tuple[bytes, bytes, bytes]:
             [x509.NameAttribute(NameOID.COMMON_NAME, common), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evidence Tests")]
         )
 
-    def certificate(subject: str, issuer: str, key: Any, issuer_key: Any, *, ca: bool) -> x509.Certificate:
+    def certificate(
+        subject: str, issuer: str, key: Any, issuer_key: Any, *, ca: bool, days: tuple[int, int] = (-1, 365)
+    ) -> x509.Certificate:
         usage = dict.fromkeys(
             ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement", "encipher_only", "decipher_only"),
             False,
@@ -128,8 +136,8 @@ def chain() -> tuple[bytes, bytes, bytes]:
             .issuer_name(name(issuer))
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
+            .not_valid_before(now + datetime.timedelta(days=days[0]))
+            .not_valid_after(now + datetime.timedelta(days=days[1]))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
@@ -143,7 +151,7 @@ def chain() -> tuple[bytes, bytes, bytes]:
     root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root = certificate("Evidence Test Root", "Evidence Test Root", root_key, root_key, ca=True)
     mid = certificate("Evidence Test Intermediate", "Evidence Test Root", mid_key, root_key, ca=True)
-    leaf = certificate("Evidence Test Signer", "Evidence Test Intermediate", leaf_key, mid_key, ca=False)
+    leaf = certificate("Evidence Test Signer", "Evidence Test Intermediate", leaf_key, mid_key, ca=False, days=leaf_days)
     pem = serialization.Encoding.PEM
     key = leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return root.public_bytes(pem), leaf.public_bytes(pem) + mid.public_bytes(pem), key
@@ -162,12 +170,18 @@ def ai_manifest(agent: str = "DALL·E 3") -> dict[str, Any]:
 
 
 def sign(
-    source: bytes, mime: str, definition: dict[str, Any], *, sidecar: bool = False, remote_url: str | None = None
+    source: bytes,
+    mime: str,
+    definition: dict[str, Any],
+    *,
+    sidecar: bool = False,
+    remote_url: str | None = None,
+    leaf_days: tuple[int, int] = (-1, 365),
 ) -> tuple[bytes, bytes]:
-    """Sign ``source`` with the test chain: (the signed asset, the manifest store bytes)."""
+    """Sign ``source`` with the test chain (its signer valid over ``leaf_days``): (the signed asset, the manifest store bytes)."""
     import c2pa
 
-    _, certs, key = chain()
+    _, certs, key = chain(leaf_days)
     settings = {"version": 1, "builder": {"thumbnail": {"enabled": False}}, "verify": {"verify_after_sign": False}}
     with c2pa.Context.from_dict(settings) as context, c2pa.Builder(definition, context=context) as builder:
         if sidecar or remote_url:

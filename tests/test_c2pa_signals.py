@@ -97,9 +97,9 @@ def test_the_rubric_reads_only_v2_actions_and_fusion_reads_both():
         ({"failure": [{"code": "signingCredential.untrusted"}]}, "untrusted"),
         ({"failure": [{"code": "signingCredential.untrusted"}, {"code": "signingCredential.expired"}]}, "expired"),
         ({"failure": [{"code": "signingCredential.expired"}, {"code": "signingCredential.ocsp.revoked"}]}, "revoked"),
-        ({"success": [{"code": "claimSignature.validated"}]}, "unknown"),
-        ({"failure": "signingCredential.untrusted"}, "unknown"),
-        (None, "unknown"),
+        ({"success": [{"code": "claimSignature.validated"}]}, "untrusted"),
+        ({"failure": "signingCredential.untrusted"}, "untrusted"),
+        (None, "untrusted"),
     ],
 )
 def test_trust_from_the_status_codes(results, state):

@@ -134,7 +134,7 @@ def test_c2pa_trust_on_the_command_line_turns_a_valid_signature_trusted(mixed, t
 
     untrusted, trusted = c2pa_finding(), c2pa_finding("--c2pa-trust", str(anchors))
     assert untrusted["strength"] == "moderate" and ", untrusted) declares" in untrusted["detail"]
-    assert trusted["strength"] == "strong" and ", trusted) declares" in trusted["detail"]
+    assert trusted["strength"] == "strong" and ", trusted by the anchors in anchors.pem) declares" in trusted["detail"]
 
     def validation(*extra: str) -> tuple[str, bool]:
         result = runner.invoke(app, ["inspect", signed, *base, "--json", *extra])

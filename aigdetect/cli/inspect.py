@@ -20,12 +20,17 @@ from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
     BandsOption,
+    C2paRemoteOption,
+    C2paTrustListOption,
+    C2paTrustOption,
     CacheDirOption,
     CheckpointOption,
     DetectorModelOption,
     DeviceOption,
+    WatermarksOption,
     default,
     detector_choice,
+    evidence_config,
     option,
     parse_bands,
 )
@@ -69,6 +74,7 @@ def _render(report: dict[str, Any]) -> Any:
         ("detector", report["detector"]),
         ("file", _file_facts(report)),
         ("sha256", report["sha256"] or "-"),
+        ("C2PA trust", report["c2pa_trust"] or "-"),
     ]
     for name, value in rows:
         facts.add_row(Text(name, style="dim"), Text(str(value)))
@@ -119,8 +125,10 @@ def inspect(
     threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
     bands: BandsOption = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
-    c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
-    watermarks: Annotated[bool, option(EvidenceConfig, "watermarks")] = default(EvidenceConfig, "watermarks"),
+    c2pa_trust: C2paTrustOption = None,
+    c2pa_trust_list: C2paTrustListOption = None,
+    c2pa_remote: C2paRemoteOption = default(EvidenceConfig, "c2pa_remote"),
+    watermarks: WatermarksOption = default(EvidenceConfig, "watermarks"),
     device: DeviceOption = default(RuntimeConfig, "device"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array of reports instead of panels.")] = False,
 ) -> None:
@@ -141,7 +149,7 @@ def inspect(
     ScanConfig(paths=tuple(paths), threshold=threshold, crops=crops, bands=parsed_bands)
     require_paths(paths)
     require_files(paths)
-    evidence = EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
+    evidence = evidence_config(c2pa_trust, c2pa_trust_list, c2pa_remote, watermarks)
     detector = load_chosen(detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone))
     reports = inspect_files(
         detector, paths, evidence=evidence, crops=crops, threshold=threshold, bands=parsed_bands,

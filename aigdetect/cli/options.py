@@ -15,6 +15,7 @@ import typer
 
 from ..engine.runtime import BACKENDS, RuntimeConfig
 from ..errors import ConfigError
+from ..evidence.config import EvidenceConfig
 from ..models.choice import DetectorChoice
 from ..models.config import MoLEConfig
 from ..scan.config import ScanConfig
@@ -75,6 +76,22 @@ WorkersOption = Annotated[int | None, option(RuntimeConfig, "workers")]
 BackendOption = Annotated[str, option(RuntimeConfig, "backend", autocompletion=completer(BACKENDS))]
 PrecisionOption = Annotated[str, option(RuntimeConfig, "precision")]
 GpuDecodeOption = Annotated[bool, option(RuntimeConfig, "gpu_decode")]
+C2paTrustOption = Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)]
+C2paTrustListOption = Annotated[Path | None, option(EvidenceConfig, "c2pa_trust_list", dir_okay=False)]
+C2paRemoteOption = Annotated[bool, option(EvidenceConfig, "c2pa_remote")]
+WatermarksOption = Annotated[bool, option(EvidenceConfig, "watermarks")]
+
+
+def evidence_config(trust: Path | None, trust_list: Path | None, remote: bool, watermarks: bool) -> EvidenceConfig:
+    """The evidence settings of ``scan`` and ``inspect`` from their options."""
+    return EvidenceConfig(
+        c2pa_trust=str(trust) if trust else None,
+        c2pa_trust_list=str(trust_list) if trust_list else None,
+        c2pa_remote=remote,
+        watermarks=watermarks,
+    )
+
+
 CompileOption = Annotated[bool, option(RuntimeConfig, "compile")]
 
 

@@ -26,6 +26,9 @@ from .options import (
     BackendOption,
     BandsOption,
     BatchSizeOption,
+    C2paRemoteOption,
+    C2paTrustListOption,
+    C2paTrustOption,
     CacheDirOption,
     CheckpointOption,
     CompileOption,
@@ -33,10 +36,12 @@ from .options import (
     DeviceOption,
     GpuDecodeOption,
     PrecisionOption,
+    WatermarksOption,
     WorkersOption,
     completer,
     default,
     detector_choice,
+    evidence_config,
     option,
     parse_bands,
 )
@@ -201,8 +206,10 @@ def scan(
     bands: BandsOption = None,
     crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
     evidence: Annotated[bool, typer.Option("--evidence/--no-evidence", help="Read the evidence files carry about themselves (C2PA, XMP, EXIF, PNG text).")] = True,
-    c2pa_trust: Annotated[Path | None, option(EvidenceConfig, "c2pa_trust", dir_okay=False)] = None,
-    watermarks: Annotated[bool, option(EvidenceConfig, "watermarks")] = default(EvidenceConfig, "watermarks"),
+    c2pa_trust: C2paTrustOption = None,
+    c2pa_trust_list: C2paTrustListOption = None,
+    c2pa_remote: C2paRemoteOption = default(EvidenceConfig, "c2pa_remote"),
+    watermarks: WatermarksOption = default(EvidenceConfig, "watermarks"),
     sha256: Annotated[bool, option(ScanConfig, "sha256", "--sha256/--no-sha256")] = default(ScanConfig, "sha256"),
     formula_guard: Annotated[bool, option(ScanConfig, "formula_guard", "--formula-guard/--raw-csv")] = default(
         ScanConfig, "formula_guard"
@@ -288,9 +295,7 @@ def scan(
         resume=resume,
         overwrite=overwrite,
         bands=parsed_bands,
-        evidence=EvidenceConfig(c2pa_trust=str(c2pa_trust) if c2pa_trust else None, watermarks=watermarks)
-        if evidence
-        else None,
+        evidence=evidence_config(c2pa_trust, c2pa_trust_list, c2pa_remote, watermarks) if evidence else None,
         sha256=sha256,
         formula_guard=formula_guard,
     )
@@ -301,7 +306,7 @@ def scan(
 
     require_paths(config.paths)
     choice = detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone)
-    protected = [str(p) for p in (checkpoint, c2pa_trust, files_from) if p is not None]
+    protected = [str(p) for p in (checkpoint, c2pa_trust, c2pa_trust_list, files_from) if p is not None]
     if backbone_weights and os.path.exists(backbone_weights):
         protected.append(backbone_weights)
     known = fingerprint(choice)

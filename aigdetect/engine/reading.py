@@ -22,6 +22,7 @@ from ..data.images import DecodedImage, opened_image
 from ..data.plain_jpeg import JpegFile, jpeg_payload
 from ..errors import ImageDecodeError, InputFileError
 from ..evidence import EvidenceConfig, read_metadata_evidence, read_watermark_evidence
+from ..evidence.media import read_media_evidence
 from ..evidence.watermark import WATERMARKS_AVAILABLE
 from ..fileio import open_input
 from .records import ImageRecord
@@ -124,6 +125,8 @@ class FileReader:
                     record.width, record.height, record.format = decoded.width, decoded.height, decoded.format
                     return record, decoded
             except ImageDecodeError as exc:
+                if exc.reason == "unsupported" and self._media(handle, record):
+                    return record, None
                 record.error_reason, record.error = exc.reason, exc.detail
                 return record, None
             except OSError as exc:
@@ -135,6 +138,16 @@ class FileReader:
         except MemoryError:
             record.error_reason, record.error = "too-large", "out of memory while preprocessing"
             return record, None
+
+    def _media(self, handle: BinaryIO, record: ImageRecord) -> bool:
+        """Whether a file that is not an image carries credentials: they become its findings, with no score."""
+        if self.options.evidence is None:
+            return False
+        media = read_media_evidence(handle, record.path, self.options.evidence)
+        if media is None:
+            return False
+        record.format, record.findings, record.media = media.format, media.findings, True
+        return True
 
     def _decode(self, handle: BinaryIO, record: ImageRecord) -> DecodedImage | JpegFile:
         options = self.options

@@ -32,6 +32,7 @@ class ImageRecord:
     sha256: str | None = None
     findings: list[Finding] = field(default_factory=list)
     device_decode_refused: str | None = None
+    media: bool = False  # not an image, but it carries Content Credentials: findings only, never a score
 
     @property
     def ok(self) -> bool:

@@ -2,7 +2,8 @@
 
 Each source is a module that turns an opened file into ``Finding`` objects (``credentials`` for
 C2PA, ``xmp``, ``exif``, ``pngtext``, ``watermark``); ``fusion`` combines them with the detector's
-score. Known generators live in one data table, ``signatures.json``. The C2PA library, OpenCV and
+score. Known generators live in one data table, ``signatures.json``; the C2PA trust lists in
+``trust/`` (``trustlists`` loads them, ``validation`` tells integrity from trust). The C2PA library, OpenCV and
 pywt are imported only when a file needs them.
 """
 
@@ -12,6 +13,7 @@ from .collect import collect_evidence, read_metadata_evidence, summarize_c2pa
 from .config import EvidenceConfig
 from .findings import CLAIMS, ERROR_REASONS, SOURCES, STRENGTHS, EvidenceError, Finding
 from .fusion import DEFAULT_BAND_MARGIN, VERDICTS, Fused, default_bands, fuse, validate_bands
+from .validation import TRUST_STATES, manifest_trust
 from .watermark import WATERMARKS_AVAILABLE, read_watermark_evidence
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "ERROR_REASONS",
     "SOURCES",
     "STRENGTHS",
+    "TRUST_STATES",
     "VERDICTS",
     "WATERMARKS_AVAILABLE",
     "EvidenceConfig",
@@ -29,6 +32,7 @@ __all__ = [
     "collect_evidence",
     "default_bands",
     "fuse",
+    "manifest_trust",
     "read_metadata_evidence",
     "read_watermark_evidence",
     "summarize_c2pa",

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import validation
 from .findings import clean_text
 from .sourcetypes import C2PA_PREFIX, GENAI_SOURCE_TYPES, IPTC_PREFIX
 
@@ -214,21 +215,16 @@ def _signer(manifest: dict[str, Any]) -> str | None:
 
 
 def trust_state(*results: Any) -> str:
-    """``trusted``, ``revoked``, ``expired``, ``untrusted`` or ``unknown`` from a manifest's status codes:
-    its own ``validationResults`` and, for an ingredient's, those its citing ingredient assertion holds."""
+    """One of ``validation.TRUST_STATES`` from a manifest's status codes in crJSON: its own
+    ``validationResults`` and, for an ingredient's, those its citing ingredient assertion holds."""
 
-    def codes(kind: str) -> set[str]:
+    def codes(kind: str) -> list[str]:
         listed = [i for r in results for i in (_dict(r).get(kind) if isinstance(_dict(r).get(kind), list) else [])]
-        return {i["code"] for i in listed if isinstance(i, dict) and isinstance(i.get("code"), str)}
+        return [i["code"] for i in listed if isinstance(i, dict) and isinstance(i.get("code"), str)]
 
     failed = codes("failure")
-    if failed & {"signingCredential.revoked", "signingCredential.ocsp.revoked"}:
-        return "revoked"
-    if "signingCredential.expired" in failed:
-        return "expired"
-    if "signingCredential.untrusted" in failed:
-        return "untrusted"
-    return "trusted" if "signingCredential.trusted" in codes("success") else "unknown"
+    trusted = "signingCredential.trusted" in codes("success") and not any(validation.is_trust_code(code) for code in failed)
+    return validation.trust_state(trusted, failed)
 
 
 def _entry(

@@ -18,10 +18,11 @@ from ..errors import ImageDecodeError
 from ..fileio import open_input
 from .config import EvidenceConfig
 from .containers import Layout, scan_layout
-from .credentials import read_c2pa, read_reports, summarize
+from .credentials import ManifestReport, findings_of, pointer_findings, read_c2pa, read_reports, summarize
 from .exif import exif_findings, load_exif
 from .findings import Finding, MetadataError, clean_text
 from .generation import distinct
+from .media import media_reports
 from .pngtext import PngText, read_chunks, text_findings
 from .stealth import stealth_findings
 from .watermark import read_watermark_evidence
@@ -55,7 +56,7 @@ def _guarded(source: str, read: Callable[[], list[Finding]]) -> list[Finding]:
 
 
 def _xmp(image: Image.Image, png: PngText, config: EvidenceConfig) -> tuple[list[Finding], list[str]]:
-    """Findings of every XMP packet, and the remote-manifest URLs they point to."""
+    """Findings of every XMP packet, and the C2PA manifests they point to (``dcterms:provenance``)."""
     packets = png.xmp if image.format == "PNG" else [image.info["xmp"]] if image.info.get("xmp") else []
     findings: list[Finding] = []
     remote: list[str] = []
@@ -110,10 +111,9 @@ def read_metadata_evidence(
                 png, errors = _safely("png-text", partial(read_chunks, handle, layout, config), png)
                 findings += errors
             c2pa = _guarded("c2pa", partial(read_c2pa, handle, layout, image.format, path, config))
-            xmp, remote = _xmp(image, png, config)
-            if remote and not c2pa:
-                where = clean_text(remote[0], 160)
-                c2pa = [Finding.error("c2pa", "refused", f"the C2PA manifest is stored remotely ({where}) and is never fetched")]
+            xmp, pointers = _xmp(image, png, config)
+            if pointers and not c2pa:
+                c2pa = _guarded("c2pa", partial(pointer_findings, handle, image.format, pointers[0], config))
             findings += c2pa + xmp + _guarded("exif", partial(_exif, image, png, config))
             texts = _guarded("png-text", partial(text_findings, png.texts, config))
             if image.format == "PNG":
@@ -149,16 +149,20 @@ def collect_evidence(
 ) -> list[Finding]:
     """Open a file and read all its evidence: metadata, and watermarks when its decoded ``rgb`` is given.
 
+    A video, audio or PDF file with Content Credentials gives the findings of its credentials.
+
     Raises:
         InputFileError: the file cannot be opened (missing, unreadable, not a regular file).
         ImageDecodeError: Pillow cannot identify it as an image.
     """
     config = config or EvidenceConfig()
-    handle, image = _open(path)
+    sidecar_base = os.fsdecode(path) if not isinstance(path, bytes) else path
+    try:
+        handle, image = _open(path)
+    except ImageDecodeError as exc:
+        return findings_of(_media_or_raise(path, sidecar_base, config, exc))
     with handle, image:
-        findings = read_metadata_evidence(
-            image, handle, path=os.fsdecode(path) if not isinstance(path, bytes) else path, config=config
-        )
+        findings = read_metadata_evidence(image, handle, path=sidecar_base, config=config)
     if rgb is not None:
         findings += _guarded("watermark", lambda: read_watermark_evidence(rgb, config))
     return findings
@@ -167,19 +171,38 @@ def collect_evidence(
 def summarize_c2pa(path: str | bytes | os.PathLike[str], config: EvidenceConfig | None = None) -> list[dict[str, Any]]:
     """JSON-safe summaries of a file's C2PA manifest stores (embedded first, then the sidecar), for ``inspect``.
 
-    Each is ``{"where", "validation" (trusted|valid|invalid), "trusted", "failures", "signer":
-    {"common_name", "issuer"}, "claim_generator", "title", "actions": [{"action",
+    Each is ``{"where", "validation" (trusted|valid|invalid: integrity), "trusted", "trust"
+    (trusted|untrusted|expired|revoked), "vouched_by" (the trust list, when trusted), "failures",
+    "signer": {"common_name", "issuer"}, "claim_generator", "title", "actions": [{"action",
     "digitalSourceType", "softwareAgent"}], "ingredients", "ingredient_ai_source_types", "manifests":
     [{"label", "active", "pseudo", "signer", "trust", "signals", "ingredients"}] (every manifest of
     the store with its asset signals, ``c2pa_signals``), "identities" (CAWG, ``cawg``)}``, or
     ``{"error": "reason: text"}`` for a store that could not be read. Empty when there is none.
+    A video, audio or PDF file gets the summaries of its credentials too.
 
     Raises:
         InputFileError, ImageDecodeError: as ``collect_evidence``.
     """
     config = config or EvidenceConfig()
-    handle, image = _open(path)
+    sidecar_base = os.fsdecode(path) if not isinstance(path, bytes) else path
+    try:
+        handle, image = _open(path)
+    except ImageDecodeError as exc:
+        return summarize(_media_or_raise(path, sidecar_base, config, exc))
     with handle, image:
         layout = scan_layout(handle, image.format)
-        sidecar_base = os.fsdecode(path) if not isinstance(path, bytes) else path
         return summarize(read_reports(handle, layout, image.format, sidecar_base, config))
+
+
+def _media_or_raise(
+    path: str | bytes | os.PathLike[str], sidecar_base: str | bytes, config: EvidenceConfig, error: ImageDecodeError
+) -> list[ManifestReport | MetadataError]:
+    """The credentials of a file Pillow does not open, when it is a video, audio or PDF file that has some;
+    otherwise ``error`` is raised."""
+    if error.reason == "unsupported":
+        handle, _ = open_input(path, follow_symlinks=True)
+        with handle:
+            found = media_reports(handle, sidecar_base, config)
+        if found:
+            return found[1]
+    raise error

@@ -2,15 +2,19 @@
 
 Reading is strictly local. The library is given settings that turn off every fetch it can make
 (remote manifests, OCSP) and an empty list of allowed network hosts on top, so a manifest that
-points at a URL is reported, never followed. Signatures and hashes are always verified; the signing
-certificate is checked against ``EvidenceConfig.c2pa_trust`` when given, and is otherwise untrusted.
+points at a URL is reported, never followed (``EvidenceConfig.c2pa_remote`` fetches it here, under
+caps, see ``remote``). Signatures and hashes are always verified, and the signing certificate is
+checked against the trust anchors of ``trustlists`` (the bundled C2PA Trust List by default).
 
-What a manifest store becomes (one finding per store, embedded or sidecar):
+Integrity and trust are told apart (see ``validation``): only an integrity failure is tampering;
+an untrusted, expired or revoked signer is the report's ``trust`` and only lowers the strength.
+
+What a manifest store becomes (one finding per store, embedded, sidecar or remote):
 
 ==================================================  =========  =================================
 validation, content                                 claim      strength
 ==================================================  =========  =================================
-fails validation (hash, signature, certificate)     tampered   strong (a cryptographic fact)
+an integrity failure (hash, signature, assertion)   tampered   strong (a cryptographic fact)
 fullyGenAIMedia on the line of parents (asset       ai         strong if trusted, else moderate
   signals, ``c2pa_signals``), or else an AI
   source type, an AI ingredient or a known AI tool
@@ -33,7 +37,7 @@ its maker's interest, while one that declares a camera capture is exactly what a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from ..errors import InputFileError
@@ -44,6 +48,7 @@ from .config import EvidenceConfig
 from .containers import C2PA_MIME, Layout
 from .findings import Finding, MetadataError, clean_text
 from .sourcetypes import origin, type_name
+from .validation import codes, is_trust_code, manifest_trust
 
 SIDECAR_SUFFIX = ".c2pa"
 _NOT_EDITS = frozenset(
@@ -52,11 +57,21 @@ _NOT_EDITS = frozenset(
 """Actions that make or carry an asset without changing what it shows."""
 _MAX_MANIFESTS = 64
 _STATES = {"Trusted": "trusted", "Valid": "valid", "Invalid": "invalid"}
+_TRUST_WORDS = {
+    "trusted": "trusted",
+    "untrusted": "untrusted",
+    "expired": "certificate expired",
+    "revoked": "certificate revoked",
+}
+_LABELS = {"embedded": "C2PA manifest", "sidecar": "C2PA sidecar manifest", "remote": "remote C2PA manifest"}
 _INPUT_REASONS = {"symlink": "refused", "unsupported": "unsupported", "too-large": "too-large"}
 
 
-def c2pa_settings(config: EvidenceConfig) -> dict[str, Any]:
-    """The c2pa-python settings for reading: verify everything, fetch nothing."""
+def c2pa_settings(config: EvidenceConfig, *, extra_anchors: bool = True) -> dict[str, Any]:
+    """The c2pa-python settings for reading: verify everything against the anchors, fetch nothing."""
+    trust = config.anchors.settings()
+    if not extra_anchors:
+        trust.pop("user_anchors", None)
     settings: dict[str, Any] = {
         "version": 1,
         "verify": {
@@ -66,9 +81,8 @@ def c2pa_settings(config: EvidenceConfig) -> dict[str, Any]:
             "ocsp_fetch": False,
         },
         "core": {"allowed_network_hosts": [], "decode_identity_assertions": False},
+        "trust": trust,
     }
-    if config.trust_pem is not None:
-        settings["trust"] = {"trust_anchors": config.trust_pem}
     return settings
 
 
@@ -86,8 +100,8 @@ class Action:
 class ManifestReport:
     """The active manifest of one store, as far as the origin of the image goes (all text cleaned)."""
 
-    where: str  # "embedded" or "sidecar"
-    state: str  # "trusted", "valid" or "invalid"
+    where: str  # "embedded", "sidecar" or "remote"
+    state: str  # "trusted", "valid" or "invalid" (an integrity failure)
     failures: tuple[str, ...]
     signer: str | None
     issuer: str | None
@@ -101,6 +115,8 @@ class ManifestReport:
     genai: tuple[str | None, tuple[str, ...]] = field(default=(None, ()))
     read_for_fusion: tuple[c2pa_signals.ChainManifest, ...] = field(default=())
     identities: tuple[cawg.Identity, ...] = field(default=())
+    trust: str = "untrusted"  # one of TRUST_STATES
+    vouched_by: str | None = None  # the trust list that vouched for a trusted signer
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary for ``inspect --json``."""
@@ -108,6 +124,8 @@ class ManifestReport:
             "where": self.where,
             "validation": self.state,
             "trusted": self.state == "trusted",
+            "trust": self.trust,
+            "vouched_by": self.vouched_by,
             "failures": list(self.failures),
             "signer": {"common_name": self.signer, "issuer": self.issuer},
             "claim_generator": self.claim_generator,
@@ -192,11 +210,10 @@ def interpret(store: Any, where: str, crjson: Any, identities: tuple[cawg.Identi
     if state is None:
         raise MetadataError("malformed", f"C2PA validation state {store.get('validation_state')!r} is not known")
     results = store.get("validation_results")
-    active = results.get("activeManifest") if isinstance(results, dict) else None
-    failed = active.get("failure") if isinstance(active, dict) else None
-    failures = tuple(
-        clean_text(item["code"], 80) for item in failed or [] if isinstance(item, dict) and isinstance(item.get("code"), str)
-    )
+    failed, _ = codes(results.get("activeManifest") if isinstance(results, dict) else None)
+    failures = tuple(clean_text(code, 80) for code in failed)
+    if state == "invalid" and failures and all(is_trust_code(code) for code in failures):
+        state = "valid"  # the library calls an expired or revoked signer invalid: a trust state, not tampering
     signature = manifest.get("signature_info") if isinstance(manifest.get("signature_info"), dict) else {}
     ingredient_ai, ingredients = _ingredient_ai(store, manifest)
     claim_generator, generator_name = _claim_generator(manifest)
@@ -217,6 +234,7 @@ def interpret(store: Any, where: str, crjson: Any, identities: tuple[cawg.Identi
         genai=c2pa_signals.chain_origin(read_for_fusion),
         read_for_fusion=read_for_fusion,
         identities=identities,
+        trust=manifest_trust(store, store["active_manifest"]),
     )
 
 
@@ -225,12 +243,13 @@ def read_store(
 ) -> ManifestReport | None:
     """Read and verify the manifest store bound to the asset in ``handle`` (None: there is none).
 
-    ``manifest_data`` is a sidecar's bytes; without it the store embedded in the asset is read.
-    The asset is read from its start; the caller restores its file position.
+    ``manifest_data`` is a sidecar's (or a fetched remote manifest's) bytes; without it the store
+    embedded in the asset is read. The asset is read from its start; the caller restores its file
+    position. A store that points at a remote manifest is fetched only with ``config.c2pa_remote``.
 
     Raises:
-        MetadataError: ``refused`` for a manifest stored remotely (never fetched), ``malformed``
-            for one the library cannot parse, ``too-deep``/``too-large`` for its JSON.
+        MetadataError: ``refused`` for a remote manifest not fetched, ``malformed`` for one the
+            library cannot parse, ``too-deep``/``too-large`` for its JSON, or what ``fetch_manifest`` raises.
     """
     import c2pa
 
@@ -241,12 +260,18 @@ def read_store(
     except c2pa.C2paError as exc:
         message = clean_text(str(exc), 200)
         if message.startswith(("Remote", "RemoteManifest")):
-            raise MetadataError("refused", f"the C2PA manifest is stored remotely and is never fetched ({message})") from None
+            url = message.rsplit(" ", 1)[-1]
+            if config.c2pa_remote and manifest_data is None:
+                return read_remote(handle, mime, url, config)
+            raise MetadataError("refused", f"the C2PA manifest is stored remotely ({url}) and is never fetched") from None
         raise MetadataError("malformed", f"C2PA: {message}") from None
     limit = 4 * config.max_c2pa_bytes + (1 << 20)
     store = loads(text, what="C2PA manifest store", max_chars=limit, max_depth=config.max_json_depth)
     crjson = loads(crtext, what="C2PA manifest store (crJSON)", max_chars=limit, max_depth=config.max_json_depth)
-    return interpret(store, where, crjson, _identities(handle, mime, manifest_data, config, crjson))
+    report = interpret(store, where, crjson, _identities(handle, mime, manifest_data, config, crjson))
+    if report.trust == "trusted":
+        report = replace(report, vouched_by=_vouched_by(handle, mime, manifest_data, config))
+    return report
 
 
 def _read_texts(handle: BinaryIO, mime: str, manifest_data: bytes | None, settings: dict[str, Any]) -> tuple[str, str]:
@@ -277,6 +302,26 @@ def _identities(
     return cawg.identities(loads(text, what="C2PA manifest store", max_chars=limit, max_depth=config.max_json_depth))
 
 
+def read_remote(handle: BinaryIO, mime: str, url: str, config: EvidenceConfig) -> ManifestReport | None:
+    """The report of the manifest at ``url`` (fetched within the caps), verified against the asset in ``handle``."""
+    from .remote import fetch_manifest
+
+    return read_store(handle, mime, fetch_manifest(url, config), config, "remote")
+
+
+def _vouched_by(handle: BinaryIO, mime: str, manifest_data: bytes | None, config: EvidenceConfig) -> str:
+    """Which anchors made a trusted signer trusted: the trust list, unless only the extra anchors do
+    (then the store is read once more without them to tell)."""
+    anchors = config.anchors
+    if anchors.extra is None:
+        return anchors.signers.label
+    text, _ = _read_texts(handle, mime, manifest_data, c2pa_settings(config, extra_anchors=False))
+    store = loads(text, what="C2PA manifest store", max_chars=len(text), max_depth=config.max_json_depth)
+    return (
+        anchors.signers.label if isinstance(store, dict) and store.get("validation_state") == "Trusted" else anchors.extra.label
+    )
+
+
 def _signed_by(report: ManifestReport) -> str:
     if report.signer and report.issuer and report.issuer != report.signer:
         return f"{report.signer} / {report.issuer}"
@@ -292,15 +337,15 @@ def _tool(report: ManifestReport, kind: str, agents: list[str]) -> signatures.Si
 
 def to_finding(report: ManifestReport) -> Finding:
     """The one finding a manifest store gives (see the table in the module docstring)."""
-    label = "C2PA manifest" if report.where == "embedded" else "C2PA sidecar manifest"
-    trusted = report.state == "trusted"
+    label = _LABELS.get(report.where, "C2PA manifest")
+    trusted = report.trust == "trusted"
     head = f"{label} ({'valid' if report.state != 'invalid' else 'invalid'}, signed by {_signed_by(report)}, "
-    head += "trusted)" if trusted else "untrusted)"
+    head += f"{_TRUST_WORDS[report.trust]}{f' by the {report.vouched_by}' if trusted and report.vouched_by else ''})"
     ai_actions = [a for a in report.actions if a.source_type and origin(a.source_type) == "ai"]
     ai_types = sorted({a.source_type for a in ai_actions if a.source_type})
     made_by = f"; claim generator {report.claim_generator}" if report.claim_generator else ""
     if report.state == "invalid":
-        codes = [c for c in report.failures if c != "signingCredential.untrusted"][:3] or ["unknown failure"]
+        codes = [c for c in report.failures if not is_trust_code(c)][:3] or ["unknown failure"]
         declared = f"; it declared {', '.join(ai_types)}" if ai_types else ""
         return Finding.make(
             "c2pa",
@@ -348,6 +393,35 @@ def to_finding(report: ManifestReport) -> Finding:
     return Finding.make("c2pa", "none", "weak", f"{head} declares no digital source type{made_by}{chain}")
 
 
+def pointer_findings(handle: BinaryIO, image_format: str | None, pointer: str, config: EvidenceConfig) -> list[Finding]:
+    """What an XMP ``dcterms:provenance`` pointer means when no manifest store was found in the file or beside it.
+
+    A ``self#jumbf=`` pointer names a manifest embedded in this very file: its absence means the
+    credentials were stripped (weak: metadata is stripped all the time, by upload pipelines too).
+    Any other pointer is a remote manifest, fetched only with ``config.c2pa_remote``.
+
+    Raises:
+        MetadataError: a remote manifest not fetched, refused, unreadable or over the cap.
+    """
+    where = clean_text(pointer, 160)
+    if pointer.startswith("self#jumbf="):
+        return [
+            Finding.make(
+                "c2pa",
+                "none",
+                "weak",
+                f"C2PA credentials were stripped: the XMP points at an embedded manifest ({where}) that is no longer in the file",
+            )
+        ]
+    if not config.c2pa_remote:
+        raise MetadataError("refused", f"the C2PA manifest is stored remotely ({where}) and is never fetched")
+    mime = C2PA_MIME.get(image_format or "")
+    if mime is None:
+        raise MetadataError("unsupported", f"a remote C2PA manifest cannot bind to {image_format or 'this'} files")
+    report = read_remote(handle, mime, pointer, config)
+    return [to_finding(report)] if report is not None else []
+
+
 def sidecar_path(path: str | bytes) -> str | bytes:
     """``<same stem>.c2pa`` beside the file."""
     stem = os.path.splitext(path)[0]
@@ -379,7 +453,7 @@ def read_reports(
 ) -> list[ManifestReport | MetadataError]:
     """The embedded store (when the walk found one) and the sidecar (when there is one), each a report or its error."""
     mime = C2PA_MIME.get(image_format or "")
-    results: list[ManifestReport | MetadataError] = []
+    results: list[ManifestReport | MetadataError | None] = []
     if layout.c2pa_bytes and mime:
         if layout.c2pa_bytes > config.max_c2pa_bytes:
             results.append(
@@ -387,18 +461,34 @@ def read_reports(
             )
         else:
             results.append(_attempt(lambda: read_store(handle, mime, None, config, "embedded")))
-    if path is not None:
-        try:
-            data = _sidecar_bytes(path, config)
-        except MetadataError as exc:
-            results.append(exc)
-            data = None
-        if data is not None:
-            if mime is None:
-                results.append(MetadataError("unsupported", f"a C2PA sidecar cannot bind to {image_format or 'this'} files"))
-            else:
-                results.append(_attempt(lambda: read_store(handle, mime, data, config, "sidecar")))
-    return [r for r in results if r is not None]
+    return [r for r in results + _sidecar_reports(handle, mime, image_format, path, config) if r is not None]
+
+
+def read_media_reports(
+    handle: BinaryIO, mime: str, path: str | bytes | None, config: EvidenceConfig
+) -> list[ManifestReport | MetadataError]:
+    """The stores of a file that is not an image (``mime`` from its first bytes): embedded, then the sidecar.
+
+    No walk measures an embedded store in these containers first: the file's own size cap bounds it.
+    """
+    results = [_attempt(lambda: read_store(handle, mime, None, config, "embedded"))]
+    return [r for r in results + _sidecar_reports(handle, mime, mime, path, config) if r is not None]
+
+
+def _sidecar_reports(
+    handle: BinaryIO, mime: str | None, kind: str | None, path: str | bytes | None, config: EvidenceConfig
+) -> list[ManifestReport | MetadataError | None]:
+    if path is None:
+        return []
+    try:
+        data = _sidecar_bytes(path, config)
+    except MetadataError as exc:
+        return [exc]
+    if data is None:
+        return []
+    if mime is None:
+        return [MetadataError("unsupported", f"a C2PA sidecar cannot bind to {kind or 'this'} files")]
+    return [_attempt(lambda: read_store(handle, mime, data, config, "sidecar"))]
 
 
 def _attempt(read: Any) -> ManifestReport | MetadataError | None:
@@ -408,19 +498,25 @@ def _attempt(read: Any) -> ManifestReport | MetadataError | None:
         return exc
 
 
-def read_c2pa(
-    handle: BinaryIO, layout: Layout, image_format: str | None, path: str | bytes | None, config: EvidenceConfig
-) -> list[Finding]:
-    """C2PA findings for one file: one per manifest store (or one error per store that could not be
-    read), each followed by weak ``none`` findings that show its chain and its identities."""
+def findings_of(reports: list[ManifestReport | MetadataError]) -> list[Finding]:
+    """One finding per store (what it says, or the error that kept it from being read), each
+    followed by weak ``none`` findings that show its chain and its identities."""
     findings = []
-    for r in read_reports(handle, layout, image_format, path, config):
+    for r in reports:
         if isinstance(r, MetadataError):
             findings.append(Finding.error("c2pa", r.reason, r.text))
         else:
             said = c2pa_signals.ingredient_lines(r.read_for_fusion) + [i.sentence() for i in r.identities]
             findings += [to_finding(r)] + [Finding.make("c2pa", "none", "weak", line) for line in said]
     return findings
+
+
+def read_c2pa(
+    handle: BinaryIO, layout: Layout, image_format: str | None, path: str | bytes | None, config: EvidenceConfig
+) -> list[Finding]:
+    """C2PA findings for one file: one per manifest store (or one error per store that could not be
+    read), each followed by weak ``none`` findings that show its chain and its identities."""
+    return findings_of(read_reports(handle, layout, image_format, path, config))
 
 
 def summarize(reports: list[ManifestReport | MetadataError]) -> list[dict[str, Any]]:

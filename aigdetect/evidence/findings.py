@@ -5,10 +5,10 @@ The vocabulary is closed, so reports, CSV cells and the fusion rules can rely on
 - ``source``: where the finding comes from (``SOURCES``).
 - ``claim``: what it says about the image's origin (``CLAIMS``):
   ``ai`` (made with generative AI), ``ai-edited`` (a capture or non-AI creation with generative
-  parts or edits), ``camera`` (captured by a camera), ``edited`` (edited,
-  with no AI named), ``tampered`` (Content Credentials that fail validation: a hash, the signature or
-  the certificate), ``none`` (the source is present but states no origin) and ``error`` (the source
-  could not be read; the detail is ``reason: text`` with a reason from ``ERROR_REASONS``).
+  parts or edits), ``camera`` (captured by a camera), ``edited`` (edited, with no AI named),
+  ``tampered`` (Content Credentials that fail an integrity check: a hash, the signature, a required
+  assertion; an untrusted or expired signer is not tampering), ``none`` (the source is present but
+  states no origin) and ``error`` (the source could not be read; the detail is ``reason: text`` with a reason from ``ERROR_REASONS``).
 - ``strength``: how much weight it can bear (``STRENGTHS``): ``strong`` (cryptographically bound:
   a trusted C2PA signature, a decoded watermark), ``moderate`` (anyone can write it, but it states
   an AI origin against the writer's interest to hide it), ``weak`` (informative only).

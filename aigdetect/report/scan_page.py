@@ -114,6 +114,7 @@ class SummaryView:
     version: str = ""
     elapsed: str = ""
     scoring: str = ""
+    c2pa_trust: str = ""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -218,6 +219,7 @@ def summarise(results: ScanResults, summary: dict[str, Any], thumbs: dict[int, T
         version=_text(summary, "aigdetect_version", "version"),
         elapsed=elapsed,
         scoring=scoring,
+        c2pa_trust=_text(summary, "c2pa_trust"),
         notes=notes,
         warnings=_warnings(rows, summary),
     )

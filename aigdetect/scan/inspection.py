@@ -74,6 +74,7 @@ def inspect_files(
             "warnings": [warning] if warning else [],
             "threshold": threshold,
             "bands": list(bands),
+            "c2pa_trust": evidence.anchors.describe() if evidence is not None else None,
         }
         if not record.ok:
             report["error"] = {"reason": record.error_reason, "detail": record.error}

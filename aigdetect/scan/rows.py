@@ -80,6 +80,9 @@ def record_row(record: ImageRecord, context: RowContext) -> Row:
     row = _base(record, context)
     if not record.ok:
         row.update(status="error", error_reason=record.error_reason or "corrupt", error_detail=one_line(record.error or ""))
+    elif record.media:  # a video, audio or PDF file with credentials: their verdict, no score, no model verdict
+        fused = fuse(record.findings, None, context.threshold, context.bands)
+        row.update(status="ok", verdict=fused.verdict, generator=fused.generator, evidence=[f.to_dict() for f in record.findings])
     elif record.score is None or not math.isfinite(record.score):
         row.update(status="error", error_reason="no-score", error_detail="the detector gave no finite score")
     else:

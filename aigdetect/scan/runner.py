@@ -82,6 +82,7 @@ class ScanSummary:
             model build and walk included) to the last row.
         gpu_decode_fallbacks: why each file that the batched device decoder gave back to the CPU
             decoder was given back (``gpu_decode``), with the count of each reason.
+        c2pa_trust: the trust lists C2PA signatures were checked against (None without evidence).
     """
 
     out: str | None
@@ -97,6 +98,7 @@ class ScanSummary:
     scoring_s: float = 0.0
     wall_s: float = 0.0
     gpu_decode_fallbacks: Counter[str] = field(default_factory=Counter)
+    c2pa_trust: str | None = None
 
     @property
     def detector(self) -> str:
@@ -133,6 +135,7 @@ class ScanSummary:
             "gpu_decode_fallbacks": sum(self.gpu_decode_fallbacks.values()),
             "gpu_decode_fallback_reasons": dict(self.gpu_decode_fallbacks.most_common()),
             "warnings": self.warnings,
+            "c2pa_trust": self.c2pa_trust,
             "aigdetect_version": __version__,
             "started": self.started,
             "command": self.command,
@@ -350,7 +353,8 @@ def run_scan(
     source = _source(detector)
     settings = _settings(source, config)
     context = RowContext(settings.detector, settings.engine, settings.threshold, settings.bands, settings.columns)
-    summary = ScanSummary(config.out, config.output_format, settings, command=command)
+    trust = config.evidence.anchors.describe() if config.evidence is not None else None
+    summary = ScanSummary(config.out, config.output_format, settings, command=command, c2pa_trust=trust)
     check_output(config, protected)
     with ExitStack() as stack:
         if config.out is not None:
