@@ -138,4 +138,6 @@ def test_decoder_messages_go_into_rows_not_onto_the_terminal(tmp_path, tiny_chec
     webp_row, samples_row = rows["webp.tif"], rows["samples.tif"]
     assert webp_row["error_reason"] == "unsupported", webp_row
     assert "TIFF compression 'webp'" in webp_row["error_detail"] and "not configured" in webp_row["error_detail"]
-    assert "More samples per pixel than can be decoded: 303169682" in samples_row["error_detail"], samples_row
+    assert samples_row["error_reason"] == "corrupt", samples_row
+    assert samples_row["error_detail"].startswith("TIFF signature, but Pillow cannot parse the header (decoder said: ")
+    assert "More samples per pixel than can be decoded: 303169682" in samples_row["error_detail"]

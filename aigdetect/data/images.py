@@ -372,14 +372,19 @@ class OpenedImage:
 
 
 def _open_allowed(handle: BinaryIO, name: str) -> tuple[BinaryIO, Image.Image]:
-    """``open_image``, saying which format a file outside the allow-list is; a PNG whose text
+    """``open_image``, saying which format a file outside the allow-list is, or that an allowed
+    format's header is broken (``corrupt``, not ``unsupported``); a PNG whose text
     chunks Pillow refuses is opened without them (``png_view``), and that view is the handle to
     decode from."""
     try:
         return handle, open_image(handle, name)
     except UnidentifiedImageError:
         handle.seek(0)
-        raise ImageDecodeError(name, "unsupported", describe_unsupported(handle.read(HEADER_BYTES))) from None
+        prefix = handle.read(HEADER_BYTES)
+        claimed = header_format(prefix, name)
+        if claimed is not None:
+            raise ImageDecodeError(name, "corrupt", f"{claimed} signature, but Pillow cannot parse the header") from None
+        raise ImageDecodeError(name, "unsupported", describe_unsupported(prefix)) from None
     except ValueError as exc:
         view = png_view.without_text(handle) if png_view.is_text_limit(exc) else None
         if view is None:
