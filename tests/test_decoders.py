@@ -141,3 +141,9 @@ def test_decoder_messages_go_into_rows_not_onto_the_terminal(tmp_path, tiny_chec
     assert samples_row["error_reason"] == "corrupt", samples_row
     assert samples_row["error_detail"].startswith("TIFF signature, but Pillow cannot parse the header (decoder said: ")
     assert "More samples per pixel than can be decoded: 303169682" in samples_row["error_detail"]
+
+
+def test_collect_evidence_opens_a_tga_by_its_name():
+    from aigdetect.evidence import collect_evidence
+
+    assert collect_evidence(ASSETS / "200x32_l_bl_rle.tga") == []
