@@ -10,6 +10,7 @@ import math
 import os
 import platform
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_detector
+from PIL import Image
 
 from aigdetect.engine import backends, engine_cache
 from aigdetect.engine.backends import EngineConfig, compare_logits, open_runner, sigmoid
@@ -206,7 +208,7 @@ def test_cache_reuses_a_valid_entry(tmp_path):
     manifest = json.loads((first / MANIFEST_NAME).read_text())
     assert manifest["key"] == KEY.to_dict()
     assert manifest["files"]["model.onnx"]["sha256"] == hashlib.sha256(b"model bytes").hexdigest()
-    assert sorted(p.name for p in (tmp_path / "engines").iterdir()) == [first.name], "no staging folders left"
+    assert sorted(p.name for p in (tmp_path / "engines").iterdir()) == sorted([first.name, "seal.key"]), "no staging folders left"
 
 
 def _flip_a_byte(folder: Path) -> None:
@@ -260,7 +262,7 @@ def test_a_damaged_entry_is_rebuilt_never_trusted(tmp_path, damage):
     again = cached_entry(KEY, ("model.onnx",), _builder(calls), cache_dir=tmp_path)
     assert calls == [1, 1] and again == folder
     assert (again / "model.onnx").read_bytes() == b"model bytes" and not (again / "model.onnx").is_symlink()
-    assert engine_cache.entry_is_valid(again, KEY, ("model.onnx",))
+    assert engine_cache.entry_is_valid(again, KEY, ("model.onnx",), engine_cache.seal_key(again.parent))
 
 
 def test_different_keys_get_different_entries(tmp_path):
@@ -298,7 +300,7 @@ def test_export_runs_once_per_detector_and_again_after_corruption(detector, pixe
     first = open_runner(detector, config, cache_dir=tmp_path)
     open_runner(detector, config, cache_dir=tmp_path)
     assert exports == [1]
-    (entry,) = [p for p in (tmp_path / "engines").iterdir()]
+    (entry,) = [p for p in (tmp_path / "engines").iterdir() if p.is_dir()]
     with open(entry / "model.onnx", "r+b") as handle:
         handle.seek(-64, os.SEEK_END)
         handle.write(b"\0" * 64)
@@ -309,4 +311,128 @@ def test_export_runs_once_per_detector_and_again_after_corruption(detector, pixe
 
     other = make_tiny_detector(seed=6)
     open_runner(other, config, cache_dir=tmp_path)
-    assert exports == [1, 1, 1] and len(list((tmp_path / "engines").iterdir())) == 2
+    assert exports == [1, 1, 1] and len([p for p in (tmp_path / "engines").iterdir() if p.is_dir()]) == 2
+
+
+# The cache is private, sealed, and rebuilt once when the runtime cannot load it.
+
+
+def test_cache_folders_are_created_private_whatever_the_umask(tmp_path):
+    previous = os.umask(0)
+    try:
+        folder = cached_entry(KEY, ("model.onnx",), _builder([]), cache_dir=tmp_path / "new" / "cache")
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "new", tmp_path / "new" / "cache", folder.parent):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert stat.S_IMODE((folder.parent / engine_cache.SEAL_KEY_NAME).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("level", ["cache", "engines"])
+def test_a_cache_writable_by_others_is_refused_naming_the_folder(tmp_path, level):
+    cached_entry(KEY, ("model.onnx",), _builder([]), cache_dir=tmp_path / "cache")
+    folder = tmp_path / "cache" if level == "cache" else tmp_path / "cache" / "engines"
+    folder.chmod(0o777)
+    with pytest.raises(InputError) as info:
+        cached_entry(KEY, ("model.onnx",), _builder([]), cache_dir=tmp_path / "cache")
+    assert str(folder) in str(info.value) and "writable by other users (mode 777)" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_cache_owned_by_another_user_is_refused(tmp_path, monkeypatch):
+    cached_entry(KEY, ("model.onnx",), _builder([]), cache_dir=tmp_path / "cache")
+    me = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: me + 1)  # the folders now belong to someone else
+    with pytest.raises(InputError, match=rf"the engine cache {tmp_path / 'cache'} belongs to another user \(uid {me}\)"):
+        cached_entry(KEY, ("model.onnx",), _builder([]), cache_dir=tmp_path / "cache")
+
+
+def test_the_cli_refuses_a_shared_cache_in_one_line(tmp_path, tiny_checkpoint, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigdetect.cli import app
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv(engine_cache.CACHE_ENV, str(shared))
+    image = tmp_path / "a.png"
+    Image.new("RGB", (40, 36), (1, 2, 3)).save(image)
+    result = CliRunner().invoke(app, ["scan", str(image), "--checkpoint", str(tiny_checkpoint), "--backend", "onnxruntime",
+                                      "--workers", "0", "--out", str(tmp_path / "r.csv")])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert str(shared) in line and "writable by other users" in line
+
+
+def _plant(folder: Path, payload: bytes) -> None:
+    """Replace the entry's model and rewrite its manifest to match, as someone without the seal key would."""
+    (folder / "model.onnx").write_bytes(payload)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["files"]["model.onnx"] = {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+def test_a_planted_entry_whose_manifest_matches_is_rebuilt(tmp_path):
+    calls: list[int] = []
+    folder = cached_entry(KEY, ("model.onnx",), _builder(calls), cache_dir=tmp_path)
+    _plant(folder, b"planted graph")
+    assert not engine_cache.entry_is_valid(folder, KEY, ("model.onnx",), engine_cache.seal_key(folder.parent))
+    again = cached_entry(KEY, ("model.onnx",), _builder(calls), cache_dir=tmp_path)
+    assert calls == [1, 1] and (again / "model.onnx").read_bytes() == b"model bytes"
+
+
+def test_entries_are_keyed_by_full_hashes():
+    detector = make_tiny_detector(seed=5)
+    digest = backends.detector_sha256(detector)
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    with torch.no_grad():
+        next(iter(detector.state_dict().values())).view(-1)[0] += 1e-3  # one value of one backbone tensor
+    assert backends.detector_sha256(detector) != digest
+    assert len(KEY.folder_name()) == 64 and KEY.folder_name() != EntryKey("abc123", "onnx", "fp32", "torch-y+opset18").folder_name()
+
+
+@pytest.mark.skipif("onnxruntime" not in INSTALLED, reason="onnxruntime not installed")
+def test_a_planted_graph_of_another_detector_is_refused(detector, pixels, reference, tmp_path, monkeypatch):
+    config = EngineConfig("onnxruntime")
+    open_runner(detector, config, cache_dir=tmp_path)
+    (entry,) = [p for p in (tmp_path / "engines").iterdir() if p.is_dir()]
+    planted = tmp_path / "planted.onnx"
+    backends.write_onnx_graph(make_tiny_detector(seed=6).eval(), planted)
+    _plant(entry, planted.read_bytes())
+    exports = []
+    real = backends.write_onnx_graph
+    monkeypatch.setattr(backends, "write_onnx_graph", lambda *a, **k: (exports.append(1), real(*a, **k))[1])
+    runner = open_runner(detector, config, cache_dir=tmp_path)
+    assert exports == [1]
+    np.testing.assert_allclose(runner.logits(pixels), reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif("onnxruntime" not in INSTALLED, reason="onnxruntime not installed")
+def test_an_entry_the_runtime_cannot_load_is_rebuilt_once_with_a_note(detector, pixels, reference, tmp_path, monkeypatch, caplog):
+    real = backends.write_onnx_graph
+    exports = []
+
+    def corrupt_first(model, path, **kwargs):
+        exports.append(1)
+        if len(exports) == 1:
+            Path(path).write_bytes(b"\x08\x07 not a protobuf")  # sealed as built, yet no ONNX model
+            return None
+        return real(model, path, **kwargs)
+
+    monkeypatch.setattr(backends, "write_onnx_graph", corrupt_first)
+    with caplog.at_level("WARNING", logger="aigdetect.engine.backends"):
+        runner = open_runner(detector, EngineConfig("onnxruntime"), cache_dir=tmp_path)
+    assert exports == [1, 1]
+    (note,) = [r.getMessage() for r in caplog.records]
+    assert note.startswith("note: the cached onnxruntime engine could not be loaded (") and "rebuilding it" in note
+    np.testing.assert_allclose(runner.logits(pixels), reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif("onnxruntime" not in INSTALLED, reason="onnxruntime not installed")
+def test_an_entry_that_stays_unloadable_is_rebuilt_only_once(detector, tmp_path, monkeypatch):
+    exports = []
+    monkeypatch.setattr(backends, "write_onnx_graph", lambda model, path, **k: (exports.append(1), Path(path).write_bytes(b"junk")))
+    with pytest.raises(Exception, match="(?i)protobuf|load"):
+        open_runner(detector, EngineConfig("onnxruntime"), cache_dir=tmp_path)
+    assert exports == [1, 1]

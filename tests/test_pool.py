@@ -136,3 +136,25 @@ def _running(pid: int) -> bool:
             return handle.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+_SET_UP: list[int] = []
+
+
+def _set_up() -> None:
+    _SET_UP.append(os.getpid())
+
+
+def _set_up_count_or_die(x: int) -> tuple[int, int]:
+    """How often setup ran in this worker; task 2 kills its worker, so a replacement answers after it."""
+    if x == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _SET_UP.count(os.getpid()), os.getpid()
+
+
+def test_setup_runs_once_in_every_worker_and_in_each_replacement():
+    answers = list(OrderedPool(_set_up_count_or_die, workers=1, window=1, depth=1, setup=_set_up).map(range(5)))
+    assert answers[2] == Crashed("killed by SIGKILL")
+    counts, pids = zip(*[a for a in answers if not isinstance(a, Crashed)])
+    assert counts == (1, 1, 1, 1) and len(set(pids)) == 2 and os.getpid() not in pids
+    assert _SET_UP == [], "setup never runs in the parent"

@@ -103,7 +103,7 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
             prefix = os.read(handle.fileno(), HEADER_BYTES)  # unbuffered: these bytes and no more
         except OSError:
             return False
-    return header_format(prefix) is not None
+    return header_format(prefix, os.fsdecode(path)) is not None
 
 
 @dataclass

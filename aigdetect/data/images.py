@@ -23,7 +23,6 @@ import io
 import os
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -34,13 +33,11 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..errors import ImageDecodeError, InputFileError
 from ..fileio import open_input
-from . import jpeg_crop
+from . import jpeg_crop, png_view
 from .config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from .crops import center_crop
-
-DECODERS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "PPM")
-"""The only Pillow decoders an input reaches (MPO is read by the JPEG plugin). None of them runs an
-external program: formats such as EPS, which Pillow hands to Ghostscript, are never tried."""
+from .decoder_messages import DecoderMessages
+from .decoders import NOT_AN_IMAGE, decoders_for, describe_unsupported, signature_format
 
 HEADER_BYTES = 16
 """Bytes Pillow reads to identify a file; ``header_format`` needs no more."""
@@ -72,20 +69,16 @@ def _register_heif() -> None:
 _register_heif()
 
 
-def open_image(handle: BinaryIO) -> Image.Image:
-    """Open an image from a binary handle with the allow-listed decoders only (pixels not yet read)."""
-    return Image.open(handle, formats=DECODERS)
+def open_image(handle: BinaryIO, name: str | None = None) -> Image.Image:
+    """Open an image from a binary handle with the allow-listed decoders only (pixels not yet read);
+    ``name`` (the file's name) admits the formats recognised by extension alone (``decoders``)."""
+    return Image.open(handle, formats=decoders_for(name))
 
 
-def header_format(prefix: bytes) -> str | None:
-    """The allow-listed decoder that accepts a file starting with ``prefix`` (its first
-    ``HEADER_BYTES``), or None: the check Pillow makes before opening, so nothing is decoded."""
-    Image.init()
-    for name in DECODERS:
-        entry = Image.OPEN.get(name)
-        if entry is not None and (entry[1] is None or entry[1](prefix)):
-            return name
-    return None
+def header_format(prefix: bytes, name: str | None = None) -> str | None:
+    """The allow-listed decoder that accepts a file called ``name`` starting with ``prefix`` (its
+    first ``HEADER_BYTES``), or None: the check Pillow makes before opening, so nothing is decoded."""
+    return signature_format(prefix, decoders_for(name))
 
 
 class _PillowPixelLimit:
@@ -238,7 +231,10 @@ def decode_bytes(mode: str, width: int, height: int, *, twice: bool = False) -> 
     return width * height * (_bytes_per_pixel(mode) * (2 if twice else 1) + 3)
 
 
-def _reason_for(exc: BaseException) -> tuple[str, str]:
+_NOT_CONFIGURED = "support is not configured"  # libtiff, for a compression it was built without
+
+
+def _reason_for(exc: BaseException, messages: DecoderMessages, image: Image.Image | None) -> tuple[str, str]:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, FileNotFoundError):
         return "missing", "file not found (vanished during the scan?)"
@@ -247,28 +243,33 @@ def _reason_for(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, Image.DecompressionBombError):
         return "too-large", text
     if isinstance(exc, UnidentifiedImageError):
-        return "unsupported", "not an image, or a format Pillow cannot decode"
+        return "unsupported", NOT_AN_IMAGE
+    said = messages.mention(_NOT_CONFIGURED)
+    if said is not None and image is not None and image.format == "TIFF":
+        compression = image.info.get("compression", "unknown")
+        return "unsupported", f"TIFF compression {compression!r} is not supported by this build of libtiff ({said})"
     if "truncated" in text.lower():
         return "truncated", text
     return "corrupt", text
 
 
 @contextmanager
-def _decoding(name: str, max_pixels: int) -> Iterator[None]:
-    """Turn every failure inside the block into an ``ImageDecodeError`` with a reason."""
+def _decoding(name: str, max_pixels: int, image: Image.Image | None = None) -> Iterator[None]:
+    """Turn every failure inside the block into an ``ImageDecodeError`` with a reason, and keep
+    what the decoders said (``decoder_messages``) for its detail instead of the terminal."""
+    messages = DecoderMessages()
     try:
-        with warnings.catch_warnings(), _pillow_pixel_limit(max_pixels):
-            warnings.simplefilter("ignore")
+        with messages.captured(ignore=(Image.DecompressionBombWarning,)), _pillow_pixel_limit(max_pixels):
             yield
-    except ImageDecodeError:
-        raise
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(exc.path, exc.reason, messages.appended_to(exc.detail)) from None
     except InputFileError as exc:
-        raise ImageDecodeError(exc.path, exc.reason, exc.detail) from None
+        raise ImageDecodeError(exc.path, exc.reason, messages.appended_to(exc.detail)) from None
     except MemoryError:
-        raise ImageDecodeError(name, "too-large", "out of memory while decoding") from None
+        raise ImageDecodeError(name, "too-large", messages.appended_to("out of memory while decoding")) from None
     except Exception as exc:
-        reason, detail = _reason_for(exc)
-        raise ImageDecodeError(name, reason, detail) from None
+        reason, detail = _reason_for(exc, messages, image)
+        raise ImageDecodeError(name, reason, messages.appended_to(detail)) from None
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,8 @@ class _Plan:
     width: int
     height: int
     low_bytes: _LowBytes | None
+    frame: int
+    """The frame the file opened on: the first one, or PSD's merged composite (which is not a layer)."""
 
 
 def _plan(image: Image.Image, name: str, max_pixels: int, max_bytes: int) -> _Plan:
@@ -294,11 +297,12 @@ def _plan(image: Image.Image, name: str, max_pixels: int, max_bytes: int) -> _Pl
             "too-large",
             f"{width}x{height} {image.mode} needs about {needed} bytes to decode, over the limit of {max_bytes}",
         )
-    return _Plan(width, height, low_bytes)
+    return _Plan(width, height, low_bytes, image.tell())
 
 
 def _decode_whole(handle: BinaryIO, image: Image.Image, plan: _Plan) -> DecodedImage:
-    image.seek(0)
+    if image.tell() != plan.frame:
+        image.seek(plan.frame)
     image.load()
     if plan.low_bytes is None:
         array = to_rgb_array(image)
@@ -337,7 +341,7 @@ class OpenedImage:
 
     def decode(self) -> DecodedImage:
         """The whole first frame as RGB uint8."""
-        with _decoding(self.name, self.max_pixels):
+        with _decoding(self.name, self.max_pixels, self.image):
             return _decode_whole(self.handle, self.image, self.plan)
 
     def decode_center(self, size: int) -> DecodedImage:
@@ -351,7 +355,7 @@ class OpenedImage:
         by Pillow's streaming decoder.
         """
         image, plan = self.image, self.plan
-        with _decoding(self.name, self.max_pixels):
+        with _decoding(self.name, self.max_pixels, image):
             cut = None
             if image.format in _CUTTABLE and image.mode in ("RGB", "L") and jpeg_crop.worth_cutting(plan.width, plan.height, size):
                 self.handle.seek(0)
@@ -365,6 +369,27 @@ class OpenedImage:
                 window = to_rgb_array(part)
         crop = window[cut.top : cut.top + size, cut.left : cut.left + size].copy()
         return DecodedImage(crop, plan.width, plan.height, image.format, image.mode)
+
+
+def _open_allowed(handle: BinaryIO, name: str) -> tuple[BinaryIO, Image.Image]:
+    """``open_image``, saying which format a file outside the allow-list is, or that an allowed
+    format's header is broken (``corrupt``, not ``unsupported``); a PNG whose text
+    chunks Pillow refuses is opened without them (``png_view``), and that view is the handle to
+    decode from."""
+    try:
+        return handle, open_image(handle, name)
+    except UnidentifiedImageError:
+        handle.seek(0)
+        prefix = handle.read(HEADER_BYTES)
+        claimed = header_format(prefix, name)
+        if claimed is not None:
+            raise ImageDecodeError(name, "corrupt", f"{claimed} signature, but Pillow cannot parse the header") from None
+        raise ImageDecodeError(name, "unsupported", describe_unsupported(prefix)) from None
+    except ValueError as exc:
+        view = png_view.without_text(handle) if png_view.is_text_limit(exc) else None
+        if view is None:
+            raise
+        return view, open_image(view, name)
 
 
 @contextmanager
@@ -392,7 +417,8 @@ def opened_image(
             else:
                 handle = source
                 handle.seek(0)
-            image = stack.enter_context(open_image(handle))
+            handle, image = _open_allowed(handle, label)
+            stack.enter_context(image)
             plan = _plan(image, label, max_pixels, max_bytes)
         yield OpenedImage(label, handle, image, plan, max_pixels)
 

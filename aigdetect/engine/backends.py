@@ -6,12 +6,16 @@ shift against the reference on the same pixels. A request that a runtime would s
 or emulate (bf16 on a CPU without bf16 units) is refused unless forced.
 
 Models for ONNX Runtime and OpenVINO come from the engine cache (``engine_cache``): exported once per
-detector, runtime and precision, and checked by hash every time they are opened.
+detector, runtime and precision, and checked by hash and seal every time they are opened. An entry
+the runtime cannot load is rebuilt once, with a note through the ``aigdetect`` logger (which the
+CLI shows on stderr), before the failure is let through.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -23,13 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import AigdetectError, ConfigError
 from .engine_cache import EntryKey, cached_entry
 from .export import DEFAULT_OPSET, MIN_OPSET, write_onnx_graph
 from .runtime import BACKENDS, WHY_NOT
 
 if TYPE_CHECKING:
     from ..models.detector import Detector
+
+_log = logging.getLogger(__name__)
 
 ENGINE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 SUPPORTED: dict[str, tuple[str, ...]] = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
@@ -220,10 +226,18 @@ def cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _fingerprint(detector: Detector) -> str:
-    from ..models.identity import detector_id
+def detector_sha256(detector: Detector) -> str:
+    """The full SHA-256 of what an exported graph holds: the detector's configs and every value of
+    every tensor. ``detector_id`` samples the backbone, which names a detector in a row but could
+    not key a cache of graphs that embed all of it."""
+    import torch
 
-    return detector_id(detector).rsplit("@", 1)[1]
+    config = {"backbone": detector.source.to_dict(), "mole": detector.mole.to_dict()}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name, tensor in sorted(detector.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}:".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 @contextmanager
@@ -242,34 +256,42 @@ def _quiet_root_logger() -> Iterator[None]:
         root.removeHandler(handler)
 
 
-def onnx_model(detector: Detector, *, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The detector's fp32 ONNX graph, from the cache or exported into it."""
+def onnx_model(
+    detector: Detector, *, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike[str] | None = None, rebuild: bool = False
+) -> Path:
+    """The detector's fp32 ONNX graph, from the cache or exported into it (anew with ``rebuild``)."""
     import torch
 
-    key = EntryKey(_fingerprint(detector), "onnx", "fp32", f"torch-{torch.__version__}+opset{opset}")
-    folder = cached_entry(key, (MODEL_FILE,), lambda out: write_onnx_graph(detector, out / MODEL_FILE, opset=opset), cache_dir=cache_dir)
+    key = EntryKey(detector_sha256(detector), "onnx", "fp32", f"torch-{torch.__version__}+opset{opset}")
+    folder = cached_entry(
+        key, (MODEL_FILE,), lambda out: write_onnx_graph(detector, out / MODEL_FILE, opset=opset), cache_dir=cache_dir, rebuild=rebuild
+    )
     return folder / MODEL_FILE
 
 
-def int8_model(detector: Detector, *, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def int8_model(
+    detector: Detector, *, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike[str] | None = None, rebuild: bool = False
+) -> Path:
     """ONNX Runtime's dynamic int8 quantization of the fp32 graph (weights int8 ahead of time,
     activations per batch at run time: no calibration data), from the cache or built into it."""
     import onnxruntime
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    source = onnx_model(detector, opset=opset, cache_dir=cache_dir)
+    source = onnx_model(detector, opset=opset, cache_dir=cache_dir, rebuild=rebuild)
 
     def build(out: Path) -> None:
         with _quiet_root_logger():
             quantize_dynamic(source, out / MODEL_FILE, op_types_to_quantize=INT8_OP_TYPES, weight_type=QuantType.QInt8)
 
     runtime = f"onnxruntime-{onnxruntime.__version__}+torch-{torch.__version__}+opset{opset}"
-    key = EntryKey(_fingerprint(detector), "onnxruntime", "int8", runtime)
-    return cached_entry(key, (MODEL_FILE,), build, cache_dir=cache_dir) / MODEL_FILE
+    key = EntryKey(detector_sha256(detector), "onnxruntime", "int8", runtime)
+    return cached_entry(key, (MODEL_FILE,), build, cache_dir=cache_dir, rebuild=rebuild) / MODEL_FILE
 
 
-def openvino_model(detector: Detector, *, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def openvino_model(
+    detector: Detector, *, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike[str] | None = None, rebuild: bool = False
+) -> Path:
     """The fp32 graph in OpenVINO's own format (weights kept fp32), from the cache or converted into it.
 
     One model serves fp32 and bf16: bf16 is a compile-time hint, not a property of the file.
@@ -277,14 +299,14 @@ def openvino_model(detector: Detector, *, opset: int = DEFAULT_OPSET, cache_dir:
     import openvino as ov
     import torch
 
-    source = onnx_model(detector, opset=opset, cache_dir=cache_dir)
+    source = onnx_model(detector, opset=opset, cache_dir=cache_dir, rebuild=rebuild)
 
     def build(out: Path) -> None:
         ov.save_model(ov.convert_model(os.fspath(source)), os.fspath(out / OPENVINO_FILES[0]), compress_to_fp16=False)
 
     runtime = f"openvino-{ov.__version__}+torch-{torch.__version__}+opset{opset}"
-    key = EntryKey(_fingerprint(detector), "openvino", "fp32", runtime)
-    return cached_entry(key, OPENVINO_FILES, build, cache_dir=cache_dir) / OPENVINO_FILES[0]
+    key = EntryKey(detector_sha256(detector), "openvino", "fp32", runtime)
+    return cached_entry(key, OPENVINO_FILES, build, cache_dir=cache_dir, rebuild=rebuild) / OPENVINO_FILES[0]
 
 
 def open_runner(
@@ -300,24 +322,35 @@ def open_runner(
     Raises:
         ConfigError: the backend's packages are missing, or bf16 was asked for on a CPU without
             bf16 units and not forced.
-        InputError: the engine cache cannot be written.
+        InputError: the engine cache cannot be written, or is not private to this user.
     """
     config = config or EngineConfig()
     if config.backend == "torch":
         return TorchRunner(detector, threads=config.threads)
     require(config.backend)
-    size = detector.image_size
-    if config.backend == "onnxruntime":
-        build = int8_model if config.precision == "int8" else onnx_model
-        path = build(detector, opset=config.opset, cache_dir=cache_dir)
-        return OnnxRuntimeRunner(path, precision=config.precision, image_size=size, threads=config.threads)
-    if config.precision == "bf16" and not config.force_bf16 and not cpu_has_bf16():
+    if config.backend == "openvino" and config.precision == "bf16" and not config.force_bf16 and not cpu_has_bf16():
         raise ConfigError(
             "this CPU has no bf16 units (no AVX512-BF16 or AMX), so OpenVINO would emulate bf16, many times "
             "slower than fp32; use fp32, or force bf16 to measure it anyway"
         )
-    path = openvino_model(detector, opset=config.opset, cache_dir=cache_dir)
-    return OpenVinoRunner(path, precision=config.precision, image_size=size, threads=config.threads)
+    try:
+        return _cached_runner(detector, config, cache_dir, rebuild=False)
+    except AigdetectError:
+        raise
+    except Exception as exc:  # each runtime raises its own types: ONNX Runtime's InvalidProtobuf, OpenVINO's RuntimeError
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        _log.warning("note: the cached %s engine could not be loaded (%s); rebuilding it", config.backend, cause)
+    return _cached_runner(detector, config, cache_dir, rebuild=True)
+
+
+def _cached_runner(detector: Detector, config: EngineConfig, cache_dir: str | os.PathLike[str] | None, *, rebuild: bool) -> Runner:
+    size, threads = detector.image_size, config.threads
+    if config.backend == "onnxruntime":
+        build = int8_model if config.precision == "int8" else onnx_model
+        path = build(detector, opset=config.opset, cache_dir=cache_dir, rebuild=rebuild)
+        return OnnxRuntimeRunner(path, precision=config.precision, image_size=size, threads=threads)
+    path = openvino_model(detector, opset=config.opset, cache_dir=cache_dir, rebuild=rebuild)
+    return OpenVinoRunner(path, precision=config.precision, image_size=size, threads=threads)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from ..data.decoder_messages import own_native_stderr
 from .pool import OrderedPool
 from .reading import FileReader, ReadItem, ReadOptions
 
@@ -46,7 +47,8 @@ def ahead_limit(reading: ReadOptions, window: int) -> int:
 
 class Decoding:
     """Answers ``(record, payload)`` for ``items`` in order, from ``workers`` processes (``OrderedPool``:
-    a crashing decoder costs its file alone).
+    a crashing decoder costs its file alone). Each worker owns its descriptor 2, so what native
+    decoders write there goes into the file's row, not onto the terminal (``decoder_messages``).
 
     Args:
         items: the files; read lazily, as the workers need more.
@@ -58,7 +60,7 @@ class Decoding:
     def __init__(self, items: Iterable[ReadItem], reading: ReadOptions, *, workers: int, window: int) -> None:
         self.reading = reading
         self.workers = workers
-        pool = OrderedPool(FileReader(reading), workers=workers, window=window, depth=POOL_DEPTH)
+        pool = OrderedPool(FileReader(reading), workers=workers, window=window, depth=POOL_DEPTH, setup=own_native_stderr)
         self._answers = pool.map(enumerate(items))
         self._ready: deque[Any] = deque()
         self._done = False

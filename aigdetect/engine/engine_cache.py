@@ -1,21 +1,29 @@
 """A cache of exported and converted models, so that a scan pays for export once per detector.
 
-An entry is a folder named after its key, holding the model files and a manifest with the full key
-and each file's size and SHA-256. An entry is used only when its manifest is readable, names
-exactly the expected key and files, and every file hashes to what it says; anything else (a
-crash half-way, a disk error, another runtime version, an edited file) is rebuilt, never trusted.
-Entries are built in a private temporary folder and renamed into place, so a reader never sees a
-half-built one. The hash guards against corruption and stale files, not against someone who can
-write to the cache: such a person could rewrite the manifest too.
+An entry is a folder named after the SHA-256 of its key (the full SHA-256 of the detector's
+weights and configs, the engine, precision and tool versions), holding the model files and a
+manifest with the full key and each file's size and SHA-256, sealed at build time with an HMAC
+whose key (``SEAL_KEY_NAME``, random, 0600) only this cache holds. An entry is used only when its
+seal, key, file list and every file's hash match; anything else (a crash half-way, a disk error,
+another runtime version, an edited file, an entry planted or copied in with a manifest that
+matches its files) is rebuilt, never trusted. Entries are built in a private temporary folder and
+renamed into place, so a reader never sees a half-built one.
+
+The cache folders are created 0700, whatever the umask, and a cache owned by another user or
+writable by other users is refused: whoever can write there chooses the graph that scores. A
+process running as you can still read the seal key; the seal stops entries that were not built by
+this cache, not your own account.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
-import re
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,9 +36,12 @@ from ..version import __version__
 CACHE_ENV = "AIGDETECT_CACHE_DIR"
 ENGINES_FOLDER = "engines"
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "aigdetect-engine-cache/1"
+MANIFEST_FORMAT = "aigdetect-engine-cache/2"
 MAX_MANIFEST_BYTES = 64 * 1024
+SEAL_KEY_NAME = "seal.key"
+SEAL_KEY_BYTES = 32
 _HASH_CHUNK = 1 << 20
+_PRIVATE = 0o700
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -53,22 +64,22 @@ class EntryKey:
     """Everything a cached model depends on; any change gives another entry.
 
     Attributes:
-        fingerprint: the detector's fingerprint (the hex part of ``detector_id``).
+        detector: the full SHA-256 of the detector's configs and every value of its weights.
         engine: what the files are for (``onnx``, ``onnxruntime``, ``openvino``).
         precision: the precision baked into the files (``fp32``, ``int8``).
         runtime: the versions of the tools that wrote the files, e.g. ``torch-2.14.1+opset18``.
         aigdetect: the aigdetect version, whose model code shaped the exported graph.
     """
 
-    fingerprint: str
+    detector: str
     engine: str
     precision: str
     runtime: str
     aigdetect: str = __version__
 
     def folder_name(self) -> str:
-        text = "-".join((self.fingerprint, self.engine, self.precision, self.runtime, self.aigdetect))
-        return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
+        """The SHA-256 of the whole key: any change of any field gives another folder."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -84,21 +95,94 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _manifest(folder: Path, key: EntryKey, files: tuple[str, ...]) -> dict:
-    return {
+def _refuse(folder: Path, why: str) -> InputError:
+    return InputError(f"the engine cache {folder} {why}; set {CACHE_ENV} to a folder of your own, or fix it (chmod 700)")
+
+
+def _check_private(folder: Path) -> None:
+    """Refuse a cache folder that another user owns or that other users can write to."""
+    info = folder.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise _refuse(folder, "is not a folder")
+    if info.st_uid != os.geteuid():
+        raise _refuse(folder, f"belongs to another user (uid {info.st_uid})")
+    if info.st_mode & 0o022:
+        raise _refuse(folder, f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})")
+
+
+def private_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``cache_root(cache_dir)``, its missing folders created 0700 whatever the umask, it and the
+    cache folder above it checked with ``_check_private``.
+
+    Raises:
+        InputError: a folder cannot be created, belongs to another user or is writable by others.
+    """
+    root = cache_root(cache_dir)
+    missing = [folder for folder in (root, *root.parents) if not folder.exists()]
+    try:
+        for folder in reversed(missing):
+            folder.mkdir(mode=_PRIVATE, exist_ok=True)
+            os.chmod(folder, _PRIVATE)
+        for folder in (root.parent, root):
+            _check_private(folder)
+    except OSError as exc:
+        raise InputError(f"cannot write the engine cache at {root}: {exc.strerror or exc}; set {CACHE_ENV} to a writable folder") from None
+    return root
+
+
+def seal_key(root: Path) -> bytes:
+    """The cache's secret seal key, created (random, 0600) on first use.
+
+    Raises:
+        InputError: the key is not a private regular file of the right size.
+    """
+    path = root / SEAL_KEY_NAME
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(SEAL_KEY_BYTES))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | nofollow)
+    except OSError as exc:
+        raise _refuse(path, f"cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise _refuse(path, "is not a private file of yours")
+        key = handle.read(SEAL_KEY_BYTES + 1)
+    if len(key) != SEAL_KEY_BYTES:
+        raise _refuse(path, f"is not {SEAL_KEY_BYTES} bytes long")
+    return key
+
+
+def _seal(manifest: dict, key: bytes) -> str:
+    body = {name: value for name, value in manifest.items() if name != "seal"}
+    return hmac.new(key, json.dumps(body, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+
+def _manifest(folder: Path, key: EntryKey, files: tuple[str, ...], seal: bytes) -> dict:
+    manifest = {
         "format": MANIFEST_FORMAT,
         "key": key.to_dict(),
         "files": {name: {"size": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)} for name in files},
     }
+    return {**manifest, "seal": _seal(manifest, seal)}
 
 
-def entry_is_valid(folder: Path, key: EntryKey, files: tuple[str, ...]) -> bool:
-    """Whether ``folder`` holds exactly ``files`` for ``key``, each matching its manifest's hash."""
+def entry_is_valid(folder: Path, key: EntryKey, files: tuple[str, ...], seal: bytes) -> bool:
+    """Whether ``folder`` holds exactly ``files`` for ``key``, each matching its manifest's hash,
+    under a manifest sealed with ``seal`` (``seal_key``)."""
     try:
         handle, _ = open_input(folder / MANIFEST_NAME)
         with handle:
             manifest = json.loads(read_capped(handle, MAX_MANIFEST_BYTES, MANIFEST_NAME))
         if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            return False
+        if not isinstance(manifest.get("seal"), str) or not hmac.compare_digest(manifest["seal"], _seal(manifest, seal)):
             return False
         if manifest.get("key") != key.to_dict():
             return False
@@ -122,6 +206,7 @@ def cached_entry(
     build: Callable[[Path], None],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
+    rebuild: bool = False,
 ) -> Path:
     """The folder of a valid entry for ``key``, built with ``build(folder)`` when missing or invalid.
 
@@ -130,22 +215,24 @@ def cached_entry(
         files: names ``build`` writes into the folder it is given; all of them are hashed.
         build: writes ``files`` into an empty folder.
         cache_dir: overrides the cache location (see ``cache_root``).
+        rebuild: build anew even over a valid entry (one the runtime could not load).
 
     Raises:
-        InputError: the cache folder cannot be written.
+        InputError: the cache folder cannot be written, belongs to another user or is writable
+            by others.
     """
-    root = cache_root(cache_dir)
+    root = private_root(cache_dir)
+    seal = seal_key(root)
     final = root / key.folder_name()
-    if entry_is_valid(final, key, files):
+    if not rebuild and entry_is_valid(final, key, files, seal):
         return final
     try:
-        root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
     except OSError as exc:
         raise InputError(f"cannot write the engine cache at {root}: {exc.strerror or exc}; set {CACHE_ENV} to a writable folder") from None
     try:
         build(staging)
-        manifest = json.dumps(_manifest(staging, key, files), indent=2, sort_keys=True)
+        manifest = json.dumps(_manifest(staging, key, files, seal), indent=2, sort_keys=True)
         (staging / MANIFEST_NAME).write_text(manifest + "\n", encoding="utf-8")
         _install(staging, final)
     except OSError as exc:
@@ -153,15 +240,15 @@ def cached_entry(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    if not entry_is_valid(final, key, files):
+    if not entry_is_valid(final, key, files, seal):
         raise InputError(f"the engine cache entry {final} changed while it was written; run again")
     return final
 
 
 def _install(staging: Path, final: Path) -> None:
-    """Move a built entry into place; an invalid entry already there is moved aside and deleted.
+    """Move a built entry into place; an entry already there is moved aside and deleted.
 
-    A valid entry that another process installed in the meantime wins, and ours is discarded.
+    An entry that another process installed in the meantime wins, and ours is discarded.
     """
     if final.is_symlink() or final.is_file():
         final.unlink()

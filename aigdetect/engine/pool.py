@@ -65,11 +65,12 @@ def _die_with_parent() -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _serve(fn: Callable[[Any], Any], conn: Connection, parent: int, foreign: list[int]) -> None:
+def _serve(fn: Callable[[Any], Any], conn: Connection, parent: int, foreign: list[int], setup: Callable[[], None] | None) -> None:
     """Worker loop: answer each task on ``conn`` until told to stop or the parent is gone.
 
     ``foreign`` are the parent's ends of every pipe, which the fork copied into this worker: they
     are closed first, so that when the parent closes a pipe, its worker sees the end of it.
+    ``setup`` runs once, before the first task.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -79,6 +80,8 @@ def _serve(fn: Callable[[Any], Any], conn: Connection, parent: int, foreign: lis
             os.close(fd)
     if os.getppid() != parent:
         return
+    if setup is not None:
+        setup()
     while True:
         if not conn.poll(PARENT_CHECK_S):
             if os.getppid() != parent:
@@ -102,10 +105,10 @@ def _serve(fn: Callable[[Any], Any], conn: Connection, parent: int, foreign: lis
 
 
 class _Worker:
-    def __init__(self, context: Any, fn: Callable[[Any], Any], siblings: list[_Worker]) -> None:
+    def __init__(self, context: Any, fn: Callable[[Any], Any], siblings: list[_Worker], setup: Callable[[], None] | None) -> None:
         self.conn, child = context.Pipe(duplex=True)
         foreign = [w.conn.fileno() for w in siblings] + [self.conn.fileno()]
-        self.process = context.Process(target=_serve, args=(fn, child, os.getpid(), foreign), daemon=True)
+        self.process = context.Process(target=_serve, args=(fn, child, os.getpid(), foreign, setup), daemon=True)
         self.process.start()
         child.close()
         self.pending: deque[int] = deque()
@@ -134,15 +137,19 @@ class OrderedPool(Generic[T, R]):
         window: tasks handed out but not yet yielded, at most (bounds the memory of answers
             waiting for a slower task ahead of them).
         depth: tasks queued on one worker at a time, so that it never waits for the next one.
+        setup: run once in each worker process before its first task (not with ``workers=0``).
     """
 
-    def __init__(self, fn: Callable[[T], R], *, workers: int, window: int, depth: int = 2) -> None:
+    def __init__(
+        self, fn: Callable[[T], R], *, workers: int, window: int, depth: int = 2, setup: Callable[[], None] | None = None
+    ) -> None:
         if workers < 0 or window < 1 or depth < 1:
             raise ValueError(f"workers must be >= 0 and window, depth >= 1, got {workers}, {window}, {depth}")
         self.fn = fn
         self.workers = workers
         self.window = window
         self.depth = depth
+        self.setup = setup
 
     def map(self, items: Iterable[T]) -> Iterator[R | Crashed]:
         """Answers for ``items``, in order; a task whose worker died yields ``Crashed``."""
@@ -160,7 +167,7 @@ class OrderedPool(Generic[T, R]):
         emitted = 0
         pool: list[_Worker] = []
         for _ in range(self.workers):
-            pool.append(_Worker(context, self.fn, pool))
+            pool.append(_Worker(context, self.fn, pool, self.setup))
 
         def next_task() -> int | None:
             nonlocal taken, exhausted
@@ -189,7 +196,7 @@ class OrderedPool(Generic[T, R]):
                 worker.pending.clear()
             worker.stop()
             position = pool.index(worker)
-            pool[position] = _Worker(context, self.fn, pool[:position] + pool[position + 1 :])
+            pool[position] = _Worker(context, self.fn, pool[:position] + pool[position + 1 :], self.setup)
 
         def receive(worker: _Worker) -> bool:
             """Take every answer waiting on the worker's pipe; False when the pipe broke."""

@@ -135,7 +135,7 @@ def _open(path: str | bytes | os.PathLike[str]) -> tuple[BinaryIO, Image.Image]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return handle, open_image(handle)
+            return handle, open_image(handle, name)
     except UnidentifiedImageError:
         handle.close()
         raise ImageDecodeError(name, "unsupported", "not an image, or a format Pillow cannot decode") from None
