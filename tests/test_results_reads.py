@@ -187,3 +187,49 @@ def test_previews_only_of_files_under_the_root_with_a_matching_size_and_time(tmp
     stats = write_scan_report(results, out, thumbnails=10, root=root)
     assert (stats.thumbnails, stats.placeholders) == (2, 4)
     assert "outside the scan" in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("output_format", ["csv", "json", "jsonl"])
+def test_what_the_writers_write_the_reader_types_back_cell_for_cell(tmp_path: Path, output_format: str) -> None:
+    from aigdetect.evidence.findings import Finding
+    from aigdetect.results.schema import SCHEMA, scan_columns
+    from aigdetect.results.write import open_writer, row_line
+
+    columns = scan_columns(2)
+    assert set(columns) == {c.name for c in SCHEMA}, "every column a scan writes has a type"
+    found = Finding.make("c2pa", "ai", "strong", "C2PA manifest: trainedAlgorithmicMedia; signed", "DALL-E 3")
+    ok = dict.fromkeys(columns) | {
+        "path": "=cmd|x.png", "status": "ok", "verdict": "ai-generated", "model_verdict": "fake", "score": 0.875,
+        "crop_mean": 0.5, "crop_max": 1.0, "threshold": 0.5, "generator": "DALL-E 3", "evidence": [found.to_dict()],
+        "detector": "d@1", "engine": "torch-cpu", "width": 640, "height": 480, "format": "PNG", "size": 12345,
+        "mtime_ns": -5, "sha256": "ab" * 32,
+    }  # fmt: skip
+    error = dict.fromkeys(columns) | {"path": "b.jpg", "status": "error", "threshold": 0.5, "detector": "d@1", "evidence": [],
+                                      "error_reason": "truncated", "error_detail": "3 bytes missing", "size": 0}  # fmt: skip
+    out = tmp_path / f"r.{output_format}"
+    writer = open_writer(output_format, columns, out=str(out), stream=None)
+    writer.write([row_line(output_format, columns, r) for r in (ok, error)])
+    writer.finish({"files": 2}, columns)
+    first, second = read_scan_results(out).rows
+    expected = {k: "" if v is None else v for k, v in ok.items() if k != "evidence"}  # empty text reads back as ""
+    assert {k: getattr(first, k) for k in expected} == expected
+    strength = None if output_format == "csv" else "strong"
+    generator = None if output_format == "csv" else "DALL-E 3"
+    detail = found.detail.replace(";", ",") if output_format == "csv" else found.detail  # a CSV cell joins findings with ";"
+    assert first.evidence == (Finding(found.source, found.claim, strength, detail, generator),)
+    assert (second.kind, second.error_reason, second.error_detail, second.size, second.score) == (
+        "error",
+        "truncated",
+        "3 bytes missing",
+        0,
+        None,
+    )
+
+
+def test_the_schema_version_follows_the_columns() -> None:
+    from aigdetect.results.previous import stale_schema
+    from aigdetect.results.schema import BASE_COLUMNS, SCHEMA_VERSION, schema_version
+
+    old = ("path", "status", "score", "verdict", "threshold", "detector", "error", "size", "mtime_ns")
+    assert (schema_version(old), schema_version(BASE_COLUMNS), SCHEMA_VERSION) == (1, 2, 2)
+    assert stale_schema(old, BASE_COLUMNS) and not stale_schema(BASE_COLUMNS, BASE_COLUMNS)
