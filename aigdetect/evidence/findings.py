@@ -97,7 +97,7 @@ class Finding:
         return cls(source, "error", "weak", clean_text(f"{reason}: {text}", MAX_DETAIL))
 
     @classmethod
-    def make(cls, source: str, claim: str, strength: str, detail: str, generator: str | None = None) -> Finding:
+    def make(cls, source: str, claim: str, strength: str | None, detail: str, generator: str | None = None) -> Finding:
         """A finding from untrusted text: detail and generator are cleaned and cut to size first."""
         name = clean_text(generator, MAX_GENERATOR) if generator else None
         return cls(source, claim, strength, clean_text(detail, MAX_DETAIL), name or None)
