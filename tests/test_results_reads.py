@@ -233,3 +233,19 @@ def test_the_schema_version_follows_the_columns() -> None:
     old = ("path", "status", "score", "verdict", "threshold", "detector", "error", "size", "mtime_ns")
     assert (schema_version(old), schema_version(BASE_COLUMNS), SCHEMA_VERSION) == (1, 2, 2)
     assert stale_schema(old, BASE_COLUMNS) and not stale_schema(BASE_COLUMNS, BASE_COLUMNS)
+
+
+def test_a_run_may_preview_its_own_rows_outside_the_folder_it_ran_in(tmp_path: Path) -> None:
+    photo = tmp_path / "elsewhere" / "a.png"
+    write_picture(photo, (16, 12), seed=5)
+    info = photo.stat()
+    results = write_results(
+        [dict(dict.fromkeys(COLUMNS), path=str(photo), status="ok", verdict="likely-ai", score=0.9, evidence=[],
+              size=info.st_size, mtime_ns=info.st_mtime_ns)],
+        tmp_path / "own.csv",
+    )  # fmt: skip
+    rows = read_scan_results(results).rows
+    ran_in = tmp_path / "cwd"
+    ran_in.mkdir()
+    assert make_thumbnails(rows, 1, root=ran_in)[0].reason == "outside"
+    assert make_thumbnails(rows, 1, root=ran_in, within=os.sep)[0].data_uri is not None

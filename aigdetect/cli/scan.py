@@ -309,7 +309,8 @@ def scan(
     if html is not None and config.out is not None:
         from ..report import write_scan_report
 
-        stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd())
+        # these rows are this run's own, naming only what its walk found, wherever its PATHs were
+        stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd(), within=os.sep)
         if not quiet:
             typer.echo(f"report of {stats.rows} files in {html}", err=True)
     _finish(tally, strict, failing)

@@ -295,6 +295,7 @@ def write_scan_report(
     thumbnails: int = DEFAULT_THUMBNAILS,
     summary: dict[str, Any] | None = None,
     root: str | os.PathLike[str] | None = None,
+    within: str | os.PathLike[str] | None = None,
     limits: ReadLimits | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReportStats:
@@ -307,7 +308,9 @@ def write_scan_report(
             suspicious files first, made from the originals when those still exist unchanged.
         summary: the scan's summary; its keys override those of a JSON results file.
         root: the folder the scan ran in, against which relative paths are resolved (default:
-            the current folder).
+            the current folder); only files under it get a preview.
+        within: the folder files must be under to get a preview, when wider than ``root`` (see
+            ``make_thumbnails``).
         limits: caps for reading a results file.
         progress: called with (done, total) as previews are made.
 
@@ -324,7 +327,7 @@ def write_scan_report(
         merged = safe_json({**results.summary, **(summary or {})}, limits.max_text)
     except ValueError as exc:
         raise InputError(f"the scan summary cannot be used ({exc})") from None
-    thumbs = make_thumbnails(results.rows, thumbnails, root=root, progress=progress)
+    thumbs = make_thumbnails(results.rows, thumbnails, root=root, within=within, progress=progress)
     html = scan_report_html(results, thumbs=thumbs, limit=thumbnails, summary=merged)
     size = write_page(out, html)
     embedded = sum(t.data_uri is not None for t in thumbs.values())

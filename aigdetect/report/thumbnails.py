@@ -130,28 +130,32 @@ def make_thumbnails(
     limit: int,
     *,
     root: str | os.PathLike[str] | None = None,
+    within: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, Thumbnail]:
     """Previews for the ``limit`` most suspicious ok rows, keyed by row index.
 
-    Only a file under ``root`` whose size and time match its row gets a preview.
+    Only a file under ``within`` whose size and time match its row gets a preview.
 
     Args:
         rows: the scan's rows; paths are the escaped text of the ``path`` column.
         limit: the most previews made; the other rows get none.
-        root: the folder the scan ran in: relative paths are resolved against it, and files
-            outside it get no preview. The current folder when None.
+        root: the folder the scan ran in, against which relative paths are resolved; the
+            current folder when None.
+        within: the folder files must be under to get a preview: ``root`` when None. Rows a run
+            has just written itself name only files its walk found, so that run may widen it.
         progress: called with (done, total) after each preview.
     """
     chosen = thumbnail_order(rows)[: max(0, limit)]
     base = os.path.realpath(os.fsencode(root) if root is not None else os.getcwdb())
+    fence = os.path.realpath(os.fsencode(within)) if within is not None else base
     made: dict[int, Thumbnail] = {}
     for done, index in enumerate(chosen, start=1):
         row = rows[index]
         path = os.path.join(base, raw_path(row.path))
         if row.size is None or row.mtime_ns is None:
             made[index] = Thumbnail(None, UNVERIFIED)
-        elif not _inside(path, base):
+        elif not _inside(path, fence):
             made[index] = Thumbnail(None, OUTSIDE)
         else:
             made[index] = make_thumbnail(path, size=row.size, mtime_ns=row.mtime_ns)
