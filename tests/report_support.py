@@ -111,7 +111,7 @@ def scan_rows(root: Path, per_kind: int = 17) -> list[dict[str, Any]]:
 
 
 def _raw(text: str) -> bytes:
-    from aigdetect.scan.paths import raw_path
+    from aigdetect.results.paths import raw_path
 
     return raw_path(text)
 

@@ -24,6 +24,7 @@ FLOORS = {
     "models": 3,
     "evidence": 4,
     "engine": 5,
+    "results": 5,
     "evaluation": 6,
     "scan": 6,
     "training": 6,

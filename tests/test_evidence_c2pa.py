@@ -361,7 +361,8 @@ def test_an_ai_declaration_in_the_parent_ingredient_still_counts_with_an_expired
     from aigdetect.evidence.validation import manifest_trust
 
     path = ASSETS / "expired-ingredient-ai.jpg"
-    (finding,) = collect_evidence(path)
+    finding, ingredient = collect_evidence(path)
+    assert ingredient.detail.startswith("C2PA ingredient manifest (parentOf, signed by Evidence Test Signer, untrusted), signals:")
     assert (finding.claim, finding.strength, finding.generator) == ("ai", "moderate", "ChatGPT (OpenAI)")
     assert "certificate expired) has an ingredient declaring trainedAlgorithmicMedia" in finding.detail
     assert fuse([finding], 0.01, 0.5, default_bands(0.5)).verdict == "ai-generated"

@@ -19,7 +19,7 @@ import pytest
 from conftest import write_image
 from typer.testing import CliRunner
 
-import aigdetect.scan.writers as writers
+import aigdetect.results.write as writers
 from aigdetect.cli import app
 
 REPO = Path(__file__).resolve().parents[1]

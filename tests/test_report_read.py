@@ -28,13 +28,14 @@ from report_support import (
 )
 
 from aigdetect.errors import ConfigError, InputError, InputFileError
+from aigdetect.evidence.findings import MAX_DETAIL, Finding, clean_text
 from aigdetect.report import ReadLimits, read_scan_results, write_scan_report
 from aigdetect.report.histogram import score_histogram
 from aigdetect.report.html import script_json
 from aigdetect.report.scan_page import summarise
-from aigdetect.report.scan_results import Finding, parse_compact_evidence
 from aigdetect.report.thumbnails import make_thumbnail, make_thumbnails
-from aigdetect.scan.cells import guard, unguard
+from aigdetect.results.cells import guard, unguard
+from aigdetect.results.typed import parse_compact_evidence
 
 ISLAND = re.compile(r'<script type="application/json" id="aig-data">(.*?)</script>', re.S)
 
@@ -71,15 +72,19 @@ def test_csv_json_and_jsonl_of_the_same_rows_give_the_same_rows_and_page_data(ph
     assert [r.score for r in typed] == [r["score"] for r in rows]
     assert [r.size for r in typed] == [r["size"] for r in rows]
     assert [[(f.source, f.claim, f.strength, f.detail, f.generator) for f in r.evidence] for r in typed] == [
-        [tuple(f.values()) for f in r["evidence"]] for r in rows
-    ]
+        [
+            (f["source"], f["claim"], f["strength"], clean_text(f["detail"], MAX_DETAIL), f["generator"] or None)
+            for f in r["evidence"]
+        ]
+        for r in rows
+    ]  # read back as the evidence layer's findings: one printable line, no empty generator
     assert results["json"].summary == summary and results["csv"].summary == {}
     assert results["jsonl"].rows == typed
     # CSV carries findings as source:claim:detail, without strength and generator.
     assert [[(f.source, f.claim, f.detail) for f in r.evidence] for r in results["csv"].rows] == [
         [(f.source, f.claim, f.detail) for f in r.evidence] for r in typed
     ]
-    stripped = [[Finding(f.source, f.claim, detail=f.detail) for f in r.evidence] for r in typed]
+    stripped = [[Finding(f.source, f.claim, None, f.detail) for f in r.evidence] for r in typed]
     assert [list(r.evidence) for r in results["csv"].rows] == stripped
 
     pages = {}
@@ -143,15 +148,18 @@ def test_formula_like_names_survive_a_csv_round_trip(photos, tmp_path: Path) -> 
 
 
 def test_compact_evidence_keeps_colons_and_semicolons_inside_details() -> None:
-    text = "c2pa:ai:signed by OpenAI; claim: trainedAlgorithmicMedia; exif:camera; xmp:ai:CreatorTool: Midjourney v6"
+    text = "c2pa:ai:signed by OpenAI; claim: trainedAlgorithmicMedia; exif:camera:Canon; xmp:ai:CreatorTool: Midjourney v6"
     assert parse_compact_evidence(text) == [
-        Finding("c2pa", "ai", detail="signed by OpenAI; claim: trainedAlgorithmicMedia"),
-        Finding("exif", "camera"),
-        Finding("xmp", "ai", detail="CreatorTool: Midjourney v6"),
+        Finding("c2pa", "ai", None, "signed by OpenAI; claim: trainedAlgorithmicMedia"),
+        Finding("exif", "camera", None, "Canon"),
+        Finding("xmp", "ai", None, "CreatorTool: Midjourney v6"),
     ]
     assert parse_compact_evidence("  ") == []
     with pytest.raises(ValueError, match="not source:claim"):
         parse_compact_evidence("just words")
+    for outside in ("exif:camera; xmp:ai:x", "gps:ai:x", "xmp:maybe:x"):  # no detail, unknown source, unknown claim
+        with pytest.raises(ValueError, match="finding"):
+            parse_compact_evidence(outside)
 
 
 def _csv(tmp_path: Path, *lines: str) -> Path:
@@ -341,7 +349,7 @@ def test_the_page_runs_only_its_hashed_script_and_holds_no_markup_from_the_data(
     fields = page["fields"]
     hostile = next(r for r in page["rows"] if r[fields.index("path")] == HOSTILE_NAME)
     assert hostile[fields.index("generator")] == HOSTILE_TOOL
-    assert hostile[fields.index("evidence")][0][3] == HOSTILE_DETAIL
+    assert hostile[fields.index("evidence")][0][3] == clean_text(HOSTILE_DETAIL, MAX_DETAIL)
     assert html.count("</script>") == 2
 
 

@@ -282,6 +282,7 @@ def test_scan_html_and_report_write_the_page_of_the_rows(tmp_path, tiny_checkpoi
     result = _scan(str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--workers", "0", "--html", str(page))
     assert result.exit_code == 0, result.output
     assert "report of 3 files" in result.stderr and page.read_text().count("img_") >= 3
+    assert page.read_text().count("data:image/jpeg;base64,/9j") == 3, "the run's own rows are previewed though its PATH lies outside the folder it ran in"
     report = runner.invoke(app, ["report", str(out), "--out", str(again), "--thumbnails", "0"])
     assert report.exit_code == 0 and again.exists() and "report of 3 files (0 previews" in report.stderr
 

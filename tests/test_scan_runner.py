@@ -19,10 +19,10 @@ from PIL import Image
 from aigdetect import score_images
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError, WeightsError
+from aigdetect.results.write import journal_path
 from aigdetect.scan import ScanConfig, detector_id, display_path, raw_path, run_scan
 from aigdetect.scan.runner import DetectorSource
 from aigdetect.scan.sidecar import sidecar_path
-from aigdetect.scan.writers import journal_path
 
 NON_UTF8 = b"caf\xe9.png"
 MAGIC = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8)

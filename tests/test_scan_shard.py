@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aigdetect.errors import ConfigError, InputError
+from aigdetect.results.write import open_writer, row_line
 from aigdetect.scan import (
     FoundFile,
     merge_parts,
@@ -20,7 +21,6 @@ from aigdetect.scan import (
 )
 from aigdetect.scan.shard import select_shard
 from aigdetect.scan.sidecar import RowSettings, read_sidecar, write_sidecar
-from aigdetect.scan.writers import open_writer, row_line
 
 COLUMNS = scan_columns(0)
 

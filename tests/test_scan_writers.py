@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from aigdetect.errors import ConfigError, InputError
+from aigdetect.results.previous import read_previous
+from aigdetect.results.write import journal_path, merge_runs, open_writer, row_line
 from aigdetect.scan import display_path, raw_path, scan_columns
-from aigdetect.scan.writers import journal_path, merge_runs, open_writer, read_previous, row_line
 
 COLUMNS = scan_columns(0)
 

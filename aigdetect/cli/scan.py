@@ -83,18 +83,9 @@ def _summary_text(summary: ScanSummary) -> str:
 
 
 def _read_list(source: Path, null_separated: bool) -> tuple[str, ...]:
-    """The paths of a list file (``-`` is stdin): one per line, or NUL-separated with ``-0``."""
-    from ..errors import InputError
+    from ..scan.pathlist import read_path_list
 
-    if str(source) == STDOUT:
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = source.read_bytes()
-        except OSError as exc:
-            raise InputError(f"`files_from` {source}: {exc.strerror or exc}") from None
-    separator = b"\0" if null_separated else b"\n"
-    return tuple(os.fsdecode(item.rstrip(b"\r") if not null_separated else item) for item in data.split(separator) if item)
+    return read_path_list(str(source), null_separated=null_separated, stdin=sys.stdin.buffer if sys.stdin else None)
 
 
 class _Reporter:
@@ -273,6 +264,8 @@ def scan(
         return
     if html is not None and target is None:
         raise ConfigError("`html` reads the rows back from `out`; pass `out` FILE too")
+    if target is None and sys.stdout is None:
+        raise ConfigError("standard output is closed; write the rows to a file with `out` FILE")
     from ..scan.placement import merge_under_torchrun, place, torchrun_rank
 
     place_at = place(target, output_format, shard, device)
@@ -337,7 +330,8 @@ def scan(
     if html is not None and config.out is not None:
         from ..report import write_scan_report
 
-        stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd())
+        # these rows are this run's own, naming only what its walk found, wherever its PATHs were
+        stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd(), within=os.sep)
         if not quiet:
             typer.echo(f"report of {plural(stats.rows, 'file')} in {html}", err=True)
     _finish(tally, strict, failing)

@@ -11,7 +11,8 @@ The vocabulary is closed, so reports, CSV cells and the fusion rules can rely on
   states no origin) and ``error`` (the source could not be read; the detail is ``reason: text`` with a reason from ``ERROR_REASONS``).
 - ``strength``: how much weight it can bear (``STRENGTHS``): ``strong`` (cryptographically bound:
   a trusted C2PA signature, a decoded watermark), ``moderate`` (anyone can write it, but it states
-  an AI origin against the writer's interest to hide it), ``weak`` (informative only).
+  an AI origin against the writer's interest to hide it), ``weak`` (informative only), or None
+  for a finding read back from a CSV cell, which does not record it.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Finding:
 
     source: str
     claim: str
-    strength: str
+    strength: str | None
     detail: str
     generator: str | None = None
 
@@ -78,7 +79,7 @@ class Finding:
             raise EvidenceError(f"finding source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.claim not in CLAIMS:
             raise EvidenceError(f"finding claim must be one of {', '.join(CLAIMS)}, got {self.claim!r}")
-        if self.strength not in STRENGTHS:
+        if self.strength is not None and self.strength not in STRENGTHS:
             raise EvidenceError(f"finding strength must be one of {', '.join(STRENGTHS)}, got {self.strength!r}")
         if not isinstance(self.detail, str) or not self.detail or clean_text(self.detail, MAX_DETAIL) != self.detail:
             raise EvidenceError(f"finding detail must be one non-empty printable line, got {self.detail!r}")
@@ -97,7 +98,7 @@ class Finding:
         return cls(source, "error", "weak", clean_text(f"{reason}: {text}", MAX_DETAIL))
 
     @classmethod
-    def make(cls, source: str, claim: str, strength: str, detail: str, generator: str | None = None) -> Finding:
+    def make(cls, source: str, claim: str, strength: str | None, detail: str, generator: str | None = None) -> Finding:
         """A finding from untrusted text: detail and generator are cleaned and cut to size first."""
         name = clean_text(generator, MAX_GENERATOR) if generator else None
         return cls(source, claim, strength, clean_text(detail, MAX_DETAIL), name or None)

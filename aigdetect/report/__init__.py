@@ -10,10 +10,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..evidence.findings import Finding
+    from ..results.read import read_scan_results
+    from ..results.schema import ReadLimits, ScanResults, ScanRow
     from .bench_page import REPORT_HTML, write_bench_html, write_robustness_html
     from .config import DEFAULT_THUMBNAILS
     from .scan_page import ReportStats, write_scan_report
-    from .scan_results import Finding, ReadLimits, ScanResults, ScanRow, read_scan_results
 
 _LAZY = {
     "REPORT_HTML": ".bench_page",
@@ -22,11 +24,11 @@ _LAZY = {
     "DEFAULT_THUMBNAILS": ".config",
     "ReportStats": ".scan_page",
     "write_scan_report": ".scan_page",
-    "Finding": ".scan_results",
-    "ReadLimits": ".scan_results",
-    "ScanResults": ".scan_results",
-    "ScanRow": ".scan_results",
-    "read_scan_results": ".scan_results",
+    "Finding": "..evidence.findings",
+    "ReadLimits": "..results.schema",
+    "ScanResults": "..results.schema",
+    "ScanRow": "..results.schema",
+    "read_scan_results": "..results.read",
 }
 
 __all__ = [

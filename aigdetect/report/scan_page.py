@@ -17,20 +17,25 @@ from typing import Any
 from ..errors import ConfigError, InputError
 from ..evidence import VERDICTS
 from ..models.identity import random_backbone_warning
+from ..results.read import read_scan_results
+from ..results.schema import ERROR_KIND, SEVERITY, ReadLimits, ScanResults, ScanRow
+from ..results.typed import safe_json
 from ..version import __version__
 from .config import DEFAULT_THUMBNAILS
 from .histogram import Histogram, score_histogram
 from .html import asset, content_security_policy, render, script_json, write_page
-from .scan_results import (
-    ERROR_KIND,
-    SEVERITY,
-    ReadLimits,
-    ScanResults,
-    ScanRow,
-    clean_json,
-    read_scan_results,
+from .thumbnails import (
+    CHANGED,
+    GONE,
+    NOT_AN_IMAGE,
+    OUTSIDE,
+    TOO_LARGE,
+    UNDECODABLE,
+    UNREADABLE,
+    UNVERIFIED,
+    Thumbnail,
+    make_thumbnails,
 )
-from .thumbnails import CHANGED, GONE, NOT_AN_IMAGE, TOO_LARGE, UNDECODABLE, UNREADABLE, Thumbnail, make_thumbnails
 
 """Previews embedded by default: about 8 MB of page for 1,000 photos; the other rows show a placeholder."""
 CAPPED = "capped"
@@ -57,6 +62,8 @@ CLAIMS: tuple[str, ...] = ("ai", "ai-edited", "camera", "edited", "none", "error
 PLACEHOLDERS: dict[str, str] = {
     GONE: "original not found",
     CHANGED: "changed since the scan",
+    OUTSIDE: "outside the scan's folder",
+    UNVERIFIED: "no size and time to check",
     UNREADABLE: "original unreadable",
     NOT_AN_IMAGE: "not an image",
     TOO_LARGE: "too large to preview",
@@ -260,7 +267,7 @@ def page_data(results: ScanResults, thumbs: dict[int, Thumbnail], *, threshold: 
             thumb = made.reason
         elif row.status == "ok":
             thumb = CAPPED
-        evidence = [[f.source, f.claim, f.strength, f.detail, f.generator] for f in row.evidence]
+        evidence = [[f.source, f.claim, f.strength or "", f.detail, f.generator or ""] for f in row.evidence]
         mtime = None if row.mtime_ns is None else row.mtime_ns // 1_000_000_000
         rows.append([
             row.path, row.kind, row.model_verdict, row.score, row.crop_mean, row.crop_max, row.threshold, row.generator,
@@ -317,6 +324,7 @@ def write_scan_report(
     thumbnails: int = DEFAULT_THUMBNAILS,
     summary: dict[str, Any] | None = None,
     root: str | os.PathLike[str] | None = None,
+    within: str | os.PathLike[str] | None = None,
     limits: ReadLimits | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReportStats:
@@ -329,7 +337,9 @@ def write_scan_report(
             suspicious files first, made from the originals when those still exist unchanged.
         summary: the scan's summary; its keys override those of a JSON results file.
         root: the folder the scan ran in, against which relative paths are resolved (default:
-            the current folder).
+            the current folder); only files under it get a preview.
+        within: the folder files must be under to get a preview, when wider than ``root`` (see
+            ``make_thumbnails``).
         limits: caps for reading a results file.
         progress: called with (done, total) as previews are made.
 
@@ -343,10 +353,10 @@ def write_scan_report(
         results = read_scan_results(results, limits=limits)
     limits = limits or ReadLimits()
     try:
-        merged = clean_json({**results.summary, **(summary or {})}, limits.max_text)
+        merged = safe_json({**results.summary, **(summary or {})}, limits.max_text)
     except ValueError as exc:
         raise InputError(f"the scan summary cannot be used ({exc})") from None
-    thumbs = make_thumbnails(results.rows, thumbnails, root=root, progress=progress)
+    thumbs = make_thumbnails(results.rows, thumbnails, root=root, within=within, progress=progress)
     html = scan_report_html(results, thumbs=thumbs, limit=thumbnails, summary=merged)
     size = write_page(out, html)
     embedded = sum(t.data_uri is not None for t in thumbs.values())

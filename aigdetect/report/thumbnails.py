@@ -3,7 +3,9 @@
 Originals are hostile files, so they are opened the way the scan opens them (``open_input``: no
 links followed, regular files only; ``open_image``: allow-listed decoders) and refused above a pixel
 count before any pixel is decoded. A file that changed since the scan (another size or time) gets
-no preview: it would show something other than what was scored. Like the detector, previews show
+no preview: it would show something other than what was scored. And since the results file may
+come from someone else, who would get the report back, a row names only what the scan saw: a
+file outside the scan's folder, or a row without a size and time to check, gets no preview. Like the detector, previews show
 the pixel grid as encoded, without EXIF rotation.
 """
 
@@ -21,14 +23,15 @@ from PIL import Image
 from ..data.images import DEFAULT_MAX_PIXELS, open_image, to_rgb_array
 from ..errors import InputFileError
 from ..fileio import open_input
-from .scan_results import SEVERITY, ScanRow
+from ..results.paths import raw_path
+from ..results.schema import SEVERITY, ScanRow
 
 THUMBNAIL_SIZE = 192
 """Longest side of an embedded preview, in pixels."""
 JPEG_QUALITY = 70
 
-GONE, CHANGED, UNREADABLE, NOT_AN_IMAGE, TOO_LARGE, UNDECODABLE = (
-    "gone", "changed", "unreadable", "not-an-image", "too-large", "undecodable",
+GONE, CHANGED, UNREADABLE, NOT_AN_IMAGE, TOO_LARGE, UNDECODABLE, OUTSIDE, UNVERIFIED = (
+    "gone", "changed", "unreadable", "not-an-image", "too-large", "undecodable", "outside", "unverified",
 )  # fmt: skip
 """Why a row that was due a preview shows a placeholder."""
 
@@ -115,33 +118,47 @@ def _encode(handle: io.BufferedIOBase, max_pixels: int, side: int) -> Thumbnail:
     return Thumbnail("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
 
 
+def _inside(path: bytes, root: bytes) -> bool:
+    """Whether ``path`` lies under ``root`` once links in its folders are resolved (the file itself is
+    opened without following a link)."""
+    folder = os.path.realpath(os.path.dirname(path) or b".")
+    return os.path.commonpath([folder, root]) == root
+
+
 def make_thumbnails(
     rows: Sequence[ScanRow],
     limit: int,
     *,
     root: str | os.PathLike[str] | None = None,
+    within: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, Thumbnail]:
     """Previews for the ``limit`` most suspicious ok rows, keyed by row index.
 
+    Only a file under ``within`` whose size and time match its row gets a preview.
+
     Args:
         rows: the scan's rows; paths are the escaped text of the ``path`` column.
         limit: the most previews made; the other rows get none.
-        root: the folder relative paths are resolved against (the scan's working folder);
-            the current folder when None.
+        root: the folder the scan ran in, against which relative paths are resolved; the
+            current folder when None.
+        within: the folder files must be under to get a preview: ``root`` when None. Rows a run
+            has just written itself name only files its walk found, so that run may widen it.
         progress: called with (done, total) after each preview.
     """
-    from ..scan.paths import raw_path  # the scan package imports the model stack; only previews need it
-
     chosen = thumbnail_order(rows)[: max(0, limit)]
-    base = os.fsencode(root) if root is not None else None
+    base = os.path.realpath(os.fsencode(root) if root is not None else os.getcwdb())
+    fence = os.path.realpath(os.fsencode(within)) if within is not None else base
     made: dict[int, Thumbnail] = {}
     for done, index in enumerate(chosen, start=1):
         row = rows[index]
-        path = raw_path(row.path)
-        if base is not None and not os.path.isabs(path):
-            path = os.path.join(base, path)
-        made[index] = make_thumbnail(path, size=row.size, mtime_ns=row.mtime_ns)
+        path = os.path.join(base, raw_path(row.path))
+        if row.size is None or row.mtime_ns is None:
+            made[index] = Thumbnail(None, UNVERIFIED)
+        elif not _inside(path, fence):
+            made[index] = Thumbnail(None, OUTSIDE)
+        else:
+            made[index] = make_thumbnail(path, size=row.size, mtime_ns=row.mtime_ns)
         if progress is not None:
             progress(done, len(chosen))
     return made

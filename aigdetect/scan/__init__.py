@@ -1,8 +1,8 @@
 """``aigdetect scan``: score every file under some folders and write one verdict row per file.
 
 The pieces are small and separate: ``walk`` finds entries, ``placement`` and ``shard`` split and
-join work, ``rows`` and ``writers`` build, write and re-read rows, ``runner`` joins them. Names are
-imported on first use (PEP 562), so reading ``scan.config`` for ``-h`` does not load torch.
+join work, ``rows`` builds rows (``aigdetect.results`` writes and re-reads them), ``runner`` joins
+them. Names are imported on first use (PEP 562), so reading ``scan.config`` for ``-h`` does not load torch.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ _LAZY = {
     "infer_format": ".config",
     "parse_shard": ".config",
     "detector_id": "..models.identity",
-    "display_path": ".paths",
-    "raw_path": ".paths",
-    "BASE_COLUMNS": ".rows",
-    "CROP_COLUMNS": ".rows",
+    "display_path": "..results.paths",
+    "raw_path": "..results.paths",
+    "BASE_COLUMNS": "..results.schema",
+    "CROP_COLUMNS": "..results.schema",
     "Tally": ".rows",
-    "scan_columns": ".rows",
+    "scan_columns": "..results.schema",
     "ScanProgress": ".runner",
     "ScanSummary": ".runner",
     "run_scan": ".runner",

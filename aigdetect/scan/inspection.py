@@ -19,7 +19,7 @@ from ..errors import AigdetectError, InputError
 from ..evidence import EvidenceConfig, default_bands, fuse, summarize_c2pa, validate_bands
 from ..models.detector import Detector
 from ..models.identity import detector_id, random_backbone_warning
-from .paths import display_path
+from ..results.paths import display_path
 
 
 def require_files(paths: Sequence[str]) -> None:

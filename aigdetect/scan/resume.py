@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ..errors import ConfigError, InputError
-from .rows import Row, RowKey, recorded_key_of
-from .writers import JOURNAL_SUFFIX, Previous, _parse_line
+from ..results.previous import Previous, parse_line
+from ..results.schema import Row
+from ..results.write import JOURNAL_SUFFIX
+from .rows import RowKey, recorded_key_of
 
 _LENGTH_BITS = 24
 
@@ -60,7 +62,7 @@ class ResumeIndex:
                     header = False
                     continue
                 text = raw[:-1].decode("utf-8", "surrogateescape")
-                item = _parse_line(previous.path, previous.output_format, number, text, previous.columns)
+                item = parse_line(previous.path, previous.output_format, number, text, previous.columns)
                 small = len(raw) - 1 < 1 << _LENGTH_BITS
                 index._add(item.row, start << _LENGTH_BITS | (len(raw) - 1) if small else item.text)
         index.handle = open(previous.path, "rb")

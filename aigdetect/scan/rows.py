@@ -1,4 +1,4 @@
-"""The result rows of a scan: their columns, how a scored or failed file becomes one, and the tally.
+"""The result rows of a scan: how a scored or failed file becomes one (columns in ``results.schema``), and the tally.
 
 A row's ``verdict`` is the fused one (evidence first, then the score in bands around the
 threshold, see ``evidence.fusion``); ``model_verdict`` is the score alone at the threshold
@@ -15,27 +15,9 @@ from typing import Any
 
 from ..engine.records import ImageRecord
 from ..evidence import fuse
-from .paths import display_path
+from ..results.paths import display_path
+from ..results.schema import Row
 from .walk import FoundFile
-
-Row = dict[str, Any]
-
-BASE_COLUMNS: tuple[str, ...] = (
-    "path", "status", "verdict", "model_verdict", "score", "threshold", "generator", "evidence", "detector",
-    "engine", "width", "height", "format", "error_reason", "error_detail", "size", "mtime_ns", "sha256",
-)
-CROP_COLUMNS: tuple[str, ...] = ("crop_mean", "crop_max")
-EVIDENCE_COLUMNS: tuple[str, ...] = ("model_verdict", "generator", "evidence")
-"""Columns an output from before the evidence layer lacks: its rows are stale for ``resume``."""
-INTEGER_COLUMNS: tuple[str, ...] = ("width", "height", "size", "mtime_ns")
-
-
-def scan_columns(crops: int) -> tuple[str, ...]:
-    """Column order of a scan; with crops, their mean and max sit right after the centre score."""
-    if not crops:
-        return BASE_COLUMNS
-    at = BASE_COLUMNS.index("score") + 1
-    return BASE_COLUMNS[:at] + CROP_COLUMNS + BASE_COLUMNS[at:]
 
 
 def one_line(text: str) -> str:

@@ -25,26 +25,17 @@ from ..errors import CheckpointError, ConfigError
 from ..evidence import default_bands, validate_bands
 from ..fileio import atomic_write
 from ..models.identity import detector_id, random_backbone_warning
+from ..results.previous import Previous, parse_line, read_previous
+from ..results.schema import Row, scan_columns
+from ..results.write import RowWriter, append_writer, growing_file, header_line, merge_runs, open_writer, row_line
 from ..version import __version__
 from .config import ScanConfig, part_base
 from .lock import OutputLock
 from .resume import ResumeIndex, key_digest
-from .rows import Row, RowContext, Tally, found_key, record_row, scan_columns
+from .rows import RowContext, Tally, found_key, record_row
 from .shard import shard_of
 from .sidecar import RowSettings, read_sidecar, sidecar_path, write_sidecar
 from .walk import FoundFile, WalkRules, require_paths, walk_paths, walk_stream
-from .writers import (
-    Previous,
-    RowWriter,
-    _parse_line,
-    append_writer,
-    growing_file,
-    header_line,
-    merge_runs,
-    open_writer,
-    read_previous,
-    row_line,
-)
 
 if TYPE_CHECKING:
     from ..models.detector import Detector
@@ -233,7 +224,7 @@ def _entries(config: ScanConfig, rules: WalkRules | None = None) -> Iterator[Fou
 
 
 def _kept_row(line: str, previous: Previous) -> Row:
-    return _parse_line(previous.path, previous.output_format, 0, line, previous.columns).row
+    return parse_line(previous.path, previous.output_format, 0, line, previous.columns).row
 
 
 def _write_kept(index: ResumeIndex, config: ScanConfig, context: RowContext, summary: ScanSummary) -> tuple[set[bytes], int]:

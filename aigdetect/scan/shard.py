@@ -17,11 +17,12 @@ from typing import Any
 
 from ..errors import InputError
 from ..fileio import atomic_write
-from .paths import raw_path
+from ..results.paths import raw_path
+from ..results.previous import Recorded, read_previous
+from ..results.write import header_line, journal_path, write_json
 from .rows import Tally
 from .sidecar import SIDECAR_SUFFIX, RowSettings, read_sidecar, write_sidecar
 from .walk import FoundFile
-from .writers import Recorded, header_line, journal_path, read_previous, write_json
 
 _PART = re.compile(r"\.part(\d+)$")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..data.config import DiscoveryConfig
 from ..data.files import PathFilter
 from ..errors import InputError
-from .paths import display_path, sort_key
+from ..results.paths import display_path, sort_key
 
 NOT_FOLLOWED = ("symlink", "symbolic link, not followed (pass --follow-symlinks)")
 

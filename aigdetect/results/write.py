@@ -1,4 +1,4 @@
-"""Row writers (CSV, JSONL, JSON) that flush every batch, and the readers behind ``resume`` and ``merge``.
+"""Row writers (CSV, JSONL, JSON) that flush every batch, and the streaming merge of two sorted runs.
 
 CSV and JSONL rows are appended one batch at a time, each batch in one write followed by a flush,
 so a killed scan leaves complete rows plus at most one half-written last line. JSON cannot be
@@ -18,14 +18,12 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
-from ..errors import ConfigError, InputError
 from ..fileio import atomic_write, naming_errors
 from .cells import csv_cell, unguard
 from .paths import raw_path
-from .rows import EVIDENCE_COLUMNS, INTEGER_COLUMNS, Row
+from .schema import Row
 
 JOURNAL_SUFFIX = ".partial.jsonl"
 STREAM_NAME = "standard output"
@@ -168,157 +166,6 @@ def append_writer(out: str, output_format: str) -> RowWriter:
 def _write_text(path: str, text: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
-
-
-@dataclass
-class Recorded:
-    """A row read back from an earlier output: its values (as the file holds them, CSV cells
-    unguarded) and its exact text, so that it is copied unchanged."""
-
-    row: Row
-    text: str
-
-
-def typed(row: Row) -> Row:
-    """CSV text values made comparable with a scan's own rows: integers parsed, empty cells None."""
-    out = {k: (None if v == "" else v) for k, v in row.items()}
-    for column in INTEGER_COLUMNS:
-        value = out.get(column)
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            out[column] = int(value)
-    return out
-
-
-def _columns_differ(path: str, found: Iterable[str], columns: Sequence[str]) -> ConfigError:
-    return ConfigError(
-        f"{path} has the columns {','.join(found)} but this scan writes {','.join(columns)} "
-        "(another `crops`?); write to a new `out`"
-    )
-
-
-def stale_schema(found: Sequence[str], columns: Sequence[str]) -> bool:
-    """An output of a version before the evidence layer: its rows are rescanned, not refused."""
-    return not set(EVIDENCE_COLUMNS) & set(found) and set(EVIDENCE_COLUMNS) <= set(columns)
-
-
-def _decoded(path: str, number: int, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"line {number} of {path} is not UTF-8 text; it was not written by 'aigdetect scan'") from None
-
-
-def _complete_lines(path: str) -> Iterator[tuple[int, str, bool]]:
-    """(line number, text, complete) for each line; only the last one may be incomplete."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            complete = raw.endswith(b"\n")
-            yield number, _decoded(path, number, raw.rstrip(b"\n")), complete
-
-
-@dataclass
-class Previous:
-    """An earlier output, read back one row at a time.
-
-    Attributes:
-        path: the file read.
-        columns: its columns (None when it holds nothing yet).
-        partial: whether a half-written last line was dropped.
-        stale: written by a version without the evidence columns; its rows must be rescanned.
-    """
-
-    path: str
-    output_format: str
-    columns: tuple[str, ...] | None
-    partial: bool = False
-    stale: bool = False
-
-    def rows(self) -> Iterator[Recorded]:
-        """Every complete row, in file order; refuses damage beyond a half-written last line."""
-        if self.output_format == "json" and not self.path.endswith(JOURNAL_SUFFIX):
-            yield from _json_document_rows(self.path)
-            return
-        header = self.output_format == "csv"
-        for number, text, complete in _complete_lines(self.path):
-            if not complete:
-                self.partial = True
-                return
-            if header:
-                header = False
-                continue
-            yield _parse_line(self.path, self.output_format, number, text, self.columns)
-
-
-def _parse_line(path: str, output_format: str, number: int, text: str, columns: Sequence[str] | None) -> Recorded:
-    if output_format == "csv":
-        values = next(csv.reader([text]), [])
-        if columns is None or len(values) != len(columns):
-            raise InputError(f"line {number} of {path} has {len(values)} fields instead of {len(columns or ())}; the file is damaged")
-        return Recorded(typed({c: unguard(v) for c, v in zip(columns, values)}), text)
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError:
-        raise InputError(f"line {number} of {path} is not valid JSON; the file is damaged") from None
-    if not isinstance(row, dict):
-        raise InputError(f"row {number} of {path} is not a JSON object; the file is damaged")
-    if columns is not None and set(row) != set(columns):
-        raise _columns_differ(path, row, columns)
-    return Recorded(row, text)
-
-
-def _json_document_rows(path: str) -> Iterator[Recorded]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-        rows, columns = document["rows"], tuple(document["columns"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path} is not a JSON scan result ({exc})") from None
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or set(row) != set(columns):
-            raise InputError(f"row {number} of {path} is not a row of its columns; the file is damaged")
-        yield Recorded(row, row_line("json", columns, row))
-
-
-def _first_columns(path: str, output_format: str) -> tuple[str, ...] | None:
-    if output_format == "csv":
-        for _, text, complete in _complete_lines(path):
-            return tuple(next(csv.reader([text]), [])) if complete else None
-        return None
-    if output_format == "jsonl" or path.endswith(JOURNAL_SUFFIX):
-        for number, text, complete in _complete_lines(path):
-            return tuple(_parse_line(path, "jsonl", number, text, None).row) if complete else None
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return tuple(json.load(handle)["columns"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path} is not a JSON scan result ({exc})") from None
-
-
-def read_previous(out: str, output_format: str, columns: Sequence[str] | None) -> Previous | None:
-    """The earlier output at ``out`` (for JSON, an unfinished scan's journal first), or None.
-
-    Args:
-        out: the output file.
-        output_format: csv, json or jsonl.
-        columns: the columns the caller writes, or None to take the file's own.
-
-    Raises:
-        ConfigError: the file has other columns than ``columns`` (and is not an older version's).
-        InputError: the file is damaged.
-    """
-    journal = journal_path(out)
-    path = journal if output_format == "json" and os.path.exists(journal) else out
-    if not os.path.exists(path):
-        return None
-    found = _first_columns(path, output_format)
-    if found is None:
-        return Previous(path, output_format, tuple(columns) if columns else None)
-    if columns is not None and found != tuple(columns):
-        if stale_schema(found, columns):
-            return Previous(path, output_format, found, stale=True)
-        raise _columns_differ(path, found, columns)
-    return Previous(path, output_format, found)
 
 
 def path_key(output_format: str, text: str) -> bytes:
