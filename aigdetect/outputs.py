@@ -224,12 +224,12 @@ def _check(output: Output, overwrite: bool, reads: Reads, taken: dict[Key, Outpu
         raise OutputError(f"`{setting}` {path} is a block device or socket; refusing to write to it")
     if os.path.islink(path):
         raise OutputError(f"`{setting}` {path} is a symbolic link; give the path of the file itself")
+    if not overwrite:
+        raise OutputError(f"`{setting}` {path} exists; {allowed_by}")
     recognised = output.kind.recognise(path)
     folder = None if recognised else _under(path, folders)
     if folder is not None:
         raise OutputError(f"`{setting}` {path} is under {folder}, which this run reads; write to another file")
-    if not overwrite:
-        raise OutputError(f"`{setting}` {path} exists; {allowed_by}")
     if not recognised:
         raise OutputError(f"`{setting}` {path} exists and is not an earlier {output.kind.name}; refusing to replace it")
 

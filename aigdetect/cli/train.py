@@ -358,11 +358,13 @@ def train(
 def _check_outputs(config: TrainConfig, overwrite: bool) -> None:
     """Refuse, before training, a detector or log path that would destroy an input or another file
     (an existing log is appended to, so it must be an earlier training log)."""
-    from ..outputs import CHECKPOINT, TRAIN_LOG, Output, check_output
+    from ..outputs import CHECKPOINT, TRAIN_LOG, Output, OutputError, check_output, is_special
 
     reads = [p for p in (config.data, config.real, config.fake, config.val, config.resume, config.backbone_weights) if p]
     detector = Output.of(config.out, CHECKPOINT, "out")
     check_output(detector, overwrite=overwrite or config.resume is not None, reads=reads)
+    if is_special(config.out):
+        raise OutputError(f"`out` {config.out} is not a regular file; the training state is saved beside it")
     if config.log:
         check_output(Output.of(config.log, TRAIN_LOG, "log"), overwrite=True, reads=reads, others=[detector])
 

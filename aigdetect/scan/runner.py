@@ -163,7 +163,8 @@ def check_output(config: ScanConfig, protected: Sequence[str]) -> None:
     growing = growing_file(out, config.output_format)
     if growing != out and os.path.lexists(growing) and not allowed:
         raise OutputError(f"`out` {out} exists; {allowed_by}")
-    check_output_path(Output.of(out, SCAN_RESULTS, "out"), overwrite=allowed, reads=protected, allowed_by=allowed_by)
+    reads = [*config.paths, *protected]
+    check_output_path(Output.of(out, SCAN_RESULTS, "out"), overwrite=allowed, reads=reads, allowed_by=allowed_by)
 
 
 def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
