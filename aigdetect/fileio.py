@@ -97,7 +97,7 @@ def open_input(path: str | bytes | os.PathLike[str], *, follow_symlinks: bool = 
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise InputFileError(name, "missing", "file not found (vanished during the scan?)") from None
+        raise InputFileError(name, "missing", "no such file") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow_symlinks:
             raise InputFileError(name, "symlink", "symbolic link, not followed") from None

@@ -186,3 +186,18 @@ def test_an_unwritable_output_is_named_with_the_cause(tmp_path, tiny_checkpoint,
     assert result.exit_code == 2
     assert _one_error_line(result.stderr) == f"error: {out}: {os.strerror(cause)}"
     assert sorted(p.name for p in target.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["report", "nothere.csv", "-o", "x.html"], ["scan", "imgs", "--checkpoint", "nothere.safetensors", "-o", "x.csv"]],
+    ids=["report", "scan-checkpoint"],
+)
+def test_a_missing_input_is_no_such_file(tmp_path, monkeypatch, args):
+    """A results file or checkpoint that was never there did not vanish during a scan: say so plainly."""
+    write_image(tmp_path / "imgs" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert _one_error_line(result.stderr) == f"error: {args[1] if args[0] == 'report' else args[3]}: missing: no such file"
+    assert not (tmp_path / args[-1]).exists()
