@@ -92,7 +92,7 @@ BENCH_JSON = OutputKind("bench results.json", starts(b"{", holding=(b'"scores"',
 BENCH_CSV = OutputKind("bench CSV", starts(b"pass,scope,", b"perturbation,level,scope,", b"subset,path,label,"))
 BENCH_MARKDOWN = OutputKind("bench results.md", starts(b"# aigdetect "))
 FIGURE = OutputKind("aigdetect figure", starts(b"\x89PNG\r\n\x1a\n", holding=(b"Software\x00Matplotlib",)))
-ROUTES_JSON = OutputKind("routes.json", starts(b"{", holding=(b'"utilisation"',)))
+ROUTES_DOCUMENT = OutputKind("routes.json", starts(b"{", holding=(b'"utilisation"',)))
 
 
 @dataclass(frozen=True)

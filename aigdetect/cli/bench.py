@@ -126,16 +126,15 @@ def _html_page(request: BenchRequest, data: dict[str, Any]) -> Path:
 
 def _check_outputs(request: BenchRequest, overwrite: bool) -> None:
     """Refuse, before scoring, report files in ``out`` that would destroy an input or another file."""
-    from ..errors import ConfigError
     from ..evaluation.report import PREDICTIONS_CSV, RESULTS_CSV, RESULTS_JSON, RESULTS_MD, ROBUSTNESS_PNG
-    from ..outputs import BENCH_CSV, BENCH_JSON, BENCH_MARKDOWN, FIGURE, HTML_REPORT, Output, check_outputs
+    from ..outputs import BENCH_CSV, BENCH_JSON, BENCH_MARKDOWN, FIGURE, HTML_REPORT, Output, OutputError, check_outputs
     from ..report.bench_page import REPORT_HTML
 
     if request.out is None:
         return
     out = Path(request.out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise ConfigError(f"`out` {out} is not a folder; give a folder for the report files")
+        raise OutputError(f"`out` {out} is not a folder; give a folder for the report files")
     files = [(RESULTS_JSON, BENCH_JSON), (RESULTS_CSV, BENCH_CSV), (RESULTS_MD, BENCH_MARKDOWN), (PREDICTIONS_CSV, BENCH_CSV),
              (REPORT_HTML, HTML_REPORT)] + ([(ROBUSTNESS_PNG, FIGURE)] if request.sweep is not None else [])  # fmt: skip
     reads = [p for p in (request.root, request.real, request.fake, request.compare, request.choice.checkpoint) if p]

@@ -32,8 +32,7 @@ def routes(
     from ..errors import InputError
     from ..evaluation.routes import ROUTES_JSON, expand_images, map_names, map_routes, require_routing
     from ..models.factory import load_chosen
-    from ..outputs import FIGURE, Output, check_outputs
-    from ..outputs import ROUTES_JSON as ROUTES_KIND
+    from ..outputs import FIGURE, ROUTES_DOCUMENT, Output, OutputError, check_outputs
 
     listing = expand_images(images)
     left_out = listing.left_out.describe()
@@ -43,8 +42,8 @@ def routes(
     if not paths:
         raise InputError("no images to map: the folders given contain no image files")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise InputError(f"`out` {out} is not a folder; give a folder for the maps")
-    planned = [Output.of(out / name, FIGURE, "out") for name in map_names(paths)] + [Output.of(out / ROUTES_JSON, ROUTES_KIND, "out")]
+        raise OutputError(f"`out` {out} is not a folder; give a folder for the maps")
+    planned = [Output.of(out / name, FIGURE, "out") for name in map_names(paths)] + [Output.of(out / ROUTES_JSON, ROUTES_DOCUMENT, "out")]
     check_outputs(planned, overwrite=overwrite, reads=[*images, checkpoint])
     detector = load_chosen(detector_choice(checkpoint, None, backbone_weights, cache_dir, False))
     require_routing(detector)
