@@ -2,9 +2,10 @@
 
 An output is checked before the run starts (``check_outputs``) and written through ``write_output``:
 
-- a path equal to a file the run reads (a scanned image, the detector, a report's results file or
-  an image it previews), to a file under a folder it reads, or to another output of the same run
-  is refused, paths compared by identity (``st_dev``/``st_ino``), not by spelling;
+- a path equal to a file the run reads (a scanned image, the detector, a report's results file) or
+  to another output of the same run is refused, paths compared by identity (``st_dev``/``st_ino``),
+  not by spelling; so is an existing file under a folder the run reads (scanned images, the images a
+  report previews) unless it is an earlier output of the same kind;
 - an existing regular file is replaced only with ``overwrite``, and only when its content shows it
   is an earlier output of the same kind (a CSV header, a JSON key, the HTML generator tag, the
   checkpoint's metadata, ...): never an image or a file of another kind, whatever its name;
