@@ -19,6 +19,7 @@ import pytest
 from conftest import write_image
 from typer.testing import CliRunner
 
+import aigdetect.outputs as outputs
 import aigdetect.scan.writers as writers
 from aigdetect.cli import app
 
@@ -148,7 +149,8 @@ def test_a_full_disk_names_the_output_and_keeps_the_rows_written(tmp_path, tiny_
 
     common = [str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--batch-size", "1", "--out", str(out)]
     with monkeypatch.context() as patch:
-        patch.setattr(writers, "open", on_a_full_disk, raising=False)
+        for module in (writers, outputs):  # rows are appended through outputs.append_output, JSON journals in writers
+            patch.setattr(module, "open", on_a_full_disk, raising=False)
         full = _scan(*common)
     assert full.exit_code == 2
     assert _one_error_line(full.stderr) == f"error: {growing}: {os.strerror(errno.ENOSPC)}"

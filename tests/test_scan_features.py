@@ -81,7 +81,7 @@ def test_the_recorded_command_repeats_each_glob_and_leaves_out_options_not_given
     words = shlex.split(command)
     at = words.index("--include")
     assert words[at : at + 4] == ["--include", "*.png", "--include", "cam 1/**"] and words.count("--include") == 2
-    assert _scan(*args).exit_code == 0
+    assert _scan(*args, "--overwrite").exit_code == 0
     assert "--include" not in json.loads(summary_path.read_text())["command"]
     assert "--exclude" not in command
 
