@@ -88,7 +88,8 @@ HTML_REPORT = OutputKind("aigdetect HTML report", starts(b"", holding=(b'<meta n
 CHECKPOINT = OutputKind("aigdetect checkpoint", _safetensors_metadata(b"aigdetect.detector"))
 ONNX_GRAPH = OutputKind("ONNX graph exported by PyTorch", starts(b"\x08", holding=(b"\x12\x07pytorch",)))
 EXPORT_SIDECAR = OutputKind("export sidecar", starts(b"{", holding=(b'"aigdetect_version"', b'"preprocessing"')))
-TRAIN_LOG = OutputKind("training log", starts(b'{"run_id": '))
+# Appending to an empty file loses nothing (another rank may have just created the log).
+TRAIN_LOG = OutputKind("training log", lambda path: starts(b'{"run_id": ')(path) or os.path.getsize(path) == 0)
 BENCH_JSON = OutputKind("bench results.json", starts(b"{", holding=(b'"scores"', b'"aigdetect_version"')))
 BENCH_CSV = OutputKind("bench CSV", starts(b"pass,scope,", b"perturbation,level,scope,", b"subset,path,label,"))
 BENCH_MARKDOWN = OutputKind("bench results.md", starts(b"# aigdetect "))

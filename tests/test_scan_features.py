@@ -145,10 +145,10 @@ def test_outputs_are_never_replaced_by_accident(tmp_path, tiny_checkpoint):
     image = folder / "img_0.png"
     before = image.read_bytes()
     clobber = _scan(*base, "--out", str(image), "--format", "csv", "--overwrite")
-    assert clobber.exit_code == 2 and "is not a scan output; refusing to replace it" in clobber.stderr
+    assert clobber.exit_code == 2 and f"is under {folder}, which this run reads" in clobber.stderr
     assert image.read_bytes() == before
     weights = _scan(*base, "--out", str(tiny_checkpoint), "--format", "csv", "--overwrite")
-    assert weights.exit_code == 2 and "which this scan reads" in weights.stderr
+    assert weights.exit_code == 2 and f"is {tiny_checkpoint}, which this run reads" in weights.stderr
 
 
 def test_a_second_scan_of_the_same_output_is_refused_naming_the_holder(tmp_path, tiny_checkpoint):
