@@ -19,6 +19,7 @@ FLOORS = {
     "fileio": 1,
     "registry": 1,
     "metrics": 1,
+    "outputs": 2,
     "data": 2,
     "formats": 2,
     "models": 3,

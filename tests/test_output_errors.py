@@ -19,6 +19,7 @@ import pytest
 from conftest import write_image
 from typer.testing import CliRunner
 
+import aigdetect.outputs as outputs
 import aigdetect.results.write as writers
 from aigdetect.cli import app
 
@@ -148,7 +149,8 @@ def test_a_full_disk_names_the_output_and_keeps_the_rows_written(tmp_path, tiny_
 
     common = [str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--batch-size", "1", "--out", str(out)]
     with monkeypatch.context() as patch:
-        patch.setattr(writers, "open", on_a_full_disk, raising=False)
+        for module in (writers, outputs):  # rows are appended through outputs.append_output, JSON journals in writers
+            patch.setattr(module, "open", on_a_full_disk, raising=False)
         full = _scan(*common)
     assert full.exit_code == 2
     assert _one_error_line(full.stderr) == f"error: {growing}: {os.strerror(errno.ENOSPC)}"
@@ -186,3 +188,18 @@ def test_an_unwritable_output_is_named_with_the_cause(tmp_path, tiny_checkpoint,
     assert result.exit_code == 2
     assert _one_error_line(result.stderr) == f"error: {out}: {os.strerror(cause)}"
     assert sorted(p.name for p in target.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["report", "nothere.csv", "-o", "x.html"], ["scan", "imgs", "--checkpoint", "nothere.safetensors", "-o", "x.csv"]],
+    ids=["report", "scan-checkpoint"],
+)
+def test_a_missing_input_is_no_such_file(tmp_path, monkeypatch, args):
+    """A results file or checkpoint that was never there did not vanish during a scan: say so plainly."""
+    write_image(tmp_path / "imgs" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert _one_error_line(result.stderr) == f"error: {args[1] if args[0] == 'report' else args[3]}: missing: no such file"
+    assert not (tmp_path / args[-1]).exists()

@@ -202,7 +202,7 @@ def test_shards_union_to_the_whole_and_merge_rebuilds_it(tree, tmp_path, tiny_ch
     assert merged.exit_code == 0, merged.output
     assert merged.stderr.startswith(f"merged 3 parts into {out}: {len(expected)} files: ")
     assert out.read_bytes() == whole.read_bytes()
-    assert _scan("--merge", str(out), "--strict").exit_code == 1
+    assert _scan("--merge", str(out), "--strict", "--overwrite").exit_code == 1
 
 
 def _free_port() -> int:

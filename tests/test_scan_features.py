@@ -81,7 +81,7 @@ def test_the_recorded_command_repeats_each_glob_and_leaves_out_options_not_given
     words = shlex.split(command)
     at = words.index("--include")
     assert words[at : at + 4] == ["--include", "*.png", "--include", "cam 1/**"] and words.count("--include") == 2
-    assert _scan(*args).exit_code == 0
+    assert _scan(*args, "--overwrite").exit_code == 0
     assert "--include" not in json.loads(summary_path.read_text())["command"]
     assert "--exclude" not in command
 
@@ -145,10 +145,10 @@ def test_outputs_are_never_replaced_by_accident(tmp_path, tiny_checkpoint):
     image = folder / "img_0.png"
     before = image.read_bytes()
     clobber = _scan(*base, "--out", str(image), "--format", "csv", "--overwrite")
-    assert clobber.exit_code == 2 and "is not a scan output; refusing to replace it" in clobber.stderr
+    assert clobber.exit_code == 2 and f"is under {folder}, which this run reads" in clobber.stderr
     assert image.read_bytes() == before
     weights = _scan(*base, "--out", str(tiny_checkpoint), "--format", "csv", "--overwrite")
-    assert weights.exit_code == 2 and "which this scan reads" in weights.stderr
+    assert weights.exit_code == 2 and f"is {tiny_checkpoint}, which this run reads" in weights.stderr
 
 
 def test_a_second_scan_of_the_same_output_is_refused_naming_the_holder(tmp_path, tiny_checkpoint):

@@ -56,6 +56,9 @@ OutOption = Annotated[
         "--out", file_okay=False, help="Write results.json, results.csv, results.md, predictions.csv and report.html here."
     ),
 ]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the report files in OUT when they are an earlier run's.")
+]
 MaxPerClassOption = Annotated[int | None, option(BenchConfig, "max_per_class")]
 SeedOption = Annotated[int, option(BenchConfig, "seed")]
 ProtocolOption = Annotated[str, option(BenchConfig, "protocol")]
@@ -123,8 +126,26 @@ def _html_page(request: BenchRequest, data: dict[str, Any]) -> Path:
     return write_robustness_html(data, out, out / ROBUSTNESS_PNG)
 
 
-def _run(request: BenchRequest) -> None:
-    """Score with a progress bar on stderr, then print the tables and a summary."""
+def _check_outputs(request: BenchRequest, overwrite: bool) -> None:
+    """Refuse, before scoring, report files in ``out`` that would destroy an input or another file."""
+    from ..evaluation.report import PREDICTIONS_CSV, RESULTS_CSV, RESULTS_JSON, RESULTS_MD, ROBUSTNESS_PNG
+    from ..outputs import BENCH_CSV, BENCH_JSON, BENCH_MARKDOWN, FIGURE, HTML_REPORT, Output, OutputError, check_outputs
+    from ..report.bench_page import REPORT_HTML
+
+    if request.out is None:
+        return
+    out = Path(request.out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"`out` {out} is not a folder; give a folder for the report files")
+    files = [(RESULTS_JSON, BENCH_JSON), (RESULTS_CSV, BENCH_CSV), (RESULTS_MD, BENCH_MARKDOWN), (PREDICTIONS_CSV, BENCH_CSV),
+             (REPORT_HTML, HTML_REPORT)] + ([(ROBUSTNESS_PNG, FIGURE)] if request.sweep is not None else [])  # fmt: skip
+    reads = [p for p in (request.root, request.real, request.fake, request.compare, request.choice.checkpoint) if p]
+    check_outputs([Output.of(out / name, kind, "out") for name, kind in files], overwrite=overwrite, reads=reads)
+
+
+def _run(request: BenchRequest, overwrite: bool) -> None:
+    """Check the outputs, score with a progress bar on stderr, then print the tables and a summary."""
+    _check_outputs(request, overwrite)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -204,6 +225,7 @@ def _shared(
     compare: CompareOption = None,
     max_pixels: MaxPixelsOption = default(BenchConfig, "max_pixels"),
     max_bytes: MaxBytesOption = default(BenchConfig, "max_bytes"),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """The options bench and robustness share, written once: its signature is theirs."""
 
@@ -219,7 +241,8 @@ def _with_shared_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _forward(options: dict[str, Any], sweep: SweepConfig | None = None) -> None:
     where = {key: options.pop(key) for key in ("ctx", "suite", "root", "real", "fake", "name")}
-    _run(_request(**where, **options, sweep=sweep))
+    overwrite = options.pop("overwrite")
+    _run(_request(**where, **options, sweep=sweep), overwrite)
 
 
 @cli_errors

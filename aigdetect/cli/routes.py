@@ -22,6 +22,7 @@ def routes(
     backbone_weights: BackboneWeightsOption = None,
     device: DeviceOption = default(RuntimeConfig, "device"),
     cache_dir: CacheDirOption = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace maps and routes.json in OUT from an earlier run.")] = False,
 ) -> None:
     """Draw each image's per-patch expert routing, one panel per adapted block, and write routes.json.
 
@@ -29,8 +30,9 @@ def routes(
     """
     from ..engine.infer import resolve_device
     from ..errors import InputError
-    from ..evaluation.routes import ROUTES_JSON, expand_images, map_routes, require_routing
+    from ..evaluation.routes import ROUTES_JSON, expand_images, map_names, map_routes, require_routing
     from ..models.factory import load_chosen
+    from ..outputs import FIGURE, ROUTES_DOCUMENT, Output, OutputError, check_outputs
 
     listing = expand_images(images)
     left_out = listing.left_out.describe()
@@ -39,6 +41,10 @@ def routes(
     paths = listing.images
     if not paths:
         raise InputError("no images to map: the folders given contain no image files")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"`out` {out} is not a folder; give a folder for the maps")
+    planned = [Output.of(out / name, FIGURE, "out") for name in map_names(paths)] + [Output.of(out / ROUTES_JSON, ROUTES_DOCUMENT, "out")]
+    check_outputs(planned, overwrite=overwrite, reads=[*images, checkpoint])
     detector = load_chosen(detector_choice(checkpoint, None, backbone_weights, cache_dir, False))
     require_routing(detector)
     detector.to(resolve_device(device))

@@ -133,11 +133,11 @@ class _Reporter:
             )  # fmt: skip
 
 
-def _merge(merge: Path, output_format: str | None, strict: bool, quiet: bool) -> None:
+def _merge(merge: Path, output_format: str | None, strict: bool, quiet: bool, overwrite: bool) -> None:
     from ..scan.config import infer_format
     from ..scan.shard import merge_parts
 
-    result = merge_parts(str(merge), infer_format(merge, output_format))
+    result = merge_parts(str(merge), infer_format(merge, output_format), overwrite=overwrite)
     if not quiet:
         typer.echo(f"merged {plural(len(result.parts), 'part')} into {result.out}: {_tally_text(result.tally)}", err=True)
     _finish(result.tally, strict, ())
@@ -167,10 +167,23 @@ def _fail_on(text: str | None) -> tuple[str, ...]:
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
-    from ..fileio import atomic_write
+    from ..outputs import write_output
 
     text = json.dumps(document, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_output(path, lambda name: Path(name).write_text(text, encoding="utf-8"))
+
+
+def _check_secondary(config: ScanConfig, summary_json: Path | None, html: Path | None, reads: list[str]) -> None:
+    """Refuse, before scanning, a summary or report path that would destroy an input or another output."""
+    from ..outputs import HTML_REPORT, SCAN_SUMMARY, Output, check_outputs
+    from ..scan.sidecar import SCAN_RESULTS, sidecar_path
+
+    outputs = [Output.of(path, kind, setting) for path, kind, setting in
+               ((summary_json, SCAN_SUMMARY, "summary_json"), (html, HTML_REPORT, "html")) if path is not None]  # fmt: skip
+    # The scan's own output and its sidecar are checked by the scan; here they are only taken names.
+    own = [Output.of(config.out, SCAN_RESULTS, "out"), Output.of(sidecar_path(config.out), SCAN_SUMMARY, "out")] if config.out else []
+    check_outputs(outputs, overwrite=config.resume or config.overwrite, reads=reads, others=own,
+                  allowed_by="pass `overwrite` (or `resume`) to replace it")  # fmt: skip
 
 
 def _load(choice):
@@ -260,9 +273,11 @@ def scan(
     if merge is not None:
         if paths:
             raise ConfigError("`merge` joins finished parts and takes no PATH")
-        _merge(merge, output_format, strict, quiet)
+        _merge(merge, output_format, strict, quiet, overwrite)
         return
-    if html is not None and target is None:
+    from ..outputs import is_special
+
+    if html is not None and (target is None or is_special(target)):
         raise ConfigError("`html` reads the rows back from `out`; pass `out` FILE too")
     if target is None and sys.stdout is None:
         raise ConfigError("standard output is closed; write the rows to a file with `out` FILE")
@@ -302,6 +317,7 @@ def scan(
     protected = [str(p) for p in (checkpoint, c2pa_trust, c2pa_trust_list, files_from) if p is not None]
     if backbone_weights and os.path.exists(backbone_weights):
         protected.append(backbone_weights)
+    _check_secondary(config, summary_json, html, [*config.paths, *config.listed, *protected])
     known = fingerprint(choice)
     warning = random_backbone_warning(known.identity)
     if warning and choice.allow_random_backbone:  # without it, loading refuses the detector
@@ -321,7 +337,7 @@ def scan(
         _write_json(summary_json, summary.as_dict())
     tally = summary.tally
     if torchrun_rank() is not None and target is not None:
-        merged = merge_under_torchrun(target, config.output_format)
+        merged = merge_under_torchrun(target, config.output_format, overwrite=config.overwrite or config.resume)
         if merged is not None:
             typer.echo(f"merged the parts into {target}: {_tally_text(merged)}", err=True)
             tally = merged

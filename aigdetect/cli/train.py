@@ -291,6 +291,7 @@ def train(
     flip: Annotated[bool, _augment_option("flip", "--flip/--no-flip")] = default(AugmentConfig, "flip"),
     max_pixels: Annotated[int, _train_option("max_pixels")] = default(TrainConfig, "max_pixels"),
     max_bytes: Annotated[int, _train_option("max_bytes")] = default(TrainConfig, "max_bytes"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it is an earlier aigdetect checkpoint.")] = False,
 ) -> None:
     """Train a MoLE detector on labelled real/fake folders (AdamW, lr 6e-4, blur/JPEG p=0.1).
 
@@ -339,6 +340,8 @@ def train(
     from ..engine.distributed import is_main_process
     from ..training.train import train as train_detector
 
+    _check_outputs(config, overwrite)
+
     renderer = _Renderer()
     try:
         result = train_detector(config, renderer, command=command_line(ctx))
@@ -348,6 +351,20 @@ def train(
         _print_summary(result)
         for path in result.skipped_examples:
             renderer.console.print(f"skipped: {path}", highlight=False, markup=False)
+
+
+def _check_outputs(config: TrainConfig, overwrite: bool) -> None:
+    """Refuse, before training, a detector or log path that would destroy an input or another file
+    (an existing log is appended to, so it must be an earlier training log)."""
+    from ..outputs import CHECKPOINT, TRAIN_LOG, Output, OutputError, check_output, is_special
+
+    reads = [p for p in (config.data, config.real, config.fake, config.val, config.resume, config.backbone_weights) if p]
+    detector = Output.of(config.out, CHECKPOINT, "out")
+    check_output(detector, overwrite=overwrite or config.resume is not None, reads=reads)
+    if is_special(config.out):
+        raise OutputError(f"`out` {config.out} is not a regular file; the training state is saved beside it")
+    if config.log:
+        check_output(Output.of(config.log, TRAIN_LOG, "log"), overwrite=True, reads=reads, others=[detector])
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..evidence.fusion import DEFAULT_BAND_MARGIN, default_bands, validate_bands
-from ..fileio import atomic_write
+from ..outputs import OutputError, is_special, write_output
 from ..version import __version__
 from .engine_cache import file_sha256
 
@@ -209,21 +209,24 @@ def export_onnx(
     Raises:
         ConfigError: the onnx extra is missing, the opset is too low, the detector is not float32,
             or the threshold or bands are invalid.
+        OutputError: ``out_path`` is a FIFO or device (its hash could not be read back).
     """
     _check_opset(opset)
     out_path = Path(out_path)
+    if is_special(out_path):
+        raise OutputError(f"`out` {out_path} is not a regular file; the graph is read back for its SHA-256")
     threshold = float(detector.threshold if threshold is None else threshold)
     if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
         raise ConfigError(f"`threshold` must be within [0, 1], got {threshold}")
     bands = validate_bands(threshold, default_bands(threshold) if bands is None else bands)
-    atomic_write(out_path, lambda tmp: write_onnx_graph(detector, tmp, opset=opset))
+    write_output(out_path, lambda tmp: write_onnx_graph(detector, tmp, opset=opset))
     sha256 = file_sha256(out_path)
     content = build_sidecar(detector, model_file=out_path.name, sha256=sha256, opset=opset, threshold=threshold, bands=bands)
     written = None
     if sidecar:
         written = sidecar_path_for(out_path)
         text = json.dumps(content, indent=2, allow_nan=False) + "\n"
-        atomic_write(written, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        write_output(written, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return ExportResult(
         model_path=out_path,
         sidecar_path=written,

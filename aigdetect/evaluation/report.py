@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..fileio import atomic_write
+from ..outputs import write_output
 from .bench import ALL, METRIC_KEYS, BenchResult
 from .bench_config import UNIVFD_FALLBACK, UNIVFD_MAX_SAMPLE
 from .results import finite
@@ -102,8 +102,8 @@ def _metric_rows(pass_data: dict[str, Any], prefix: Sequence[Any]) -> list[list[
 
 
 def _write_bytes(path: Path, payload: bytes) -> None:
-    """Atomic write: readers never see half a report."""
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
+    """Through the output guard (atomic for a file): readers never see half a report."""
+    write_output(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def _write_text(path: Path, text: str) -> None:

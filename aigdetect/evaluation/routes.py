@@ -27,9 +27,9 @@ from ..data.files import ImageListing, list_images
 from ..data.images import decode_image
 from ..data.transforms import eval_tensor
 from ..errors import ConfigError, ImageDecodeError, InputError
-from ..fileio import atomic_write
 from ..models.detector import Detector
 from ..models.telemetry import gate_entropy
+from ..outputs import write_output
 
 ROUTES_JSON = "routes.json"
 OVERLAY_ALPHA = 0.45
@@ -256,7 +256,7 @@ def render_routes(
         handles=handles, loc="lower center", ncol=min(len(handles), LEGEND_COLUMNS), frameon=False, fontsize=9
     )
     metadata = {"Title": title} if title else None
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI, facecolor="white", metadata=metadata))
+    write_output(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI, facecolor="white", metadata=metadata))
     return boxes
 
 
@@ -274,7 +274,7 @@ def expand_images(images: Sequence[str | os.PathLike[str]], discovery: Discovery
     return expanded
 
 
-def _unique_png_names(paths: Sequence[Path]) -> list[str]:
+def map_names(paths: Sequence[Path]) -> list[str]:
     """<stem>.png per image; a repeated stem gets -2, -3, ... in input order so no map is overwritten."""
     names, taken = [], set()
     for path in paths:
@@ -369,7 +369,7 @@ def map_routes(
     labels = [f"expert {i} (rank {r})" for i, r in enumerate(mole.expert_ranks)]
     paths = [Path(p) for p in paths]
     results = []
-    for path, png in zip(paths, _unique_png_names(paths)):
+    for path, png in zip(paths, map_names(paths)):
         result = ImageRoutes(path=os.fsdecode(path))
         try:
             decoded = decode_image(path, max_pixels=max_pixels)
@@ -388,5 +388,5 @@ def map_routes(
             on_image(result)
     document = routes_document(detector, results, colours)
     text = json.dumps(document, indent=1)
-    atomic_write(out / ROUTES_JSON, lambda tmp: Path(tmp).write_text(text + "\n"))
+    write_output(out / ROUTES_JSON, lambda tmp: Path(tmp).write_text(text + "\n"))
     return document

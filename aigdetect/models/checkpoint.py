@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
-from ..fileio import atomic_write
+from ..outputs import write_output
 from .fingerprint import open_checkpoint
 
 CHECKPOINT_FORMAT = "aigdetect.detector"
@@ -30,7 +30,7 @@ def write_checkpoint(path: str | os.PathLike[str], tensors: dict[str, torch.Tens
     """Write tensors (moved to the CPU, contiguous) and metadata atomically."""
     plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {METADATA_KEY: json.dumps({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **metadata})}
-    atomic_write(path, lambda tmp: save_file(plain, tmp, metadata=header))
+    write_output(path, lambda tmp: save_file(plain, tmp, metadata=header))
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from ..fileio import atomic_write
+from ..outputs import write_output
 
 _SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
@@ -72,7 +72,7 @@ def render(template: str, **context: Any) -> str:
 
 
 def write_page(out: str | os.PathLike[str], html: str) -> int:
-    """Write the page atomically; return its size in bytes."""
+    """Write the page through the output guard (atomically for a file); return its size in bytes."""
     payload = html.encode("utf-8")
-    atomic_write(out, lambda tmp: Path(tmp).write_bytes(payload))
+    write_output(out, lambda name: Path(name).write_bytes(payload))
     return len(payload)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from ..fileio import atomic_write, naming_errors
+from ..outputs import append_output, write_output
 from .cells import csv_cell, unguard
 from .paths import raw_path
 from .schema import Row
@@ -117,7 +118,7 @@ class JsonFileWriter(RowWriter):
             with open(tmp, "w", encoding="utf-8") as target:
                 write_json(target, summary, columns, _journal_lines(journal))
 
-        atomic_write(self.out, dump)
+        write_output(self.out, dump)
         os.unlink(journal)
 
 
@@ -145,7 +146,7 @@ def open_writer(output_format: str, columns: Sequence[str], *, out: str | None, 
     header (``resume`` writes its kept rows itself, before it calls ``append_writer``)."""
     if out is not None:
         start = "".join(line + "\n" for line in header_line(output_format, columns))
-        atomic_write(growing_file(out, output_format), lambda tmp: _write_text(tmp, start))
+        write_output(growing_file(out, output_format), lambda tmp: _write_text(tmp, start))
         return append_writer(out, output_format)
     if stream is None:
         raise ValueError("open_writer needs an output file or a stream")
@@ -160,7 +161,7 @@ def append_writer(out: str, output_format: str) -> RowWriter:
     """A writer that appends to an output (or journal) that already holds its header and rows."""
     if output_format == "json":
         return JsonFileWriter(out)
-    return RowWriter(open(out, "a", encoding="utf-8"), output_format, owns_stream=True, name=out)
+    return RowWriter(append_output(out), output_format, owns_stream=True, name=out)
 
 
 def _write_text(path: str, text: str) -> None:

@@ -60,7 +60,7 @@ def place(out: str | None, output_format: str | None, shard: str | None, device:
     return Placement(out, output_format, spec, device)
 
 
-def merge_under_torchrun(out: str, output_format: str) -> Tally | None:
+def merge_under_torchrun(out: str, output_format: str, *, overwrite: bool = False) -> Tally | None:
     """Wait for every rank, then let rank 0 join the parts; None on other ranks or without a group."""
     import torch.distributed as dist
 
@@ -72,6 +72,6 @@ def merge_under_torchrun(out: str, output_format: str) -> Tally | None:
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=MERGE_TIMEOUT)
     try:
         dist.barrier()
-        return merge_parts(out, output_format).tally if rank == 0 else None
+        return merge_parts(out, output_format, overwrite=overwrite).tally if rank == 0 else None
     finally:
         dist.destroy_process_group()

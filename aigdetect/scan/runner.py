@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -25,6 +25,8 @@ from ..errors import CheckpointError, ConfigError
 from ..evidence import default_bands, validate_bands
 from ..fileio import atomic_write
 from ..models.identity import detector_id, random_backbone_warning
+from ..outputs import Output, OutputError, is_special, open_special
+from ..outputs import check_output as check_output_path
 from ..results.previous import Previous, parse_line, read_previous
 from ..results.schema import Row, scan_columns
 from ..results.write import RowWriter, append_writer, growing_file, header_line, merge_runs, open_writer, row_line
@@ -34,7 +36,7 @@ from .lock import OutputLock
 from .resume import ResumeIndex, key_digest
 from .rows import RowContext, Tally, found_key, record_row
 from .shard import shard_of
-from .sidecar import RowSettings, read_sidecar, sidecar_path, write_sidecar
+from .sidecar import SCAN_RESULTS, RowSettings, read_sidecar, write_sidecar
 from .walk import FoundFile, WalkRules, require_paths, walk_paths, walk_stream
 
 if TYPE_CHECKING:
@@ -157,40 +159,24 @@ def _settings(source: DetectorSource, config: ScanConfig) -> RowSettings:
     )
 
 
-def _looks_like_scan_output(out: str) -> bool:
-    """Whether an existing file is an earlier output of ``scan`` (so replacing it destroys nothing else)."""
-    if os.path.exists(sidecar_path(out)):
-        return True
-    try:
-        with open(out, "rb") as handle:
-            first = handle.readline(1 << 16)
-    except OSError:
-        return False
-    return first.startswith((b"path,status,", b'{"path": ', b'{"columns": '))
-
-
 def check_output(config: ScanConfig, protected: Sequence[str]) -> None:
-    """Refuse an output that would destroy an input, or an earlier output without ``resume``/``overwrite``.
+    """Refuse an output that would destroy an input, or an earlier output without ``resume``/``overwrite``
+    (the rule of ``aigdetect.outputs``, with ``resume`` allowed to keep an earlier output).
 
     Raises:
-        ConfigError: ``out`` is a folder, a protected file (the checkpoint in use, say), an existing
-            file without ``resume`` or ``overwrite``, or a file that is not a scan output.
+        OutputError: ``out`` is a folder, a link, a protected file (the checkpoint in use, say), an
+            existing file without ``resume`` or ``overwrite``, or a file that is not a scan output.
     """
     out = config.out
     if out is None:
         return
-    if os.path.isdir(out):
-        raise ConfigError(f"`out` {out} is a folder; give a file name")
-    for path in protected:
-        if os.path.exists(out) and os.path.exists(path) and os.path.samefile(out, path):
-            raise ConfigError(f"`out` {out} is {path}, which this scan reads; write to another file")
+    allowed = config.resume or config.overwrite
+    allowed_by = "pass `resume` to continue it or `overwrite` to replace it"
     growing = growing_file(out, config.output_format)
-    if not os.path.lexists(out) and not os.path.lexists(growing):
-        return
-    if not (config.resume or config.overwrite):
-        raise ConfigError(f"`out` {out} exists; pass `resume` to continue it or `overwrite` to replace it")
-    if os.path.lexists(out) and not _looks_like_scan_output(out):
-        raise ConfigError(f"`out` {out} exists and is not a scan output; refusing to replace it")
+    if growing != out and os.path.lexists(growing) and not allowed:
+        raise OutputError(f"`out` {out} exists; {allowed_by}")
+    reads = [*config.paths, *protected]
+    check_output_path(Output.of(out, SCAN_RESULTS, "out"), overwrite=allowed, reads=reads, allowed_by=allowed_by)
 
 
 def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
@@ -341,6 +327,12 @@ def run_scan(
     """
     started_at = clock() if started_at is None else started_at
     require_paths(config.paths)
+    if config.out is not None and is_special(config.out):
+        # A FIFO or a device (/dev/stdout) is a stream: written in place, with no lock, sidecar or resume.
+        check_output(config, protected)
+        with open_special(config.out) as target:
+            return run_scan(detector, replace(config, out=None, overwrite=False), stream=target, progress=progress,
+                            perturb=perturb, command=command, protected=protected)  # fmt: skip
     source = _source(detector)
     settings = _settings(source, config)
     context = RowContext(settings.detector, settings.engine, settings.threshold, settings.bands, settings.columns)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..fileio import atomic_write
+from ..outputs import Output, OutputError, check_output, is_special, write_output
 from ..results.paths import raw_path
 from ..results.previous import Recorded, read_previous
 from ..results.write import header_line, journal_path, write_json
 from .rows import Tally
-from .sidecar import SIDECAR_SUFFIX, RowSettings, read_sidecar, write_sidecar
+from .sidecar import SCAN_RESULTS, SIDECAR_SUFFIX, RowSettings, read_sidecar, sidecar_path, write_sidecar
 from .walk import FoundFile
 
 _PART = re.compile(r"\.part(\d+)$")
@@ -124,7 +124,7 @@ def _owned_rows(part: str, output_format: str, columns: tuple[str, ...]) -> Iter
         yield key, part, item
 
 
-def merge_parts(out: str, output_format: str) -> MergeResult:
+def merge_parts(out: str, output_format: str, *, overwrite: bool = False) -> MergeResult:
     """Join all ``OUT.partK`` files into ``OUT`` (atomically), streaming, rows sorted by path as one
     scan sorts them; ``OUT.summary.json`` records the joined counts.
 
@@ -132,8 +132,15 @@ def merge_parts(out: str, output_format: str) -> MergeResult:
         InputError: a part is missing, unfinished (a half-written row or a JSON journal), from
             another split or made with other settings, or two parts hold the same path.
         ConfigError: the parts have different columns.
+        OutputError: ``out`` exists without ``overwrite``, is not a scan output, is a part, or is
+            not a regular file (the merged counts are recorded beside it).
     """
     parts = find_parts(out)
+    check_output(Output.of(out, SCAN_RESULTS, "merge"), overwrite=overwrite, reads=parts)
+    if is_special(out):
+        raise OutputError(
+            f"`merge` {out} is not a regular file; the merged counts are recorded beside it, in {sidecar_path(out)}"
+        )
     for part in parts:
         if output_format == "json" and os.path.exists(journal_path(part)):
             raise InputError(f"{part} is unfinished ({journal_path(part)} exists); finish that shard with `resume`")
@@ -159,7 +166,7 @@ def merge_parts(out: str, output_format: str) -> MergeResult:
             handle.writelines(line + "\n" for line in header_line(output_format, columns))
             handle.writelines(line + "\n" for line in lines())
 
-    atomic_write(out, write)
+    write_output(out, write)
     write_sidecar(out, RowSettings(**{**settings, "bands": tuple(settings["bands"]), "columns": columns}),
                   complete=True, summary={**tally.as_dict(), "merged_parts": len(parts)})  # fmt: skip
     return MergeResult(out, parts, tally)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..fileio import atomic_write, json_safe, open_input, read_capped
+from ..outputs import OutputKind, head
 
 SIDECAR_SUFFIX = ".summary.json"
 MAX_SIDECAR_BYTES = 1 << 20
@@ -90,3 +91,12 @@ def read_sidecar(out: str) -> dict[str, Any] | None:
     ):
         raise InputError(f"{path} is not a scan summary written by 'aigdetect scan'")
     return document
+
+
+def _looks_like_scan_output(out: str) -> bool:
+    """Whether an existing file is an earlier output of ``scan`` (so replacing it destroys nothing else):
+    it has a sidecar (a JSONL output may still be empty), or starts like one."""
+    return os.path.exists(sidecar_path(out)) or head(out).startswith((b"path,status,", b'{"path": ', b'{"columns": '))
+
+
+SCAN_RESULTS = OutputKind("scan output", _looks_like_scan_output)

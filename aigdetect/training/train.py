@@ -54,6 +54,7 @@ from ..fileio import json_safe
 from ..metrics import Accuracy, accuracy, average_precision, calibrate_threshold
 from ..models.detector import Detector
 from ..models.factory import create_detector, save_detector
+from ..outputs import append_output
 from ..version import __version__
 from .accumulate import fit_micro_batch, gradient_step
 from .config import TrainConfig
@@ -196,7 +197,7 @@ class _Trainer:
             self._restore(Path(config.resume))
         if self.ctx.is_main and config.log:
             Path(config.log).parent.mkdir(parents=True, exist_ok=True)
-            self.log_file = open(config.log, "a", encoding="utf-8")
+            self.log_file = append_output(config.log)
         try:
             self.emit(
                 "run", run_id=self.run_id, command=self.command, version=__version__,
