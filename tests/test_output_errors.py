@@ -82,7 +82,8 @@ def test_the_file_size_limit_is_named_and_the_rows_before_it_are_resumed(tmp_pat
     limit = 1500
     out = tmp_path / f"v.{output_format}"
     growing = Path(writers.growing_file(str(out), output_format))
-    common = ["imgs", "--checkpoint", tiny_checkpoint.name, "--workers", "0", "--batch-size", "1", "--out", out.name]
+    # --quiet: a plain progress line, printed when a loaded machine makes the scan slow, is not the error line.
+    common = ["imgs", "--checkpoint", tiny_checkpoint.name, "--workers", "0", "--batch-size", "1", "--quiet", "--out", out.name]
     limited = subprocess.run(
         [sys.executable, "-m", "aigdetect", "scan", *common], cwd=tmp_path, env=_subprocess_env(),
         preexec_fn=_limit_file_size(limit), capture_output=True, text=True, timeout=300,
@@ -108,7 +109,7 @@ def test_a_full_disk_behind_standard_output_is_one_line(tmp_path, tiny_checkpoin
     with open("/dev/full", "w") as full:
         result = subprocess.run(
             [sys.executable, "-m", "aigdetect", "scan", str(folder), "--checkpoint", str(tiny_checkpoint),
-             "--workers", "0", "--format", output_format], stdout=full, stderr=subprocess.PIPE, text=True,
+             "--workers", "0", "--quiet", "--format", output_format], stdout=full, stderr=subprocess.PIPE, text=True,
             cwd=tmp_path, env=_subprocess_env(), timeout=300,
         )  # fmt: skip
     assert result.returncode == 2
@@ -147,7 +148,7 @@ def test_a_full_disk_names_the_output_and_keeps_the_rows_written(tmp_path, tiny_
         handle = builtins.open(path, mode, *args, **kwargs)
         return _FullDisk(handle, room=1000) if "a" in mode else handle
 
-    common = [str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--batch-size", "1", "--out", str(out)]
+    common = [str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--batch-size", "1", "--quiet", "--out", str(out)]
     with monkeypatch.context() as patch:
         for module in (writers, outputs):  # rows are appended through outputs.append_output, JSON journals in writers
             patch.setattr(module, "open", on_a_full_disk, raising=False)
@@ -184,22 +185,25 @@ def test_an_unwritable_output_is_named_with_the_cause(tmp_path, tiny_checkpoint,
 
     with monkeypatch.context() as patch:
         patch.setattr(os, "open", refusing)
-        result = _scan(str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--out", str(out))
+        result = _scan(str(folder), "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--quiet", "--out", str(out))
     assert result.exit_code == 2
     assert _one_error_line(result.stderr) == f"error: {out}: {os.strerror(cause)}"
     assert sorted(p.name for p in target.iterdir()) == []
 
 
 @pytest.mark.parametrize(
-    "args",
-    [["report", "nothere.csv", "-o", "x.html"], ["scan", "imgs", "--checkpoint", "nothere.safetensors", "-o", "x.csv"]],
+    "args, message",
+    [
+        (["report", "nothere.csv", "-o", "x.html"], "error: nothere.csv: missing: no such file"),
+        (["scan", "imgs", "--checkpoint", "nothere.safetensors", "-o", "x.csv"], "error: checkpoint nothere.safetensors: no such file"),
+    ],
     ids=["report", "scan-checkpoint"],
 )
-def test_a_missing_input_is_no_such_file(tmp_path, monkeypatch, args):
+def test_a_missing_input_is_no_such_file(tmp_path, monkeypatch, args, message):
     """A results file or checkpoint that was never there did not vanish during a scan: say so plainly."""
     write_image(tmp_path / "imgs" / "a.png")
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, args)
     assert result.exit_code == 2
-    assert _one_error_line(result.stderr) == f"error: {args[1] if args[0] == 'report' else args[3]}: missing: no such file"
+    assert _one_error_line(result.stderr) == message
     assert not (tmp_path / args[-1]).exists()

@@ -357,7 +357,10 @@ def _check_outputs(config: TrainConfig, overwrite: bool) -> None:
     """Refuse, before training, a detector or log path that would destroy an input or another file
     (an existing log is appended to, so it must be an earlier training log)."""
     from ..outputs import CHECKPOINT, TRAIN_LOG, Output, OutputError, check_output, is_special
+    from ..training.state import refuse_unfinished_state
 
+    if config.resume is None:  # an unfinished run beside `out` is better answered by --resume than by --overwrite
+        refuse_unfinished_state(config.state_path)
     reads = [p for p in (config.data, config.real, config.fake, config.val, config.resume, config.backbone_weights) if p]
     detector = Output.of(config.out, CHECKPOINT, "out")
     check_output(detector, overwrite=overwrite or config.resume is not None, reads=reads)
