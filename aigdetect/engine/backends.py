@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data.preprocess import PreprocessConfig
 from ..errors import ConfigError
 from .engine_cache import EntryKey, cached_entry
 from .export import DEFAULT_OPSET, MIN_OPSET, write_onnx_graph
@@ -103,7 +104,12 @@ class Runner(ABC):
     precision: str
     version: str
     threads: int | None
-    image_size: int
+    preprocess: PreprocessConfig
+    """The preprocessing of the detector the model was made from; its size is the model's input size."""
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocess.size
 
     @property
     def engine_id(self) -> str:
@@ -141,7 +147,7 @@ class TorchRunner(Runner):
         self.precision = "fp32"
         self.version = torch.__version__
         self.threads = threads
-        self.image_size = detector.image_size
+        self.preprocess = detector.preprocess
 
     def _logits(self, pixels: np.ndarray) -> np.ndarray:
         import torch
@@ -162,7 +168,8 @@ class OnnxRuntimeRunner(Runner):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | os.PathLike[str], *, precision: str, image_size: int, threads: int | None = None) -> None:
+    def __init__(self, model_path: str | os.PathLike[str], *, precision: str, preprocess: PreprocessConfig,
+                 threads: int | None = None) -> None:  # fmt: skip
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -176,7 +183,7 @@ class OnnxRuntimeRunner(Runner):
         self.precision = precision
         self.version = ort.__version__
         self.threads = threads
-        self.image_size = image_size
+        self.preprocess = preprocess
 
     def _logits(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: pixels})[0]
@@ -191,7 +198,8 @@ class OpenVinoRunner(Runner):
 
     name = "openvino"
 
-    def __init__(self, model_xml: str | os.PathLike[str], *, precision: str, image_size: int, threads: int | None = None) -> None:
+    def __init__(self, model_xml: str | os.PathLike[str], *, precision: str, preprocess: PreprocessConfig,
+                 threads: int | None = None) -> None:  # fmt: skip
         import openvino as ov
 
         wanted = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16}[precision]
@@ -207,7 +215,7 @@ class OpenVinoRunner(Runner):
         self.precision = precision
         self.version = ov.__version__.split("-")[0]
         self.threads = threads
-        self.image_size = image_size
+        self.preprocess = preprocess
 
     def _logits(self, pixels: np.ndarray) -> np.ndarray:
         return self.request.infer({0: pixels})[self.compiled.output(0)].copy()
@@ -306,18 +314,17 @@ def open_runner(
     if config.backend == "torch":
         return TorchRunner(detector, threads=config.threads)
     require(config.backend)
-    size = detector.image_size
     if config.backend == "onnxruntime":
         build = int8_model if config.precision == "int8" else onnx_model
         path = build(detector, opset=config.opset, cache_dir=cache_dir)
-        return OnnxRuntimeRunner(path, precision=config.precision, image_size=size, threads=config.threads)
+        return OnnxRuntimeRunner(path, precision=config.precision, preprocess=detector.preprocess, threads=config.threads)
     if config.precision == "bf16" and not config.force_bf16 and not cpu_has_bf16():
         raise ConfigError(
             "this CPU has no bf16 units (no AVX512-BF16 or AMX), so OpenVINO would emulate bf16, many times "
             "slower than fp32; use fp32, or force bf16 to measure it anyway"
         )
     path = openvino_model(detector, opset=config.opset, cache_dir=cache_dir)
-    return OpenVinoRunner(path, precision=config.precision, image_size=size, threads=config.threads)
+    return OpenVinoRunner(path, precision=config.precision, preprocess=detector.preprocess, threads=config.threads)
 
 
 @dataclass(frozen=True)

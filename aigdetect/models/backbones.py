@@ -24,6 +24,7 @@ from open_clip.pretrained import get_pretrained_cfg
 from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
+from ..data.preprocess import PreprocessConfig
 from ..errors import ConfigError, InputFileError, WeightsError
 from ..fileio import open_input, read_capped
 from ..formats.torch_archive import is_zip_file, read_torch_archive
@@ -69,6 +70,11 @@ class BackboneSource:
     def image_size(self) -> int:
         size = self.config["vision_cfg"].get("image_size", 224)
         return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        """The OpenAI CLIP statistics at the tower's input size."""
+        return PreprocessConfig(size=self.image_size)
 
     def label(self) -> str:
         return self.name or "custom"

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..data.preprocess import PreprocessConfig
 from ..errors import AigdetectError, CheckpointError, ConfigError
 from ..version import __version__
 from .backbones import BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
@@ -80,6 +81,7 @@ def detector_metadata(detector: Detector) -> dict[str, Any]:
         "backbone": detector.source.to_dict(),
         "backbone_embedded": not detector.source.downloadable,
         "mole": detector.mole.to_dict(),
+        "preprocess": detector.preprocess.to_dict(),
         "threshold": detector.threshold,
         "provenance": detector.provenance,
     }
@@ -123,6 +125,7 @@ def detector_from_checkpoint(
     try:
         source = BackboneSource.from_dict(meta["backbone"])
         mole = MoLEConfig.from_dict(meta["mole"])
+        preprocess = PreprocessConfig.from_dict(meta["preprocess"]) if "preprocess" in meta else source.preprocess
         check_size(source, mole)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{origin}: checkpoint metadata is incomplete or invalid ({str(exc)[:200]})") from None
@@ -136,9 +139,13 @@ def detector_from_checkpoint(
         load_visual_weights(visual, embedded, f"{origin} (embedded backbone)")
     else:
         visual = load_backbone(source, backbone_weights, cache_dir=cache_dir)
-    detector = Detector(
-        visual, source, mole, threshold=threshold, name=meta.get("name"), provenance=meta.get("provenance")
-    )
+    try:
+        detector = Detector(
+            visual, source, mole, threshold=threshold, name=meta.get("name"), provenance=meta.get("provenance"),
+            preprocess=preprocess,
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise CheckpointError(f"{origin}: {exc}") from None
     unknown = sorted(k for k in tensors if not k.startswith((*DETECTOR_PREFIXES, BACKBONE_PREFIX, TRAIN_STATE_PREFIX)))
     if unknown:
         raise CheckpointError(f"{origin}: unexpected tensors {', '.join(unknown[:3])}")
