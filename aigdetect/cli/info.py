@@ -79,15 +79,41 @@ def info(
     console.print(table)
 
 
-@cli_errors
-def models(as_json: JsonOption = False) -> None:
-    """List the built-in detectors and where their weights come from.
+BackbonesOption = Annotated[
+    bool, typer.Option("--backbones", help="List the backbones `--model` can build offline and whose weights are cached.")
+]
 
-    Example: aigdetect models
+
+def _backbones(as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..models.catalog import list_backbones
+
+    entries = list_backbones()
+    if as_json:
+        typer.echo(json.dumps([e.__dict__ for e in entries]))
+        return
+    console = Console(soft_wrap=True)
+    table = Table(title="Backbones (timm:NAME also takes any timm ViT)")
+    for column in ("model", "family", "size", "weights"):
+        table.add_column(column, no_wrap=column == "model", overflow="fold")
+    for e in entries:
+        table.add_row(e.name, e.family, str(e.image_size), e.weights or "not cached")
+    console.print(table)
+
+
+@cli_errors
+def models(as_json: JsonOption = False, backbones: BackbonesOption = False) -> None:
+    """List the built-in detectors and where their weights come from (or, with --backbones, the backbones).
+
+    Example: aigdetect models --backbones
     """
     from rich.console import Console
     from rich.table import Table
 
+    if backbones:
+        return _backbones(as_json)
     entries = DETECTORS.list()
     if as_json:
         typer.echo(json.dumps([e.__dict__ for e in entries]))

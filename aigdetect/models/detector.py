@@ -37,7 +37,7 @@ class DetectorOutput:
 
 
 class Detector(nn.Module):
-    """CLIP ViT image encoder (frozen) + MoLE bypasses in its last blocks + Linear(output_dim, 1).
+    """A ViT image encoder (frozen) + MoLE bypasses in its last blocks + Linear(features, 1).
 
     With ``mole.blocks == 0`` this is a linear probe on frozen CLIP features, which is UnivFD. The
     detector carries its preprocessing (the backbone's by default), which every caller reads.
@@ -70,7 +70,7 @@ class Detector(nn.Module):
         self.bypasses = inject_mole(self.visual, mole) if mole.blocks else {}
         for bypass in self.bypasses.values():
             bypass.requires_grad_(True)
-        self.head = nn.Linear(self.visual.output_dim, 1)
+        self.head = nn.Linear(source.kind.output_dim(source.config, self.visual), 1)
 
     @property
     def image_size(self) -> int:
