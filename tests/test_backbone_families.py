@@ -255,3 +255,20 @@ def test_models_backbones_lists_what_builds_and_what_is_cached(tmp_path, monkeyp
     assert rows["PE-Core-B-16:meta"]["family"] == "open_clip" and rows["vitb16"]["weights"] is None
     assert rows["ViT-B-16-SigLIP2:webli"]["image_size"] == 224 and "ViT-L-14-quickgelu:dfn2b" in rows
     assert not any(name.startswith("RN50") for name in rows)
+
+
+def test_scan_rebuilds_a_timm_detector_with_its_preprocessing(tmp_path):
+    """The CLI scan of a timm-family checkpoint gives the trained detector's scores (mean 0.5
+    preprocessing included: the CLIP statistics would give other scores)."""
+    import csv
+
+    from conftest import write_image
+
+    detector = _detector(_model(tmp_path, "timm-siglip"))
+    checkpoint = tmp_path / "siglip.safetensors"
+    save_detector(detector, checkpoint)
+    paths = [write_image(tmp_path / "imgs" / f"{i}.png", size=(40 + i, 36), seed=i) for i in range(3)]
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "imgs"), "--checkpoint", str(checkpoint), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    rows = sorted(csv.DictReader(result.stdout.splitlines()), key=lambda r: r["path"])
+    np.testing.assert_allclose([float(r["score"]) for r in rows], score_images(detector, sorted(map(str, paths))), rtol=1e-5, atol=1e-6)
