@@ -272,3 +272,43 @@ def test_scan_rebuilds_a_timm_detector_with_its_preprocessing(tmp_path):
     assert result.exit_code == 0, result.output
     rows = sorted(csv.DictReader(result.stdout.splitlines()), key=lambda r: r["path"])
     np.testing.assert_allclose([float(r["score"]) for r in rows], score_images(detector, sorted(map(str, paths))), rtol=1e-5, atol=1e-6)
+
+
+def _fake_hub_cache(root, repo: str, files: dict[str, bytes]):
+    folder = root / ("models--" + repo.replace("/", "--"))
+    snapshot = folder / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    for name, data in files.items():
+        (snapshot / name).write_bytes(data)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("abc123")
+    return snapshot
+
+
+def test_hf_hub_backbone_builds_offline_from_the_cache_and_its_checkpoint_reloads(tmp_path, monkeypatch):
+    """An hf-hub open_clip repository in the Hugging Face cache: its config (with its own
+    preprocessing) and weights are found without the network, the weights' hash recorded, and the
+    checkpoint rebuilds the same model from the recorded config."""
+    from huggingface_hub import constants
+
+    tiny = json.loads(TINY_CONFIG.read_text())
+    tower = build_visual(BackboneSource(config=tiny))
+    weights = tmp_path / "w.safetensors"
+    save_file({f"visual.{k}": v.contiguous() for k, v in tower.state_dict().items()}, str(weights))
+    config = {"model_cfg": tiny, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear"}}
+    _fake_hub_cache(tmp_path / "hub", "org/tiny", {"open_clip_config.json": json.dumps(config).encode(),
+                                                  "open_clip_model.safetensors": weights.read_bytes()})  # fmt: skip
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    detector = create_detector("hf-hub:org/tiny", MoLEConfig(blocks=1))
+    assert detector.preprocess.mean == (0.5, 0.5, 0.5) and detector.preprocess.interpolation == "bilinear"
+    assert detector.source.weights_sha256 == __import__("hashlib").sha256(weights.read_bytes()).hexdigest()
+    path = tmp_path / "d.safetensors"
+    save_detector(detector, path)
+    assert not any(k.startswith("backbone.") for k in read_checkpoint(path)[0])
+    loaded = load_detector(path)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(pixels).logits, detector.eval()(pixels).logits)
+    with pytest.raises(WeightsError, match="HF_HUB_OFFLINE"):
+        resolve_backbone("hf-hub:org/absent")
