@@ -85,22 +85,16 @@ BackbonesOption = Annotated[
 
 
 def _backbones(as_json: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    """One whole line per backbone: names and cache paths are copied by users, never cut or wrapped."""
     from ..models.catalog import list_backbones
 
     entries = list_backbones()
     if as_json:
         typer.echo(json.dumps([e.__dict__ for e in entries]))
         return
-    console = Console(soft_wrap=True)
-    table = Table(title="Backbones (timm:NAME also takes any timm ViT)")
-    for column in ("model", "family", "size", "weights"):
-        table.add_column(column, no_wrap=column == "model", overflow="fold")
+    typer.echo("Backbones that build offline (--model NAME); timm:NAME also takes any timm ViT")
     for e in entries:
-        table.add_row(e.name, e.family, str(e.image_size), e.weights or "not cached")
-    console.print(table)
+        typer.echo(f"{e.name}  {e.family}, {e.image_size} px, weights: {e.weights or 'not cached'}")
 
 
 @cli_errors
