@@ -197,3 +197,12 @@ def test_cli_probe_trains_a_detector_that_scores(data, tmp_path):
     assert detector.mole.blocks == 0 and not detector.bypasses and detector.provenance["probe"]["solver"] == "adamw"
     refused = CliRunner().invoke(app, [*args, "--blocks", "2"])
     assert refused.exit_code == 2 and "takes no --blocks" in refused.stderr
+
+
+def test_the_benchmark_reports_a_second_fit_that_decodes_nothing(capsys):
+    from conftest import load_benchmark
+
+    figures = load_benchmark("probe_cache").main(["--n", "12", "--model", str(TINY_CONFIG), "--size", "40", "--epochs", "1"])
+    assert figures["first_decoded"] == figures["images"] and figures["second_decoded"] == 0
+    assert figures["cache_bytes_per_image"] > 16 * 4  # 16 float32 features and the .npy header
+    assert "ratio:" in capsys.readouterr().out
