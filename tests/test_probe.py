@@ -197,6 +197,8 @@ def test_cli_probe_trains_a_detector_that_scores(data, tmp_path):
     assert detector.mole.blocks == 0 and not detector.bypasses and detector.provenance["probe"]["solver"] == "adamw"
     refused = CliRunner().invoke(app, [*args, "--blocks", "2"])
     assert refused.exit_code == 2 and "takes no --blocks" in refused.stderr
+    refused = CliRunner().invoke(app, [*args[:-4], "--steps", "5", "--out", str(out)])
+    assert refused.exit_code == 2 and "--steps" in refused.stderr
 
 
 def test_the_benchmark_reports_a_second_fit_that_decodes_nothing(capsys):

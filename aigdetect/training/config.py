@@ -281,8 +281,10 @@ class TrainConfig:
             raise ConfigError(f"`val_protocol` must be one of {', '.join(VAL_PROTOCOLS)}, got {self.val_protocol!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.probe is not None and (self.mole.blocks or self.resume is not None):
-            raise ConfigError("`probe` fits a linear head on frozen features: it takes no `blocks` and no `resume`")
+        if self.probe is not None and (self.mole.blocks or self.resume is not None or self.steps is not None):
+            raise ConfigError(
+                "`probe` fits a linear head on frozen features in `epochs` passes: it takes no `blocks`, `steps` or `resume`"
+            )
         if self.resume is not None and os.path.abspath(self.resume) == os.path.abspath(self.out):
             raise ConfigError(f"`resume` takes the training state ({state_path_for(self.out)}), not the `out` detector")
 
