@@ -286,11 +286,9 @@ def _fake_hub_cache(root, repo: str, files: dict[str, bytes]):
 
 
 def test_hf_hub_backbone_builds_offline_from_the_cache_and_its_checkpoint_reloads(tmp_path, monkeypatch):
-    """An hf-hub open_clip repository in the Hugging Face cache: its config (with its own
-    preprocessing) and weights are found without the network, the weights' hash recorded, and the
-    checkpoint rebuilds the same model from the recorded config."""
-    from huggingface_hub import constants
-
+    """An hf-hub open_clip repository in a Hugging Face cache (``cache_dir``): its config (with its
+    own preprocessing) and weights are found without the network, the weights' hash recorded, and
+    the checkpoint rebuilds the same model from the recorded config."""
     tiny = json.loads(TINY_CONFIG.read_text())
     tower = build_visual(BackboneSource(config=tiny))
     weights = tmp_path / "w.safetensors"
@@ -298,15 +296,14 @@ def test_hf_hub_backbone_builds_offline_from_the_cache_and_its_checkpoint_reload
     config = {"model_cfg": tiny, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear"}}
     _fake_hub_cache(tmp_path / "hub", "org/tiny", {"open_clip_config.json": json.dumps(config).encode(),
                                                   "open_clip_model.safetensors": weights.read_bytes()})  # fmt: skip
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    detector = create_detector("hf-hub:org/tiny", MoLEConfig(blocks=1))
+    detector = create_detector("hf-hub:org/tiny", MoLEConfig(blocks=1), cache_dir=str(tmp_path / "hub"))
     assert detector.preprocess.mean == (0.5, 0.5, 0.5) and detector.preprocess.interpolation == "bilinear"
     assert detector.source.weights_sha256 == __import__("hashlib").sha256(weights.read_bytes()).hexdigest()
     path = tmp_path / "d.safetensors"
     save_detector(detector, path)
     assert not any(k.startswith("backbone.") for k in read_checkpoint(path)[0])
-    loaded = load_detector(path)
+    loaded = load_detector(path, cache_dir=str(tmp_path / "hub"))
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(pixels).logits, detector.eval()(pixels).logits)

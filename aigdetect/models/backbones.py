@@ -284,14 +284,14 @@ def _open_clip_named(name: str) -> BackboneSource | None:
     return BackboneSource(config=config, name=name)
 
 
-def _hub_config(name: str) -> BackboneSource:
+def _hub_config(name: str, cache_dir: str | None) -> BackboneSource:
     """An ``hf-hub:ORG/NAME`` open_clip repository's config, from the cache or a download."""
     repo_id = name[len(HF_HUB_PREFIX) :]
     if repo_id.count("/") != 1 or not all(part and part not in (".", "..") for part in repo_id.split("/")):
         raise ConfigError(f"{name}: expected hf-hub:ORG/NAME")
     location = WeightsLocation(name, repo_id, ("open_clip_config.json",))
-    found, _ = cached_weights(location, None)
-    path = found or resolve_weights(location)
+    found, _ = cached_weights(location, cache_dir)
+    path = found or resolve_weights(location, cache_dir)
     if os.path.getsize(path) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{name}: open_clip_config.json is over {MAX_CONFIG_BYTES} bytes")
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -317,9 +317,10 @@ def _custom(path: Path) -> BackboneSource:
     return BackboneSource(config=FAMILIES[family].check(data, str(path)), family=family)
 
 
-def resolve_backbone(model: str | os.PathLike[str], *, paths: bool = True) -> BackboneSource:
+def resolve_backbone(model: str | os.PathLike[str], *, paths: bool = True, cache_dir: str | None = None) -> BackboneSource:
     """Turn ``--model`` into a source: a short alias, an open_clip model (``NAME`` or ``NAME:TAG``),
-    ``hf-hub:ORG/NAME``, ``timm:NAME``, or (with ``paths``) a config JSON's path.
+    ``hf-hub:ORG/NAME``, ``timm:NAME``, or (with ``paths``) a config JSON's path. An ``hf-hub``
+    config is read from ``cache_dir`` (else the default cache), or downloaded.
 
     Raises:
         ConfigError: an unknown name or tag, an unreadable file, or a config outside the bounds.
@@ -334,7 +335,7 @@ def resolve_backbone(model: str | os.PathLike[str], *, paths: bool = True) -> Ba
     if text.startswith(TIMM_PREFIX):
         return _timm_named(text)
     if text.startswith(HF_HUB_PREFIX):
-        return _hub_config(text)
+        return _hub_config(text, cache_dir)
     named = _open_clip_named(text)
     if named is not None:
         return named

@@ -68,7 +68,7 @@ def create_detector(
     The backbone's random init (with ``backbone_weights="none"``) and the adapters' init both come
     from ``seed``, so two calls with the same arguments give identical detectors.
     """
-    source = resolve_backbone(model)
+    source = resolve_backbone(model, cache_dir=cache_dir)
     mole = mole or MoLEConfig()
     check_size(source, mole)
     path = backbone_weights_file(source, backbone_weights, cache_dir)
