@@ -208,3 +208,35 @@ def test_the_benchmark_reports_a_second_fit_that_decodes_nothing(capsys):
     assert figures["first_decoded"] == figures["images"] and figures["second_decoded"] == 0
     assert figures["cache_bytes_per_image"] > 16 * 4  # 16 float32 features and the .npy header
     assert "ratio:" in capsys.readouterr().out
+
+
+WRITER = """
+import sys
+import numpy as np
+from aigdetect.training.feature_cache import FeatureCache
+cache = FeatureCache(sys.argv[1], "e" * 64, 8, max_bytes=int(sys.argv[2]))
+for round in range(3):
+    for i in range(40):
+        cache.put(f"file{i}", "center", np.full(8, i, dtype=np.float32))
+        got = cache.get(f"file{(i * 7) % 40}", "center")
+        assert got is None or np.array_equal(got, np.full(8, (i * 7) % 40, dtype=np.float32))
+        if i % 10 == 9:
+            cache.evict()
+"""
+
+
+def test_two_processes_writing_and_evicting_one_cache_leave_only_whole_entries(tmp_path):
+    import subprocess
+    import sys
+
+    entry = 128 + 8 * 4
+    env = {**os.environ, "PYTHONPATH": str(TINY_CONFIG.parents[2])}
+    runs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(25 * entry)], env=env) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    cache = FeatureCache(tmp_path, "e" * 64, 8, max_bytes=25 * entry)
+    cache.evict()
+    entries = list(tmp_path.rglob("*.npy"))
+    assert 0 < len(entries) <= 25 and not list(tmp_path.rglob("*.tmp"))
+    whole = [i for i in range(40) if cache.get(f"file{i}", "center") is not None]
+    assert len(whole) == len(entries)
+    assert all(np.array_equal(cache.get(f"file{i}", "center"), np.full(8, i, dtype=np.float32)) for i in whole)
