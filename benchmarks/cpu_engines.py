@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from aigdetect import MoLEConfig, create_detector
+from aigdetect.data.preprocess import PreprocessConfig
 from aigdetect.data.transforms import eval_tensor
 from aigdetect.engine import backends
 from aigdetect.engine.backends import EngineConfig, Runner, compare_logits, open_runner
@@ -73,14 +74,14 @@ def machine() -> dict[str, object]:
     }
 
 
-def images(n: int, size: int, seed: int) -> np.ndarray:
-    """n smooth random 256 px RGB pictures, centre-cropped and normalised: (n, 3, size, size) float32."""
+def images(n: int, preprocess: PreprocessConfig, seed: int) -> np.ndarray:
+    """n smooth random 256 px RGB pictures, centre-cropped and normalised: (n, 3, S, S) float32."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         small = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         array = np.asarray(Image.fromarray(small).resize((256, 256), Image.BILINEAR))
-        out.append(eval_tensor(array, size).numpy())
+        out.append(eval_tensor(array, preprocess).numpy())
     return np.stack(out)
 
 
@@ -127,7 +128,7 @@ def main() -> None:
     print(f"load average before (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in load_before)}")
 
     detector = build_detector(args)
-    pixels = images(args.n, detector.image_size, args.seed)
+    pixels = images(args.n, detector.preprocess, args.seed)
     batches = [pixels[i : i + args.batch_size] for i in range(0, len(pixels), args.batch_size)]
     if args.threads:
         torch.set_num_threads(args.threads)

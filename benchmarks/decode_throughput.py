@@ -22,6 +22,7 @@ from scan_throughput import KINDS, generate
 from torch.utils.data import DataLoader
 
 from aigdetect.data.config import DEFAULT_MAX_PIXELS
+from aigdetect.data.preprocess import PreprocessConfig
 from aigdetect.data.transforms import normalize_pixels
 from aigdetect.engine.infer import _collate, _FileDataset
 
@@ -29,7 +30,7 @@ from aigdetect.engine.infer import _collate, _FileDataset
 class _FloatInWorkers(_FileDataset):
     def __getitem__(self, index: int):
         record, pixels = super().__getitem__(index)
-        return record, None if pixels is None else normalize_pixels(pixels)
+        return record, None if pixels is None else normalize_pixels(pixels, PreprocessConfig())
 
 
 def rate(dataset: _FileDataset, workers: int, batch_size: int) -> float:

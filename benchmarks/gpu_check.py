@@ -201,7 +201,7 @@ def model_only(model: str, crops: torch.Tensor, device: torch.device, args, with
     from aigdetect.engine.infer import inference_copy
 
     detector = build(model)
-    x = normalize_pixels(crops[: args.batch].to(device))
+    x = normalize_pixels(crops[: args.batch].to(device), detector.preprocess)
     fp32 = inference_copy(detector, device, "fp32")
     half = inference_copy(detector, device, "fp16")
     variants: dict[str, Any] = {}
@@ -475,7 +475,7 @@ def gpu_decode(model: str, folder: Path, device: torch.device, args, tmp: Path, 
         difference = (gpu.int() - cpu.int()).abs()
         detector = inference_copy(build(model), device, "fp32")
         with torch.inference_mode():
-            scored = [torch.sigmoid(detector(normalize_pixels(t.to(device))).logits.float()) for t in (gpu, cpu)]
+            scored = [torch.sigmoid(detector(normalize_pixels(t.to(device), detector.preprocess)).logits.float()) for t in (gpu, cpu)]
         result.update(max_pixel_diff=int(difference.max()), pixels_differing_pct=round(100 * float((difference > 0).float().mean()), 3),
                       max_score_diff_fp32=float((scored[0] - scored[1]).abs().max()), compared_files=len(kept))
     if budget.fits(SCAN_START_S + len(files_of(folder)) / 50):

@@ -102,7 +102,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with torch.inference_mode():
             for part in micro_slices(batch, inference_batch):
                 with autocast(device.type, "fp16"):
-                    detector(normalize_pixels(pixels[part]))
+                    detector(normalize_pixels(pixels[part], detector.preprocess))
 
     step_s, train_peak = _timed(train_step, device, args.warmup, args.repeats)
     detector.eval()

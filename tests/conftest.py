@@ -24,15 +24,20 @@ def tiny_config() -> Path:
 def make_tiny_detector(mole: MoLEConfig | None = None, seed: int = 0, perturb_b: bool = True):
     """A tiny detector; with ``perturb_b`` the zero-initialised B matrices get small random values
     so that the bypasses actually change the output (as after training)."""
-    import torch
 
     detector = create_detector(TINY_CONFIG, mole or MoLEConfig(), backbone_weights="none", seed=seed)
-    if perturb_b:
-        generator = torch.Generator().manual_seed(seed + 7)
-        with torch.no_grad():
-            for name, param in detector.named_parameters():
-                if param.requires_grad and "lora_B" in name:
-                    param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    return perturb_lora_b(detector, seed) if perturb_b else detector
+
+
+def perturb_lora_b(detector, seed: int):
+    """Give the zero-initialised B matrices small seeded random values, in place."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 7)
+    with torch.no_grad():
+        for name, param in detector.named_parameters():
+            if param.requires_grad and "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
     return detector
 
 

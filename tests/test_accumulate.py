@@ -49,7 +49,7 @@ def _naive_gradients(mole: MoLEConfig, micro: int, pixels, labels) -> dict[str, 
     """Each micro-batch's own loss (its own dispatch fractions and token means), weighted by its share."""
     detector = make_tiny_detector(mole, seed=3).train()
     for part in micro_slices(len(labels), micro):
-        output = detector(normalize_pixels(pixels[part]))
+        output = detector(normalize_pixels(pixels[part], detector.preprocess))
         (detector.loss(output, labels[part])["loss"] * (part.stop - part.start) / len(labels)).backward()
     return {n: p.grad.clone() for n, p in detector.named_parameters() if p.grad is not None}
 

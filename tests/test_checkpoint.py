@@ -116,3 +116,50 @@ def test_stored_backbone_is_kept_when_weights_none_is_passed(tmp_path):
     save_detector(detector, path)
     loaded = load_detector(path, backbone_weights="none")
     assert np.array_equal(score_images(loaded, _images()), score_images(detector, _images()))
+
+
+def _rewrite_metadata(path, change) -> None:
+    tensors, meta = read_checkpoint(path)
+    change(meta)
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(meta)})
+
+
+def test_checkpoint_records_the_preprocessing_and_scores_with_it(tmp_path):
+    """A detector with other statistics keeps them through a checkpoint: its scores differ from the
+    same weights under the CLIP defaults and equal the saved detector's."""
+    from aigdetect.data.preprocess import PreprocessConfig
+    from aigdetect.models.detector import Detector
+
+    tiny = make_tiny_detector(MoLEConfig(blocks=0))
+    siglip = PreprocessConfig(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
+    detector = Detector(tiny.visual, tiny.source, tiny.mole, preprocess=siglip)
+    detector.head.load_state_dict(tiny.head.state_dict())
+    path = tmp_path / "siglip.safetensors"
+    save_detector(detector, path)
+    assert read_checkpoint(path)[1]["preprocess"] == {
+        "size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "resize_mode": "none", "interpolation": "bilinear"
+    }  # fmt: skip
+    loaded = load_detector(path)
+    assert loaded.preprocess == siglip
+    assert np.array_equal(score_images(loaded, _images()), score_images(detector, _images()))
+    assert not np.array_equal(score_images(loaded, _images()), score_images(tiny, _images()))
+
+
+def test_checkpoint_without_preprocessing_loads_with_the_clip_defaults(tiny_checkpoint):
+    from aigdetect.data.preprocess import OPENAI_MEAN, OPENAI_STD
+
+    reference = score_images(load_detector(tiny_checkpoint), _images())
+    _rewrite_metadata(tiny_checkpoint, lambda meta: meta.pop("preprocess"))
+    legacy = load_detector(tiny_checkpoint)
+    assert (legacy.preprocess.size, legacy.preprocess.mean, legacy.preprocess.std) == (32, OPENAI_MEAN, OPENAI_STD)
+    assert np.array_equal(score_images(legacy, _images()), reference)
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "message"),
+    [({"size": 48}, "not the custom backbone's input size 32"), ({"std": [0, 1, 1]}, "std"), ([], "wrong type")],
+)
+def test_checkpoint_with_bad_preprocessing_is_refused(tiny_checkpoint, preprocess, message):
+    _rewrite_metadata(tiny_checkpoint, lambda meta: meta.update(preprocess=preprocess))
+    with pytest.raises(CheckpointError, match=message):
+        load_detector(tiny_checkpoint)

@@ -64,7 +64,8 @@ def test_bad_option_values_exit_2_without_traceback():
     result = runner.invoke(app, ["info", "--model", "vit-huge"])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown model 'vit-huge'; choose one of vitb16, vitb32, vitl14 or pass a config JSON path"
+        "error: unknown model 'vit-huge'; choose one of vitb16, vitb32, vitl14, an open_clip model "
+        "(open_clip.list_models(), NAME or NAME:TAG), hf-hub:ORG/NAME, timm:NAME, or a config JSON path"
     ]
     result = runner.invoke(app, ["info", "--top-k", "5"])
     assert result.exit_code == 2 and "--top-k must be between 1 and" in result.stderr

@@ -120,7 +120,7 @@ def test_the_sidecar_alone_reproduces_pixels_scores_and_verdicts(exported, tmp_p
     paths = [write_image(tmp_path / f"{i}.png", size, seed=i) for i, size in enumerate(sizes)]
     arrays = [np.array(Image.open(p).convert("RGB")) for p in paths]
     pixels = np.stack([_sidecar_preprocess(a, sidecar["preprocessing"]) for a in arrays])
-    ours = torch.stack([eval_tensor(a, detector.image_size) for a in arrays]).numpy()
+    ours = torch.stack([eval_tensor(a, detector.preprocess) for a in arrays]).numpy()
     np.testing.assert_array_equal(pixels, ours)
 
     model = result.sidecar_path.parent / sidecar["model"]["file"]
@@ -209,7 +209,7 @@ def test_the_export_command_writes_a_graph_that_scores_like_scan(tmp_path):
     assert result.exit_code == 0, result.output
     sidecar = json.loads(sidecar_path_for(out).read_text())
     assert (sidecar["bands"]["low"], sidecar["bands"]["high"]) == (0.2, 0.8)
-    pixels = torch.stack([eval_tensor(np.full((40, 36, 3), v, dtype=np.uint8), 32) for v in (10, 200)])
+    pixels = torch.stack([eval_tensor(np.full((40, 36, 3), v, dtype=np.uint8), detector.preprocess) for v in (10, 200)])
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"pixels": pixels.numpy()})
     with torch.no_grad():

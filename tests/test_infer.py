@@ -40,7 +40,7 @@ def test_crop_scores_are_the_scores_of_the_grid_crops(tmp_path):
     record = next(iter(score_files(detector, [path], device=torch.device("cpu"), reading=ReadOptions(32, crops=4))))[0]
     array = np.asarray(Image.open(path).convert("RGB"))
     with torch.no_grad():
-        views = torch.stack([eval_tensor(array, 32)] + [eval_tensor(c, 32) for c in crop_grid(array, 32, 4)])
+        views = torch.stack([eval_tensor(array, detector.preprocess)] + [eval_tensor(c, detector.preprocess) for c in crop_grid(array, 32, 4)])
         expected = torch.sigmoid(detector(views).logits).numpy()
     assert record.score == pytest.approx(float(expected[0]), rel=1e-5)
     assert np.allclose(record.crop_scores, expected[1:], rtol=1e-5)
@@ -117,7 +117,7 @@ def test_half_precision_path_stays_within_tolerance_of_fp32():
     assert isinstance(cuda_autocast, torch.autocast) and cuda_autocast.fast_dtype == torch.float16
     detector = make_tiny_detector().eval()
     photos = load_sample_images().images
-    pixels = torch.stack([eval_tensor(crop, 32) for photo in photos for crop in crop_grid(photo, 32, 16)])
+    pixels = torch.stack([eval_tensor(crop, detector.preprocess) for photo in photos for crop in crop_grid(photo, 32, 16)])
     with torch.inference_mode():
         full = torch.sigmoid(detector(pixels).logits)
         with torch.autocast("cpu", dtype=cuda_autocast.fast_dtype):

@@ -112,7 +112,7 @@ def test_next_batch_is_queued_before_a_batch_is_yielded_and_outputs_are_unchange
         for start in range(0, len(paths), 3):
             good = [i for i in range(start, min(start + 3, len(paths))) if paths[i] != bad]
             pixels = torch.stack([to_chw(decode_center(paths[i], 32).array) for i in good])
-            expected = torch.sigmoid(detector(normalize_pixels(pixels)).logits).numpy()
+            expected = torch.sigmoid(detector(normalize_pixels(pixels, detector.preprocess)).logits).numpy()
             assert [records[i].score for i in good] == [float(v) for v in expected]
 
 
@@ -132,7 +132,7 @@ def test_a_compute_bound_cpu_model_scores_in_single_threaded_streams_with_unchan
     detector.eval()
     with torch.inference_mode():
         pixels = torch.stack([to_chw(decode_center(p, 32).array) for p in paths])
-        expected = torch.sigmoid(detector(normalize_pixels(pixels)).logits).flatten()
+        expected = torch.sigmoid(detector(normalize_pixels(pixels, detector.preprocess)).logits).flatten()
     assert torch.allclose(torch.tensor([r.score for r in records]), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -234,7 +234,7 @@ def test_gpu_decode_is_left_to_the_workers_when_crops_or_perturbations_need_the_
     records = [r for b in score_files(detector, paths, device=CPU, reading=ReadOptions(32, crops=2), gpu_decode=True) for r in b]
     array = np.asarray(Image.open(paths[0]).convert("RGB"))
     with torch.inference_mode():
-        views = torch.stack([eval_tensor(array, 32)] + [eval_tensor(c, 32) for c in crop_grid(array, 32, 2)])
+        views = torch.stack([eval_tensor(array, detector.preprocess)] + [eval_tensor(c, detector.preprocess) for c in crop_grid(array, 32, 2)])
         expected = torch.sigmoid(detector(views).logits).numpy()
     assert np.allclose([records[0].score, *records[0].crop_scores], expected, rtol=1e-5)
 

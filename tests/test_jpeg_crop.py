@@ -205,7 +205,7 @@ def test_scores_use_the_cut_and_match_the_array_path(tmp_path, photo, cuts, tiny
     from_path = score_images(tiny_detector, [path])
     assert cuts and cuts[-1] is not None
     with torch.inference_mode():
-        pixels = eval_tensor(decode_image(path).array, tiny_detector.image_size)[None]
+        pixels = eval_tensor(decode_image(path).array, tiny_detector.preprocess)[None]
         expected = torch.sigmoid(tiny_detector(pixels).logits.float()).numpy()
     np.testing.assert_array_equal(from_path, expected)
 
@@ -220,7 +220,7 @@ def test_scan_scores_match_the_full_decode(tmp_path, photo, tiny_detector):
     paths = [_pillow(tmp_path / f"photo{q}.jpg", photo, quality=q) for q in (80, 95)]
     records = [r for batch in score_files(tiny_detector, paths, device=torch.device("cpu"), workers=1) for r in batch]
     with torch.inference_mode():
-        pixels = torch.stack([eval_tensor(decode_image(p).array, tiny_detector.image_size) for p in paths])
+        pixels = torch.stack([eval_tensor(decode_image(p).array, tiny_detector.preprocess) for p in paths])
         expected = torch.sigmoid(tiny_detector(pixels).logits.float()).numpy()
     assert [r.score for r in records] == expected.tolist()
     assert [(r.width, r.height) for r in records] == [(1003, 761)] * 2

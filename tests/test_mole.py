@@ -118,7 +118,7 @@ def test_loss_combines_bce_and_weighted_balance_loss():
 def test_openai_backbones_use_quick_gelu():
     for name in ("vitb32", "vitb16", "vitl14"):
         source = resolve_backbone(name)
-        assert source.quick_gelu
+        assert source.config["quick_gelu"] is True
         visual = build_visual(source, meta=True)
         assert isinstance(visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
 

@@ -230,7 +230,7 @@ def test_peers_validation_scores_the_resized_blurred_compressed_views(tmp_path: 
     size = detector.image_size
     views = [_their_val_view(decode_image(p).array, 1.5, 75, size, round(size * 256 / 224)) for p in files]
     with torch.no_grad():
-        scores = torch.sigmoid(detector(torch.stack([normalize(v) for v in views])).logits).numpy()
+        scores = torch.sigmoid(detector(torch.stack([normalize(v, detector.preprocess) for v in views])).logits).numpy()
     assert average_precision(labels, scores) == pytest.approx(result.val_ap, abs=1e-6)
     _, meta = read_checkpoint(result.out)
     assert meta["provenance"]["train_config"]["val_protocol"] == "peers"

@@ -74,7 +74,7 @@ def test_png_and_json_are_written_and_agree(tmp_path: Path, cls_expert: bool):
         assert entry["png"] == f"{path.stem}.png"
         assert Image.open(out / entry["png"]).format == "PNG"
         with torch.no_grad():
-            routing = detector(eval_tensor(decode_image(path).array, 32)[None]).routing
+            routing = detector(eval_tensor(decode_image(path).array, detector.preprocess)[None]).routing
         for block in entry["blocks"]:
             grid = np.array(block["grid"])
             counts = np.bincount(grid.ravel(), minlength=4)

@@ -184,12 +184,12 @@ def test_crops_add_mean_and_max_beside_the_centre_score(tree):
     big = relative_rows(rows, root)["photos/big.png"]
     assert list(big)[:7] == ["path", "status", "verdict", "model_verdict", "score", "crop_mean", "crop_max"]
     array = decode_image(root / "photos/big.png").array
-    crops = [normalize(c) for c in crop_grid(array, detector.image_size, 4)]
+    crops = [normalize(c, detector.preprocess) for c in crop_grid(array, detector.image_size, 4)]
     import torch
 
     with torch.no_grad():
         crop_scores = torch.sigmoid(detector(torch.stack(crops)).logits).numpy()
-        centre = torch.sigmoid(detector(eval_tensor(array, detector.image_size)[None]).logits).item()
+        centre = torch.sigmoid(detector(eval_tensor(array, detector.preprocess)[None]).logits).item()
     assert big["score"] == pytest.approx(centre, rel=1e-5)
     assert big["crop_mean"] == pytest.approx(float(crop_scores.mean()), rel=1e-5)
     assert big["crop_max"] == pytest.approx(float(crop_scores.max()), rel=1e-5)

@@ -11,6 +11,7 @@ from torchvision import transforms as T
 
 from aigdetect.data.config import AugmentConfig
 from aigdetect.data.crops import crop_grid
+from aigdetect.data.preprocess import PreprocessConfig
 from aigdetect.data.transforms import (
     eval_tensor,
     normalize,
@@ -28,7 +29,7 @@ def test_eval_tensor_matches_torchvision(shape):
     reference = T.Compose(
         [T.CenterCrop(224), T.ToTensor(), T.Normalize(mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD)]
     )(Image.fromarray(array))
-    assert torch.equal(eval_tensor(array, 224), reference)
+    assert torch.equal(eval_tensor(array, PreprocessConfig()), reference)
 
 
 def test_crop_grid_covers_the_corners():
@@ -61,11 +62,12 @@ def test_batch_normalisation_equals_per_image_normalisation():
     batch = torch.stack([to_chw(image) for image in images])
     assert batch.dtype == torch.uint8 and batch.shape == (5, 3, 24, 24)
     assert torch.equal(batch[2], torch.from_numpy(images[2]).permute(2, 0, 1))
-    expected = torch.stack([normalize(image) for image in images])
-    assert torch.equal(normalize_pixels(batch), expected)
+    clip = PreprocessConfig(size=24)
+    expected = torch.stack([normalize(image, clip) for image in images])
+    assert torch.equal(normalize_pixels(batch, clip), expected)
     mean, std = torch.tensor(OPENAI_DATASET_MEAN), torch.tensor(OPENAI_DATASET_STD)
     pixel = (images[1][4, 7].astype(np.float32) / 255 - mean.numpy()) / std.numpy()
-    assert torch.allclose(normalize_pixels(batch)[1, :, 4, 7], torch.from_numpy(pixel), atol=1e-6)
+    assert torch.allclose(normalize_pixels(batch, clip)[1, :, 4, 7], torch.from_numpy(pixel), atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -74,3 +76,41 @@ def test_batch_normalisation_equals_per_image_normalisation():
 def test_augment_config_validates(kwargs):
     with pytest.raises(ConfigError):
         AugmentConfig(**kwargs)
+
+
+def test_another_backbones_statistics_match_torchvision():
+    """A SigLIP-style config (mean and std 0.5) normalises as torchvision does with those values."""
+    array = np.random.default_rng(9).integers(0, 256, (40, 37, 3), dtype=np.uint8)
+    config = PreprocessConfig(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
+    reference = T.Compose([T.CenterCrop(32), T.ToTensor(), T.Normalize(mean=config.mean, std=config.std)])(Image.fromarray(array))
+    assert torch.equal(eval_tensor(array, config), reference)
+    assert not torch.equal(eval_tensor(array, PreprocessConfig(size=32)), reference)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"size": 0},
+        {"size": True},
+        {"size": 4096},
+        {"mean": (0.5, 0.5)},
+        {"std": (0.5, 0.0, 0.5)},
+        {"std": (0.5, float("nan"), 0.5)},
+        {"mean": ("a", 0.5, 0.5)},
+        {"resize_mode": "squash"},
+        {"interpolation": "lanczos9"},
+    ],
+)
+def test_preprocess_config_refuses_bad_values(values):
+    with pytest.raises(ConfigError):
+        PreprocessConfig(**values)
+
+
+def test_preprocess_config_round_trips_and_refuses_unknown_keys():
+    config = PreprocessConfig(size=256, mean=[0.5, 0.5, 0.5], std=(0.25, 0.25, 0.25))
+    assert config.mean == (0.5, 0.5, 0.5)
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown preprocessing keys: crop"):
+        PreprocessConfig.from_dict({**config.to_dict(), "crop": 3})
+    with pytest.raises(ConfigError):
+        PreprocessConfig.from_dict([224])

@@ -79,15 +79,35 @@ def info(
     console.print(table)
 
 
-@cli_errors
-def models(as_json: JsonOption = False) -> None:
-    """List the built-in detectors and where their weights come from.
+BackbonesOption = Annotated[
+    bool, typer.Option("--backbones", help="List the backbones `--model` can build offline and whose weights are cached.")
+]
 
-    Example: aigdetect models
+
+def _backbones(as_json: bool) -> None:
+    """One whole line per backbone: names and cache paths are copied by users, never cut or wrapped."""
+    from ..models.catalog import list_backbones
+
+    entries = list_backbones()
+    if as_json:
+        typer.echo(json.dumps([e.__dict__ for e in entries]))
+        return
+    typer.echo("Backbones that build offline (--model NAME); timm:NAME also takes any timm ViT")
+    for e in entries:
+        typer.echo(f"{e.name}  {e.family}, {e.image_size} px, weights: {e.weights or 'not cached'}")
+
+
+@cli_errors
+def models(as_json: JsonOption = False, backbones: BackbonesOption = False) -> None:
+    """List the built-in detectors and where their weights come from (or, with --backbones, the backbones).
+
+    Example: aigdetect models --backbones
     """
     from rich.console import Console
     from rich.table import Table
 
+    if backbones:
+        return _backbones(as_json)
     entries = DETECTORS.list()
     if as_json:
         typer.echo(json.dumps([e.__dict__ for e in entries]))

@@ -15,7 +15,7 @@ from ..data.config import AugmentConfig
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
-from ..training.config import RECIPES, TrainConfig
+from ..training.config import RECIPES, ProbeConfig, TrainConfig
 from .common import cli_errors, command_line
 from .options import (
     BlocksOption,
@@ -56,6 +56,28 @@ def _train_option(name: str, *declarations: str, **kwargs) -> object:
 
 def _augment_option(name: str, *declarations: str) -> object:
     return option(AugmentConfig, name, *declarations)
+
+
+def _probe_option(name: str, *declarations: str, **kwargs) -> object:
+    return option(ProbeConfig, name, *declarations, **kwargs)
+
+
+def _print_probe(summary: dict[str, Any], out: Path) -> None:
+    """Per-view validation, then what the cache saved: the probe's summary as plain lines."""
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    for row in summary["views"]:
+        name = "centre crop" if row["view"] == 0 else f"augmented view {row['view']}"
+        console.print(f"{name}: val AP {row['ap']:.4f}, acc@0.5 {row['acc']:.4f}", highlight=False)
+    console.print(
+        f"{summary['solver']}: {summary['steps']} steps, threshold {summary['threshold']:.4f}; images decoded "
+        f"{summary['decoded']}, cached features read {summary['cache_hits']}, written {summary['cache_writes']}",
+        highlight=False,
+    )
+    for path in summary["failed"]:
+        console.print(f"skipped: {path}", highlight=False, markup=False)
+    console.print(f"detector: {out}", highlight=False, markup=False)
 
 
 def _pair(text: str, setting: str, parse: Any) -> tuple:
@@ -292,6 +314,10 @@ def train(
     max_pixels: Annotated[int, _train_option("max_pixels")] = default(TrainConfig, "max_pixels"),
     max_bytes: Annotated[int, _train_option("max_bytes")] = default(TrainConfig, "max_bytes"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it is an earlier aigdetect checkpoint.")] = False,
+    probe: Annotated[bool, typer.Option("--probe", help="Fit a linear probe on frozen features (UnivFD's recipe; no blocks).")] = False,
+    feature_cache: Annotated[Path | None, _probe_option("feature_cache", file_okay=False)] = default(ProbeConfig, "feature_cache"),
+    views: Annotated[int, _probe_option("views")] = default(ProbeConfig, "views"),
+    probe_solver: Annotated[str, _probe_option("solver", "--probe-solver")] = default(ProbeConfig, "solver"),
 ) -> None:
     """Train a MoLE detector on labelled real/fake folders (AdamW, lr 6e-4, blur/JPEG p=0.1).
 
@@ -312,7 +338,8 @@ def train(
         cache_dir=str(cache_dir) if cache_dir else None,
         recipe=recipe,
         mole=mole_config(
-            parse_blocks(blocks, model), shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router,
+            0 if probe and ctx.get_parameter_source("blocks").name == "DEFAULT" else parse_blocks(blocks, model),
+            shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router,
             lb_weight, rcl_weight, rcl_temperature, cls_expert, gate_weight,
         ),
         augment=_augment(
@@ -336,6 +363,7 @@ def train(
         resume=str(resume) if resume else None,
         max_pixels=max_pixels,
         max_bytes=max_bytes,
+        probe=ProbeConfig(str(feature_cache) if feature_cache else None, views, probe_solver) if probe else None,
     )
     from ..engine.distributed import is_main_process
     from ..training.train import train as train_detector
@@ -343,6 +371,10 @@ def train(
     _check_outputs(config, overwrite)
 
     renderer = _Renderer()
+    if config.probe is not None:
+        from ..training.probe import fit_probe
+
+        return _print_probe(fit_probe(config, renderer, command=command_line(ctx)), out)
     try:
         result = train_detector(config, renderer, command=command_line(ctx))
     finally:

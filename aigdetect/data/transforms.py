@@ -11,15 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from .config import AugmentConfig
 from .crops import center_crop, pad_to
-
-_MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1)
-_STD = torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1)
+from .preprocess import PreprocessConfig
 
 
 def to_chw(array: np.ndarray) -> torch.Tensor:
@@ -28,34 +25,34 @@ def to_chw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
-_ON_DEVICE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+_STATS: dict[tuple[torch.device, tuple[float, ...], tuple[float, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """CLIP mean and std on ``device``, copied there once: a blocking copy per batch would make the
-    host wait for the GPU to finish the previous batch before it could queue the next one."""
-    if device.type == "cpu":
-        return _MEAN, _STD
-    if device not in _ON_DEVICE:
-        _ON_DEVICE[device] = (_MEAN.to(device), _STD.to(device))
-    return _ON_DEVICE[device]
+def _mean_std(device: torch.device, config: PreprocessConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The config's mean and std on ``device``, copied there once: a blocking copy per batch would
+    make the host wait for the GPU to finish the previous batch before it could queue the next one."""
+    key = (device, config.mean, config.std)
+    if key not in _STATS:
+        _STATS[key] = (torch.tensor(config.mean).view(3, 1, 1).to(device), torch.tensor(config.std).view(3, 1, 1).to(device))
+    return _STATS[key]
 
 
-def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) on any device -> float32 with CLIP mean and std, in ToTensor/Normalize's
-    op order; elementwise IEEE operations, so a batch on the GPU equals ``normalize`` bit for bit."""
-    mean, std = _mean_std(pixels.device)
+def normalize_pixels(pixels: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
+    """uint8 (..., 3, H, W) on any device -> float32 with the config's mean and std, in
+    ToTensor/Normalize's op order; elementwise IEEE operations, so a batch on the GPU equals
+    ``normalize`` bit for bit."""
+    mean, std = _mean_std(pixels.device, config)
     return pixels.float().div_(255).sub_(mean).div_(std)
 
 
-def normalize(array: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) with CLIP mean and std."""
-    return normalize_pixels(to_chw(array))
+def normalize(array: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) with the config's mean and std."""
+    return normalize_pixels(to_chw(array), config)
 
 
-def eval_tensor(array: np.ndarray, size: int) -> torch.Tensor:
-    """The evaluation protocol: centre crop at native resolution, then CLIP normalisation."""
-    return normalize(center_crop(array, size))
+def eval_tensor(array: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
+    """The evaluation protocol: centre crop at native resolution, then the config's normalisation."""
+    return normalize(center_crop(array, config.size), config)
 
 
 def gaussian_blur(array: np.ndarray, sigma: float) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data.preprocess import PreprocessConfig
 from ..errors import AigdetectError, ConfigError
 from .engine_cache import EntryKey, cached_entry
 from .export import DEFAULT_OPSET, MIN_OPSET, write_onnx_graph
@@ -109,7 +110,12 @@ class Runner(ABC):
     precision: str
     version: str
     threads: int | None
-    image_size: int
+    preprocess: PreprocessConfig
+    """The preprocessing of the detector the model was made from; its size is the model's input size."""
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocess.size
 
     @property
     def engine_id(self) -> str:
@@ -147,7 +153,7 @@ class TorchRunner(Runner):
         self.precision = "fp32"
         self.version = torch.__version__
         self.threads = threads
-        self.image_size = detector.image_size
+        self.preprocess = detector.preprocess
 
     def _logits(self, pixels: np.ndarray) -> np.ndarray:
         import torch
@@ -168,7 +174,8 @@ class OnnxRuntimeRunner(Runner):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | os.PathLike[str], *, precision: str, image_size: int, threads: int | None = None) -> None:
+    def __init__(self, model_path: str | os.PathLike[str], *, precision: str, preprocess: PreprocessConfig,
+                 threads: int | None = None) -> None:  # fmt: skip
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -182,7 +189,7 @@ class OnnxRuntimeRunner(Runner):
         self.precision = precision
         self.version = ort.__version__
         self.threads = threads
-        self.image_size = image_size
+        self.preprocess = preprocess
 
     def _logits(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: pixels})[0]
@@ -197,7 +204,8 @@ class OpenVinoRunner(Runner):
 
     name = "openvino"
 
-    def __init__(self, model_xml: str | os.PathLike[str], *, precision: str, image_size: int, threads: int | None = None) -> None:
+    def __init__(self, model_xml: str | os.PathLike[str], *, precision: str, preprocess: PreprocessConfig,
+                 threads: int | None = None) -> None:  # fmt: skip
         import openvino as ov
 
         wanted = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16}[precision]
@@ -213,7 +221,7 @@ class OpenVinoRunner(Runner):
         self.precision = precision
         self.version = ov.__version__.split("-")[0]
         self.threads = threads
-        self.image_size = image_size
+        self.preprocess = preprocess
 
     def _logits(self, pixels: np.ndarray) -> np.ndarray:
         return self.request.infer({0: pixels})[self.compiled.output(0)].copy()
@@ -344,13 +352,13 @@ def open_runner(
 
 
 def _cached_runner(detector: Detector, config: EngineConfig, cache_dir: str | os.PathLike[str] | None, *, rebuild: bool) -> Runner:
-    size, threads = detector.image_size, config.threads
+    preprocess, threads = detector.preprocess, config.threads
     if config.backend == "onnxruntime":
         build = int8_model if config.precision == "int8" else onnx_model
         path = build(detector, opset=config.opset, cache_dir=cache_dir, rebuild=rebuild)
-        return OnnxRuntimeRunner(path, precision=config.precision, image_size=size, threads=threads)
+        return OnnxRuntimeRunner(path, precision=config.precision, preprocess=preprocess, threads=threads)
     path = openvino_model(detector, opset=config.opset, cache_dir=cache_dir, rebuild=rebuild)
-    return OpenVinoRunner(path, precision=config.precision, image_size=size, threads=threads)
+    return OpenVinoRunner(path, precision=config.precision, preprocess=preprocess, threads=threads)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from ..version import __version__
 from .engine_cache import file_sha256
 
 if TYPE_CHECKING:
+    from ..data.preprocess import PreprocessConfig
     from ..models.detector import Detector
 
 DEFAULT_OPSET = 18
@@ -119,10 +120,8 @@ def write_onnx_graph(detector: Detector, path: str | os.PathLike[str], *, opset:
         detector.train(was_training)
 
 
-def preprocessing_spec(image_size: int) -> dict[str, Any]:
+def preprocessing_spec(config: PreprocessConfig) -> dict[str, Any]:
     """How an image becomes the model's input, in enough detail to reimplement it exactly."""
-    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-
     return {
         "decode": (
             "RGB, 8 bits per channel; EXIF orientation not applied; alpha dropped, not composited; "
@@ -130,9 +129,9 @@ def preprocessing_spec(image_size: int) -> dict[str, Any]:
             "animated images use their first frame"
         ),
         "crop": {
-            "size": image_size,
+            "size": config.size,
             "mode": "center",
-            "resize": False,
+            "resize": config.resize_mode != "none",
             "pad_value": 0,
             "pad": "a side shorter than size is zero-padded to size: floor(d / 2) before, the rest after (d = size - side)",
             "offset": "after padding, top = round((height - size) / 2) and left = round((width - size) / 2), "
@@ -142,8 +141,8 @@ def preprocessing_spec(image_size: int) -> dict[str, Any]:
         "layout": "NCHW",
         "dtype": "float32",
         "scale": 255.0,
-        "mean": [float(v) for v in OPENAI_DATASET_MEAN],
-        "std": [float(v) for v in OPENAI_DATASET_STD],
+        "mean": list(config.mean),
+        "std": list(config.std),
         "formula": "x = ((float32(pixel) / scale) - mean[channel]) / std[channel], each step in float32",
     }
 
@@ -175,7 +174,7 @@ def build_sidecar(
             "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 3, size, size]},
             "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch"]},
         },
-        "preprocessing": preprocessing_spec(size),
+        "preprocessing": preprocessing_spec(detector.preprocess),
         "score": "sigmoid(logit), the probability that the image is AI-generated",
         "threshold": threshold,
         "verdict": "fake when score > threshold, else real",

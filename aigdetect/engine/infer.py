@@ -28,6 +28,7 @@ from torch import nn
 from ..data.device_jpeg import Refused, decode_centers
 from ..data.images import decode_center, to_rgb_array
 from ..data.plain_jpeg import JpegFile
+from ..data.preprocess import PreprocessConfig
 from ..data.transforms import eval_tensor, normalize_pixels
 from ..errors import ConfigError, InputError
 from ..models.detector import Detector
@@ -210,8 +211,10 @@ class _Scorer:
     and recording an event to wait on later."""
 
     def __init__(self, forward: Forward, device: torch.device, *, views: int, pad_to: int | None,
-                 reading: ReadOptions, workers: int, compute: _ComputeThreads | None = None) -> None:  # fmt: skip
+                 reading: ReadOptions, workers: int, preprocess: PreprocessConfig,
+                 compute: _ComputeThreads | None = None) -> None:  # fmt: skip
         self.forward = forward
+        self.preprocess = preprocess
         self.device = device
         self.views = views
         self.pad_to = pad_to
@@ -273,7 +276,7 @@ class _Scorer:
         rows = len(pixels)
         if self.pad_to is not None and rows < self.pad_to:
             pixels = torch.cat([pixels, pixels.new_zeros((self.pad_to - rows, *pixels.shape[1:]))])
-        logits = self.forward(normalize_pixels(pixels))[:rows]
+        logits = self.forward(normalize_pixels(pixels, self.preprocess))[:rows]
         return torch.sigmoid(logits.float()).view(scored, self.views)
 
     def _inference(self, pixels: torch.Tensor, scored: int) -> torch.Tensor:
@@ -371,7 +374,7 @@ def _scored(detector: Detector, decoding: Decoding, device: torch.device, plan: 
                            threads=threads)  # fmt: skip
         scorer = _Scorer(forward, device, views=views, pad_to=plan.batch_size * views if plan.compile else None,
                          reading=replace(decoding.reading, jpeg_bytes=False), workers=decoding.workers,
-                         compute=compute)  # fmt: skip
+                         preprocess=detector.preprocess, compute=compute)  # fmt: skip
         stack.enter_context(torch.inference_mode())
         in_flight = plan.compute.streams if plan.compute is not None else 1
         pending: deque[_InFlight] = deque()
@@ -450,7 +453,7 @@ def score_images(
                 array = to_rgb_array(item)
             else:
                 array = np.asarray(item, dtype=np.uint8)
-            chunk.append(eval_tensor(array, detector.image_size))
+            chunk.append(eval_tensor(array, detector.preprocess))
         logits = detector(torch.stack(chunk).to(detector.device)).logits
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
     detector.train(was_training)

@@ -147,7 +147,7 @@ def route_image(detector: Detector, array: np.ndarray) -> tuple[float, list[Bloc
     rows, cols = patch_grid(detector)
     was_training = detector.training
     detector.eval()
-    pixels = eval_tensor(array, detector.image_size)[None].to(detector.device)
+    pixels = eval_tensor(array, detector.preprocess)[None].to(detector.device)
     with torch.inference_mode():
         output = detector(pixels)
     detector.train(was_training)

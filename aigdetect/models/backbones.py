@@ -1,232 +1,369 @@
-"""CLIP ViT image encoders: the registry, model configs, and where their weights come from.
+"""Vision towers a detector is built on: open_clip's own ViTs and its timm-built towers (SigLIP 2,
+Perception Encoder), plain timm ViTs, and where their weights come from.
 
-Only the vision tower is built; the text tower plays no part in detection. Weights are resolved in a
-fixed order: an explicit file, then the open_clip / Hugging Face caches, then a download. A failure
-at every step becomes one ``WeightsError`` that says where we looked and how to pass a file.
+Only the vision tower is built; the text tower plays no part in detection. ``--model`` names a
+short alias (``vitb16``), any open_clip model (``ViT-L-14-quickgelu:dfn2b``, with its pretrained
+tag), ``hf-hub:ORG/NAME``, ``timm:NAME``, or a config JSON. Each family knows how to check its
+config, build its tower and say what its preprocessing and feature size are.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
-import math
 import os
+import re
+from abc import ABC, abstractmethod
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from open_clip import get_model_config
-from open_clip.model import CLIPVisionCfg, _build_vision_tower
-from open_clip.pretrained import get_pretrained_cfg
 from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
-from ..errors import ConfigError, InputFileError, WeightsError
-from ..fileio import open_input, read_capped
+from ..data.preprocess import INTERPOLATIONS, PreprocessConfig
+from ..errors import ConfigError, WeightsError
 from ..formats.torch_archive import is_zip_file, read_torch_archive
+from .backbone_config import MAX_CONFIG_BYTES, check_config, check_timm_config, read_config
+from .hub import OPEN_CLIP_FILES, TIMM_FILES, WeightsLocation, cached_weights, open_clip_location, resolve_weights
 from .state_keys import key_problems
-from .zoo import BACKBONES, RANDOM_WEIGHTS, BackboneSpec
+from .zoo import BACKBONES, RANDOM_WEIGHTS
 
-MAX_CONFIG_BYTES = 1 << 20
-"""A model config JSON is a few hundred bytes; anything over this is refused unread."""
+TIMM_PREFIX = "timm:"
+HF_HUB_PREFIX = "hf-hub:"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
-MAX_IMAGE_SIZE = 1024
-MAX_PATCHES = 1024
-"""Patches per image (a 32 x 32 grid): every released CLIP has at most 729 (ViT-H/14 at 378 pixels)."""
-MAX_WIDTH = 4096
-MAX_LAYERS = 128
-MAX_HEADS = 64
-MAX_MLP_RATIO = 16.0
-MAX_EMBED_DIM = 8192
-# The released CLIP ViTs stay far below every bound: ViT-bigG/14 has width 1664, 48 layers, 16 heads.
 
-_POOL_TYPES = ("tok", "avg")
-_POS_EMBED_TYPES = ("learnable", "sin_cos_2d")
+def _stats(cfg: Any, size: int) -> PreprocessConfig:
+    """A model's own statistics (open_clip's preprocess cfg, timm's pretrained_cfg) at ``size``;
+    the CLIP defaults where it names none, and bicubic for an interpolation we do not name."""
+    get = cfg.get if isinstance(cfg, dict) else lambda key, default=None: getattr(cfg, key, default)
+    defaults = PreprocessConfig(size=size)
+    interpolation = get("interpolation", None)
+    return PreprocessConfig(
+        size=size,
+        mean=tuple(get("mean", None) or defaults.mean),
+        std=tuple(get("std", None) or defaults.std),
+        interpolation=interpolation if interpolation in INTERPOLATIONS else defaults.interpolation,
+    )
+
+
+class Family(ABC):
+    """How one kind of backbone config becomes a vision tower."""
+
+    key: ClassVar[str]
+
+    @abstractmethod
+    def check(self, config: Any, origin: str) -> dict[str, Any]:
+        """The config, every size bounded; raises ``ConfigError``."""
+
+    @abstractmethod
+    def build(self, config: dict[str, Any]) -> nn.Module:
+        """A randomly initialised tower on the current default device."""
+
+    @abstractmethod
+    def image_size(self, config: dict[str, Any]) -> int: ...
+
+    @abstractmethod
+    def output_dim(self, config: dict[str, Any], visual: nn.Module) -> int: ...
+
+    @abstractmethod
+    def preprocess(self, source: BackboneSource) -> PreprocessConfig: ...
+
+    @abstractmethod
+    def visual_state(self, state: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+        """The tower's tensors out of a released state dict."""
+
+
+class OpenClipFamily(Family):
+    """open_clip's ``VisionTransformer`` and its ``TimmModel`` towers, from an open_clip model config."""
+
+    key = "open_clip"
+
+    def check(self, config: Any, origin: str) -> dict[str, Any]:
+        return check_config(config, origin)
+
+    def build(self, config: dict[str, Any]) -> nn.Module:
+        from open_clip.model import _build_vision_tower
+
+        return _build_vision_tower(config["embed_dim"], config["vision_cfg"], quick_gelu=bool(config.get("quick_gelu", False)))
+
+    def image_size(self, config: dict[str, Any]) -> int:
+        size = config["vision_cfg"].get("image_size", 224)
+        return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+    def output_dim(self, config: dict[str, Any], visual: nn.Module) -> int:
+        """A ViT's ``output_dim``; a timm tower's projection, else its trunk's classifier (which
+        open_clip sizes to ``embed_dim``), else the trunk's features (``timm_proj`` none)."""
+        if hasattr(visual, "output_dim"):
+            return int(visual.output_dim)
+        proj = getattr(getattr(visual, "head", None), "proj", None)
+        if isinstance(proj, nn.Linear):
+            return proj.out_features
+        return int(visual.trunk.num_classes or visual.trunk.num_features)
+
+    def preprocess(self, source: BackboneSource) -> PreprocessConfig:
+        size = self.image_size(source.config)
+        model, tag = source.pretrained
+        if tag is not None:
+            from open_clip.pretrained import get_pretrained_cfg
+
+            return _stats(get_pretrained_cfg(model, tag), size)
+        return _stats(source.config.get("preprocess_cfg") or {}, size)
+
+    def visual_state(self, state: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+        if any(k.startswith("visual.") for k in state):
+            return {k[len("visual.") :]: v.float() for k, v in state.items() if k.startswith("visual.")}
+        if "conv1.weight" in state or any(k.startswith("trunk.") for k in state):
+            return {k: v.float() for k, v in state.items()}
+        raise WeightsError(f"{origin} is not a CLIP state dict: no 'visual.*', 'conv1.weight' or 'trunk.*' keys")
+
+
+class TimmFamily(Family):
+    """A plain timm ViT (``timm:NAME``) without its classifier: pooled features of ``num_features``."""
+
+    key = "timm"
+
+    def check(self, config: Any, origin: str) -> dict[str, Any]:
+        return check_timm_config(config, origin)
+
+    def build(self, config: dict[str, Any]) -> nn.Module:
+        import timm
+
+        return timm.create_model(config["model_name"], pretrained=False, num_classes=0, **config["kwargs"])
+
+    def image_size(self, config: dict[str, Any]) -> int:
+        from timm.models import get_pretrained_cfg
+
+        size = config["kwargs"].get("img_size")
+        return int(size) if size is not None else int(get_pretrained_cfg(config["model_name"]).input_size[-1])
+
+    def output_dim(self, config: dict[str, Any], visual: nn.Module) -> int:
+        return int(visual.num_features)
+
+    def preprocess(self, source: BackboneSource) -> PreprocessConfig:
+        from timm.models import get_pretrained_cfg
+
+        return _stats(get_pretrained_cfg(source.config["model_name"]), self.image_size(source.config))
+
+    def visual_state(self, state: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+        """timm's own keys; its classifier (``head.*``) is not part of the feature extractor."""
+        return {k: v.float() for k, v in state.items() if not k.startswith("head.")}
+
+
+FAMILIES: dict[str, Family] = {family.key: family for family in (OpenClipFamily(), TimmFamily())}
 
 
 @dataclass(frozen=True)
 class BackboneSource:
-    """What a detector's backbone is: a registry name, or an open_clip model config of its own.
+    """What a detector's backbone is: a name ``resolve_backbone`` accepts, or a config of its own.
 
-    A backbone with no registry name cannot be downloaded again, so checkpoints embed its weights.
+    A backbone with no name cannot be fetched again, so checkpoints embed its weights.
+
+    Attributes:
+        config: the family's config (an open_clip model config, or timm's name and kwargs).
+        name: the canonical ``--model`` string, or None for a config of the user's.
+        family: the key of its ``Family``.
+        weights_sha256: SHA-256 of the weights file the detector was built with, when one was read.
     """
 
     config: dict[str, Any]
     name: str | None = None
+    family: str = OpenClipFamily.key
+    weights_sha256: str | None = None
 
     @property
     def downloadable(self) -> bool:
         return self.name is not None
 
     @property
-    def quick_gelu(self) -> bool:
-        return bool(self.config.get("quick_gelu", False))
+    def kind(self) -> Family:
+        return FAMILIES[self.family]
 
     @property
     def image_size(self) -> int:
-        size = self.config["vision_cfg"].get("image_size", 224)
-        return int(size[0] if isinstance(size, (list, tuple)) else size)
+        return self.kind.image_size(self.config)
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        """The preprocessing the model defines (its statistics at its input size)."""
+        return self.kind.preprocess(self)
+
+    @property
+    def pretrained(self) -> tuple[str | None, str | None]:
+        """open_clip's (model, pretrained tag) of a named open_clip backbone, else (None, None)."""
+        if self.name is None or self.family != OpenClipFamily.key or self.name.startswith(HF_HUB_PREFIX):
+            return None, None
+        spec = BACKBONES.find(self.name)
+        if spec is not None:
+            return spec.pretrained_model, spec.pretrained_tag
+        model, _, tag = self.name.partition(":")
+        return model, tag or None
 
     def label(self) -> str:
         return self.name or "custom"
 
+    def weights_location(self) -> WeightsLocation:
+        """Where the pretrained weights of a named backbone are looked for.
+
+        Raises:
+            WeightsError: the backbone has no pretrained weights to look for.
+        """
+        hint = "pass `backbone_weights` FILE (or 'none' for random weights)"
+        if self.name is None:
+            raise WeightsError(f"a backbone given as a config JSON has no downloadable weights; {hint}")
+        if self.name.startswith(HF_HUB_PREFIX):
+            return WeightsLocation(self.name, self.name[len(HF_HUB_PREFIX) :], OPEN_CLIP_FILES)
+        if self.family == TimmFamily.key:
+            from timm.models import get_pretrained_cfg
+
+            hub = getattr(get_pretrained_cfg(self.config["model_name"]), "hf_hub_id", None)
+            if not hub:
+                raise WeightsError(f"timm names no hub weights for {self.name}; {hint}")
+            return WeightsLocation(self.name, hub, TIMM_FILES)
+        model, tag = self.pretrained
+        spec = BACKBONES.find(self.name)
+        if tag is None:
+            raise WeightsError(f"{self.name} names no pretrained tag; add one as {self.name}:TAG, or {hint}")
+        label = f"{spec.name} ({model}, {tag})" if spec else self.name
+        return open_clip_location(label, model, tag)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "config": self.config}
+        data: dict[str, Any] = {"name": self.name, "config": self.config}
+        if self.family != OpenClipFamily.key:
+            data["family"] = self.family
+        if self.weights_sha256 is not None:
+            data["weights_sha256"] = self.weights_sha256
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> BackboneSource:
-        """The backbone a checkpoint names: a registry name (never a path: a checkpoint must not make
-        us open files), or an embedded config, checked like a user's.
+        """The backbone a checkpoint names: a name (never a path: a checkpoint must not make us open
+        files), rebuilt from the registries; or an embedded config, checked like a user's.
 
         Raises:
-            ConfigError: neither, an unknown name, or a config outside the bounds.
+            ConfigError: neither, an unknown name or family, or a config outside the bounds.
         """
         if not isinstance(data, dict):
             raise ConfigError(f"backbone entry must be an object, got {type(data).__name__}")
+        digest = data.get("weights_sha256")
+        if digest is not None and (not isinstance(digest, str) or not _SHA256.fullmatch(digest)):
+            raise ConfigError("backbone weights_sha256 must be 64 lowercase hex digits")
         name = data.get("name")
         if name is not None:
-            if not isinstance(name, str) or BACKBONES.find(name) is None:
-                raise ConfigError(
-                    f"backbone {str(name)[:80]!r} is not a built-in backbone ({', '.join(BACKBONES.names())}); "
-                    "a checkpoint names one of those or embeds its config"
-                )
-            return resolve_backbone(name)
+            if not isinstance(name, str) or len(name) > 200:
+                raise ConfigError("backbone name must be a string of at most 200 characters")
+            if name.startswith(HF_HUB_PREFIX):
+                source = cls(check_config(data.get("config"), name), name)
+            else:
+                source = resolve_backbone(name, paths=False)
+            return replace(source, weights_sha256=digest)
         if "config" not in data:
             raise ConfigError("backbone entry has neither a name nor a config")
-        return cls(config=_check_config(data["config"], "checkpoint"), name=None)
+        family = data.get("family", OpenClipFamily.key)
+        if family not in FAMILIES:
+            raise ConfigError(f"unknown backbone family {str(family)[:40]!r} ({', '.join(FAMILIES)})")
+        return cls(config=FAMILIES[family].check(data["config"], "checkpoint"), family=family, weights_sha256=digest)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _open_clip_named(name: str) -> BackboneSource | None:
+    """``NAME`` or ``NAME:TAG`` of an open_clip model config; a tag must be one open_clip lists."""
+    import open_clip
+    from open_clip.pretrained import list_pretrained_tags_by_model
+
+    model, _, tag = name.partition(":")
+    if model not in open_clip.list_models():
+        return None
+    tags = list_pretrained_tags_by_model(model)
+    if tag and tag not in tags:
+        raise ConfigError(f"open_clip has no pretrained tag {tag!r} for {model} ({', '.join(tags) or 'none'})")
+    if not tag and len(tags) == 1:
+        name = f"{model}:{tags[0]}"
+    config = check_config(open_clip.get_model_config(model), model)
+    return BackboneSource(config=config, name=name)
 
 
-def _bounded_int(value: Any, key: str, low: int, high: int, origin: str) -> int:
-    if not _is_int(value) or not low <= value <= high:
-        raise ConfigError(f"{origin}: {key} must be an integer in {low}..{high}, got {str(value)[:40]}")
-    return value
+def _hub_config(name: str, cache_dir: str | None) -> BackboneSource:
+    """An ``hf-hub:ORG/NAME`` open_clip repository's config, from the cache or a download."""
+    repo_id = name[len(HF_HUB_PREFIX) :]
+    if repo_id.count("/") != 1 or not all(part and part not in (".", "..") for part in repo_id.split("/")):
+        raise ConfigError(f"{name}: expected hf-hub:ORG/NAME")
+    location = WeightsLocation(name, repo_id, ("open_clip_config.json",))
+    found, _ = cached_weights(location, cache_dir)
+    path = found or resolve_weights(location, cache_dir)
+    if os.path.getsize(path) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: open_clip_config.json is over {MAX_CONFIG_BYTES} bytes")
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: open_clip_config.json is not an object")
+    config = check_config(data.get("model_cfg"), name)
+    if isinstance(data.get("preprocess_cfg"), dict):
+        config["preprocess_cfg"] = {
+            k: data["preprocess_cfg"][k] for k in ("mean", "std", "interpolation") if k in data["preprocess_cfg"]
+        }
+    return BackboneSource(config=config, name=name)
 
 
-def _check_heads(vision: dict[str, Any], width: int, origin: str) -> None:
-    head_width = _bounded_int(vision.get("head_width", 64), "vision_cfg head_width", 1, width, origin)
-    heads = width // head_width
-    if heads > MAX_HEADS or width % heads:
-        raise ConfigError(
-            f"{origin}: vision_cfg width {width} / head_width {head_width} gives {heads} attention heads; "
-            f"they must divide the width, at most {MAX_HEADS}"
-        )
+def _timm_named(name: str) -> BackboneSource:
+    config = check_timm_config({"model_name": name[len(TIMM_PREFIX) :], "kwargs": {}}, name)
+    return BackboneSource(config=config, name=name, family=TimmFamily.key)
 
 
-def _check_vision(vision: dict[str, Any], origin: str) -> None:
-    """Bound every size of a ViT vision tower before anything is built, and refuse the options it
-    does not support (an option left at open_clip's default is inert and accepted)."""
-    size = vision.get("image_size", 224)
-    sizes = size if isinstance(size, (list, tuple)) and len(size) == 2 else [size]
-    sizes = [_bounded_int(v, "vision_cfg image_size", 1, MAX_IMAGE_SIZE, origin) for v in sizes]
-    patch = _bounded_int(vision.get("patch_size", 16), "vision_cfg patch_size", 1, min(sizes), origin)
-    patches = (sizes[0] // patch) * (sizes[-1] // patch)
-    if patches > MAX_PATCHES:
-        raise ConfigError(
-            f"{origin}: vision_cfg image_size {size} / patch_size {patch} gives {patches} patches, over {MAX_PATCHES}"
-        )
-    width = _bounded_int(vision.get("width", 768), "vision_cfg width", 1, MAX_WIDTH, origin)
-    _bounded_int(vision.get("layers", 12), "vision_cfg layers", 1, MAX_LAYERS, origin)
-    _check_heads(vision, width, origin)
-    ratio = vision.get("mlp_ratio", 4.0)
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= MAX_MLP_RATIO or int(width * ratio) < 1:
-        raise ConfigError(f"{origin}: vision_cfg mlp_ratio must be a number in (0, {MAX_MLP_RATIO:g}], got {str(ratio)[:40]}")
-    for key, allowed in (("pool_type", _POOL_TYPES), ("pos_embed_type", _POS_EMBED_TYPES)):
-        if vision.get(key, allowed[0]) not in allowed:
-            raise ConfigError(f"{origin}: vision_cfg {key} must be one of {', '.join(allowed)}")
-    for key in ("no_ln_pre", "final_ln_after_pool"):
-        if not isinstance(vision.get(key, False), bool):
-            raise ConfigError(f"{origin}: vision_cfg {key} must be true or false")
-    dropout = vision.get("patch_dropout", 0.0)
-    scale = vision.get("ls_init_value")
-    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1 or (scale is not None and not _finite(scale)):
-        raise ConfigError(f"{origin}: vision_cfg patch_dropout must be in [0, 1) and ls_init_value a finite number")
-    checked = {"image_size", "patch_size", "width", "layers", "head_width", "mlp_ratio", "pool_type", "pos_embed_type",
-               "no_ln_pre", "final_ln_after_pool", "patch_dropout", "ls_init_value"}  # fmt: skip
-    defaults = {f.name: f.default for f in dataclasses.fields(CLIPVisionCfg)}
-    other = sorted(k for k in vision if k not in checked and (k not in defaults or vision[k] != defaults[k]))
-    if other:
-        raise ConfigError(f"{origin}: unsupported vision_cfg keys for a ViT detector: {', '.join(map(str, other))[:200]}")
+def _custom(path: Path) -> BackboneSource:
+    """A config JSON of the user's: ``{"model_name": ...}`` is timm's, anything else open_clip's."""
+    data = read_config(path)
+    family = TimmFamily.key if isinstance(data, dict) and "model_name" in data else OpenClipFamily.key
+    return BackboneSource(config=FAMILIES[family].check(data, str(path)), family=family)
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_config(config: Any, origin: str) -> dict[str, Any]:
-    """An open_clip model config for a ViT vision tower, every size bounded (only ``embed_dim``,
-    ``quick_gelu`` and ``vision_cfg`` are read; the text tower is never built).
+def resolve_backbone(model: str | os.PathLike[str], *, paths: bool = True, cache_dir: str | None = None) -> BackboneSource:
+    """Turn ``--model`` into a source: a short alias, an open_clip model (``NAME`` or ``NAME:TAG``),
+    ``hf-hub:ORG/NAME``, ``timm:NAME``, or (with ``paths``) a config JSON's path. An ``hf-hub``
+    config is read from ``cache_dir`` (else the default cache), or downloaded.
 
     Raises:
-        ConfigError: not such a config, a size outside its bound (named with the bound), or an
-            option this detector does not support.
-    """
-    if not isinstance(config, dict) or not isinstance(config.get("vision_cfg"), dict) or "embed_dim" not in config:
-        raise ConfigError(f"{origin}: not an open_clip model config (needs 'embed_dim' and 'vision_cfg')")
-    vision = config["vision_cfg"]
-    if isinstance(vision.get("layers"), (list, tuple)) or vision.get("timm_model_name"):
-        raise ConfigError(f"{origin}: only ViT vision towers are supported (no ResNet or timm towers)")
-    _bounded_int(config["embed_dim"], "embed_dim", 1, MAX_EMBED_DIM, origin)
-    if not isinstance(config.get("quick_gelu", False), bool):
-        raise ConfigError(f"{origin}: quick_gelu must be true or false")
-    _check_vision(vision, origin)
-    return copy.deepcopy(config)
-
-
-def _read_config(path: Path) -> Any:
-    """A user's config JSON, opened like any input: a regular file (never a FIFO or a device), capped."""
-    try:
-        handle, _ = open_input(path, follow_symlinks=True)
-        with handle:
-            text = read_capped(handle, MAX_CONFIG_BYTES, str(path))
-        return json.loads(text)
-    except InputFileError as exc:
-        if exc.reason == "missing":
-            raise ConfigError(f"model config not found: {path}") from None
-        raise ConfigError(f"cannot read model config {path}: {exc.reason}: {exc.detail}") from None
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"cannot read model config {path}: {str(exc)[:200]}") from None
-
-
-def resolve_backbone(model: str | os.PathLike[str]) -> BackboneSource:
-    """Turn ``--model`` (a registry name or the path of an open_clip config JSON) into a source.
-
-    Raises:
-        ConfigError: an unknown name, an unreadable file, or a config outside the bounds.
+        ConfigError: an unknown name or tag, an unreadable file, or a config outside the bounds.
+        WeightsError: an ``hf-hub`` config that is neither cached nor downloadable.
     """
     text = str(model)
     spec = BACKBONES.find(text)
     if spec is not None:
-        return BackboneSource(config=copy.deepcopy(get_model_config(spec.config_name)), name=spec.name)
+        from open_clip import get_model_config
+
+        return BackboneSource(config=check_config(get_model_config(spec.config_name), spec.name), name=spec.name)
+    if text.startswith(TIMM_PREFIX):
+        return _timm_named(text)
+    if text.startswith(HF_HUB_PREFIX):
+        return _hub_config(text, cache_dir)
+    named = _open_clip_named(text)
+    if named is not None:
+        return named
     path = Path(text)
-    if text.endswith(".json") or path.exists():
-        return BackboneSource(config=_check_config(_read_config(path), str(path)), name=None)
-    raise ConfigError(f"unknown model {text!r}; choose one of {', '.join(BACKBONES.names())} or pass a config JSON path")
-
-
-def backbone_depth(model: str | os.PathLike[str]) -> int:
-    """How many transformer blocks the backbone's vision tower has (what ``blocks`` 'all' adapts).
-
-    Raises:
-        ConfigError: ``model`` names no backbone, or its config gives no block count.
-    """
-    layers = resolve_backbone(model).config.get("vision_cfg", {}).get("layers")
-    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
-        raise ConfigError(f"model {model} has no transformer depth in its vision_cfg.layers ({layers!r})")
-    return layers
+    if paths and (text.endswith(".json") or path.exists()):
+        return _custom(path)
+    raise ConfigError(
+        f"unknown model {text[:120]!r}; choose one of {', '.join(BACKBONES.names())}, an open_clip model "
+        "(open_clip.list_models(), NAME or NAME:TAG), hf-hub:ORG/NAME, timm:NAME, or a config JSON path"
+    )
 
 
 def build_visual(source: BackboneSource, *, meta: bool = False) -> nn.Module:
     """Build the randomly initialised vision tower; ``meta`` allocates nothing (for counting)."""
-    config = source.config
     with torch.device("meta") if meta else nullcontext():
-        return _build_vision_tower(config["embed_dim"], config["vision_cfg"], quick_gelu=source.quick_gelu)
+        return source.kind.build(source.config)
+
+
+def backbone_depth(model: str | os.PathLike[str]) -> int:
+    """How many transformer blocks the backbone's vision tower has (what ``blocks`` 'all' adapts),
+    counted on the meta device.
+
+    Raises:
+        ConfigError: ``model`` names no backbone, or MoLE finds no blocks in its tower.
+    """
+    from .mole import find_blocks
+
+    return len(find_blocks(build_visual(resolve_backbone(model), meta=True)).blocks)
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -258,15 +395,6 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in data.items()}
 
 
-def visual_state_dict(state: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
-    """Pick the vision tower's tensors out of a full CLIP state dict (OpenAI or open_clip keys)."""
-    if any(k.startswith("visual.") for k in state):
-        return {k[len("visual."):]: v.float() for k, v in state.items() if k.startswith("visual.")}
-    if "conv1.weight" in state:
-        return {k: v.float() for k, v in state.items()}
-    raise WeightsError(f"{origin} is not a CLIP state dict: no 'visual.*' or 'conv1.weight' keys")
-
-
 def load_visual_weights(visual: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
     """Load a vision state dict strictly, naming missing, unexpected and mis-shaped keys.
 
@@ -279,122 +407,18 @@ def load_visual_weights(visual: nn.Module, state: dict[str, torch.Tensor], origi
     visual.load_state_dict(state, strict=True, assign=True)
 
 
-HUB_CONNECT_TIMEOUT_S = 5
-"""Seconds the Hugging Face hub (or the mirror in ``HF_ENDPOINT``) has to answer a metadata request
-before a download is given up; ``HF_HUB_ETAG_TIMEOUT`` overrides it."""
-
-
-def _hub_files(cfg: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
-    """The hub repository of a pretrained config and the weight files to try, safetensors first."""
-    hub = cfg.get("hf_hub", "")
-    if not hub:
-        return None
-    repo_id, filename = os.path.split(hub.rstrip("/") + ("/" if hub.endswith("/") else ""))
-    return repo_id, ("open_clip_model.safetensors", filename or "open_clip_pytorch_model.bin")
-
-
-def _cached_pretrained(spec: BackboneSpec, cache_dir: str | None) -> tuple[str | None, list[str]]:
-    """Look for already-downloaded weights without touching the network."""
-    cfg = get_pretrained_cfg(spec.pretrained_model, spec.pretrained_tag)
-    looked: list[str] = []
-    hub = _hub_files(cfg)
-    if hub is not None:
-        from huggingface_hub import try_to_load_from_cache
-
-        repo_id, names = hub
-        looked.append(f"the Hugging Face cache ({repo_id})")
-        for name in names:
-            found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
-            if isinstance(found, str):
-                return found, looked
-    url = cfg.get("url", "")
-    if url:
-        candidate = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
-        looked.append(str(candidate))
-        if candidate.is_file():
-            return str(candidate), looked
-    return None, looked
-
-
-def _offline() -> bool:
-    """huggingface_hub reads HF_HUB_OFFLINE when it is imported; a caller may set it later."""
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
-def _download_reason(exc: BaseException) -> str:
-    """Why a hub download failed, in one line."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
-    if isinstance(exc, OfflineModeIsEnabled):
-        return "HF_HUB_OFFLINE is set"
-    detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-    if isinstance(exc, WeightsError):
-        return detail
-    return f"{constants.ENDPOINT}: {detail}"
-
-
-def _hub_timeout() -> float:
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_ETAG_TIMEOUT if "HF_HUB_ETAG_TIMEOUT" in os.environ else HUB_CONNECT_TIMEOUT_S
-
-
-def _hub_has(repo_id: str, name: str) -> bool:
-    """Whether the hub has the file, from one metadata request without retries; a failure other
-    than "not found" (no network, a refused connection, a server error) is raised at once."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import EntryNotFoundError
-
-    try:
-        get_hf_file_metadata(hf_hub_url(repo_id, name), timeout=_hub_timeout())
-    except EntryNotFoundError:
-        return False
-    return True
-
-
-def _download(repo_id: str, names: tuple[str, ...], cache_dir: str | None) -> str:
-    """Download the first of ``names`` that the hub has.
-
-    huggingface_hub does the work, so ``HF_ENDPOINT`` (mirrors), ``HF_HUB_OFFLINE``, proxies and its
-    timeout settings apply. ``_hub_has`` asks first because ``hf_hub_download`` alone retries a
-    failed request six times with back-off: a minute or more on a machine without network.
+def backbone_weights_file(
+    source: BackboneSource, weights: str | os.PathLike[str] | None, cache_dir: str | None = None
+) -> str | None:
+    """The weights file a backbone loads: ``weights`` itself, None for ``"none"`` (random), or the
+    named backbone's pretrained file (the caches, then a download).
 
     Raises:
-        WeightsError: the hub has none of them.
+        WeightsError: nothing named and nothing found.
     """
-    from huggingface_hub import constants, hf_hub_download
-
-    name = next((n for n in names if _hub_has(repo_id, n)), None)
-    if name is None:
-        raise WeightsError(f"{constants.ENDPOINT} has none of {', '.join(names)} in {repo_id}")
-    return hf_hub_download(repo_id, name, cache_dir=cache_dir, etag_timeout=_hub_timeout())
-
-
-def resolve_weights(spec: BackboneSpec, cache_dir: str | None = None) -> str:
-    """Find the OpenAI weights of a registry backbone: the caches first, then a download.
-
-    Raises:
-        WeightsError: nothing cached and the download failed, with one line saying why (offline,
-            the hub or mirror unreachable, the file missing) and how to pass a file instead.
-    """
-    found, looked = _cached_pretrained(spec, cache_dir)
-    if found:
-        return found
-    cfg = get_pretrained_cfg(spec.pretrained_model, spec.pretrained_tag)
-    where = f"no weights for {spec.name} ({spec.pretrained_model}, {spec.pretrained_tag}): looked in {' and '.join(looked)}"
-    hint = "pass a local file with `backbone_weights` PATH"
-    hub = _hub_files(cfg)
-    if hub is None:
-        raise WeightsError(f"{where}; open_clip knows no hub download for it; {hint}")
-    if _offline():
-        raise WeightsError(f"{where}; cannot download: HF_HUB_OFFLINE is set; {hint}")
-    try:
-        return _download(*hub, cache_dir)
-    except Exception as exc:
-        raise WeightsError(f"{where}; cannot download: {_download_reason(exc)}; {hint}") from None
+    if weights is not None:
+        return None if str(weights) == RANDOM_WEIGHTS else os.fspath(weights)
+    return resolve_weights(source.weights_location(), cache_dir)
 
 
 def load_backbone(
@@ -409,26 +433,23 @@ def load_backbone(
     Args:
         source: the backbone to build.
         weights: a weights file, ``"none"`` for a seeded random init, or None to resolve the
-            registry's OpenAI weights (cache, then download).
+            named backbone's pretrained weights (cache, then download).
         cache_dir: where open_clip and Hugging Face keep downloads.
         seed: seed of the random init, so that random backbones are reproducible.
 
     Raises:
         WeightsError: no weights could be found, read, or fitted to the model.
     """
-    random_init = weights is not None and str(weights) == RANDOM_WEIGHTS
-    if weights is None:
-        if not source.downloadable:
-            raise WeightsError(
-                "a model given as a config JSON has no downloadable weights; pass `backbone_weights` FILE "
-                "(or 'none' for random weights)"
-            )
-        weights = resolve_weights(BACKBONES.get(source.name), cache_dir)
-    if random_init:
+    path = backbone_weights_file(source, weights, cache_dir)
+    if path is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return build_visual(source)
-    state = visual_state_dict(read_state_dict(weights), str(weights))
+    state = source.kind.visual_state(read_state_dict(path), path)
     visual = build_visual(source, meta=True)
-    load_visual_weights(visual, state, str(weights))
+    load_visual_weights(visual, state, path)
+    if any(buffer.is_meta for buffer in visual.buffers()):
+        # Buffers computed at construction and never saved (PE's rotary tables) exist only in a real build.
+        visual = build_visual(source)
+        load_visual_weights(visual, state, path)
     return visual

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.preprocess import PreprocessConfig
 from ..errors import CheckpointError, ConfigError
 from .backbones import BackboneSource
 from .config import MoLEConfig
@@ -36,9 +37,10 @@ class DetectorOutput:
 
 
 class Detector(nn.Module):
-    """CLIP ViT image encoder (frozen) + MoLE bypasses in its last blocks + Linear(output_dim, 1).
+    """A ViT image encoder (frozen) + MoLE bypasses in its last blocks + Linear(features, 1).
 
-    With ``mole.blocks == 0`` this is a linear probe on frozen CLIP features, which is UnivFD.
+    With ``mole.blocks == 0`` this is a linear probe on frozen CLIP features, which is UnivFD. The
+    detector carries its preprocessing (the backbone's by default), which every caller reads.
     """
 
     def __init__(
@@ -50,8 +52,14 @@ class Detector(nn.Module):
         threshold: float = 0.5,
         name: str | None = None,
         provenance: dict[str, Any] | None = None,
+        preprocess: PreprocessConfig | None = None,
     ) -> None:
         super().__init__()
+        self.preprocess = preprocess or source.preprocess
+        if self.preprocess.size != source.image_size:
+            raise ConfigError(
+                f"preprocessing size {self.preprocess.size} is not the {source.label()} backbone's input size {source.image_size}"
+            )
         self.source = source
         self.mole = mole
         self.threshold = threshold
@@ -64,11 +72,11 @@ class Detector(nn.Module):
         self.bypasses = inject_mole(self.visual, mole) if mole.blocks else {}
         for bypass in self.bypasses.values():
             bypass.requires_grad_(True)
-        self.head = nn.Linear(self.visual.output_dim, 1)
+        self.head = nn.Linear(source.kind.output_dim(source.config, self.visual), 1)
 
     @property
     def image_size(self) -> int:
-        return self.source.image_size
+        return self.preprocess.size
 
     @property
     def device(self) -> torch.device:

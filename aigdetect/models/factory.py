@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ..errors import AigdetectError, CheckpointError, ConfigError
+from ..data.preprocess import PreprocessConfig
+from ..errors import AigdetectError, CheckpointError, ConfigError, WeightsError
 from ..version import __version__
-from .backbones import BackboneSource, build_visual, load_backbone, load_visual_weights, resolve_backbone
+from .backbones import (
+    BackboneSource,
+    backbone_weights_file,
+    build_visual,
+    load_backbone,
+    load_visual_weights,
+    resolve_backbone,
+)
 from .checkpoint import (
     BACKBONE_PREFIX,
     DETECTOR_PREFIXES,
@@ -21,7 +30,7 @@ from .checkpoint import (
 from .choice import DetectorChoice, resolve_choice
 from .config import MoLEConfig
 from .detector import Detector
-from .fingerprint import fingerprint
+from .fingerprint import file_digest, fingerprint
 from .identity import RANDOM_BACKBONE_MARK
 from .metadata import check_detector_metadata
 from .zoo import DEFAULT_DETECTOR, RANDOM_WEIGHTS, builtin_path
@@ -60,10 +69,13 @@ def create_detector(
     The backbone's random init (with ``backbone_weights="none"``) and the adapters' init both come
     from ``seed``, so two calls with the same arguments give identical detectors.
     """
-    source = resolve_backbone(model)
+    source = resolve_backbone(model, cache_dir=cache_dir)
     mole = mole or MoLEConfig()
     check_size(source, mole)
-    visual = load_backbone(source, backbone_weights, cache_dir=cache_dir, seed=seed)
+    path = backbone_weights_file(source, backbone_weights, cache_dir)
+    visual = load_backbone(source, path or RANDOM_WEIGHTS, seed=seed)
+    if path is not None:
+        source = replace(source, weights_sha256=file_digest(path).hexdigest())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         return Detector(visual, source, mole)
@@ -82,6 +94,7 @@ def detector_metadata(detector: Detector) -> dict[str, Any]:
         "backbone": detector.source.to_dict(),
         "backbone_embedded": not detector.source.downloadable,
         "mole": detector.mole.to_dict(),
+        "preprocess": detector.preprocess.to_dict(),
         "threshold": detector.threshold,
         "provenance": detector.provenance,
     }
@@ -107,6 +120,28 @@ def save_detector(
     )
 
 
+def _checked_weights(
+    source: BackboneSource, weights: str | os.PathLike[str] | None, cache_dir: str | None, origin: str
+) -> str:
+    """The backbone weights file for a checkpoint's detector, refused when its SHA-256 is not the
+    one the detector was trained on; ``"none"`` (random weights) as asked.
+
+    Raises:
+        WeightsError: other weights than the checkpoint records, or none found.
+    """
+    path = backbone_weights_file(source, weights, cache_dir)
+    if path is None:
+        return RANDOM_WEIGHTS
+    if source.weights_sha256 is not None:
+        actual = file_digest(path).hexdigest()
+        if actual != source.weights_sha256:
+            raise WeightsError(
+                f"{origin} was trained on backbone weights with SHA-256 {source.weights_sha256[:16]}..., "
+                f"{path} has {actual[:16]}...; pass the weights it was trained with"
+            )
+    return path
+
+
 def detector_from_checkpoint(
     tensors: dict[str, torch.Tensor],
     meta: dict[str, Any],
@@ -125,6 +160,7 @@ def detector_from_checkpoint(
     try:
         source = BackboneSource.from_dict(meta["backbone"])
         mole = MoLEConfig.from_dict(meta["mole"])
+        preprocess = PreprocessConfig.from_dict(meta["preprocess"]) if "preprocess" in meta else source.preprocess
         check_size(source, mole)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{origin}: checkpoint metadata is incomplete or invalid ({str(exc)[:200]})") from None
@@ -137,10 +173,14 @@ def detector_from_checkpoint(
         visual = load_backbone(source, "none")
         load_visual_weights(visual, embedded, f"{origin} (embedded backbone)")
     else:
-        visual = load_backbone(source, backbone_weights, cache_dir=cache_dir)
-    detector = Detector(
-        visual, source, mole, threshold=threshold, name=meta.get("name"), provenance=meta.get("provenance")
-    )
+        visual = load_backbone(source, _checked_weights(source, backbone_weights, cache_dir, origin))
+    try:
+        detector = Detector(
+            visual, source, mole, threshold=threshold, name=meta.get("name"), provenance=meta.get("provenance"),
+            preprocess=preprocess,
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise CheckpointError(f"{origin}: {exc}") from None
     unknown = sorted(k for k in tensors if not k.startswith((*DETECTOR_PREFIXES, BACKBONE_PREFIX, TRAIN_STATE_PREFIX)))
     if unknown:
         raise CheckpointError(f"{origin}: unexpected tensors {', '.join(unknown[:3])}")
@@ -214,7 +254,8 @@ def load_chosen(choice: DetectorChoice, device: str | torch.device = "cpu") -> D
         "allow_random_backbone": choice.allow_random_backbone,
     }
     detector = load_detector(resolve_choice(choice), **options)
-    if choice.checkpoint is not None and choice.model and choice.model not in (detector.source.name, detector.name):
+    names = (detector.source.name, detector.name, (detector.source.name or "").partition(":")[0])
+    if choice.checkpoint is not None and choice.model and choice.model not in names:
         raise ConfigError(
             f"`model` {choice.model} conflicts with the checkpoint's backbone ({detector.source.label()}); drop `model`"
         )

@@ -51,7 +51,9 @@ def _sizes(meta: dict[str, Any]) -> tuple[int | None, int | None]:
     config = backbone.get("config") if isinstance(backbone, dict) else None
     vision = config.get("vision_cfg") if isinstance(config, dict) else None
     if not isinstance(vision, dict):
-        return None, None
+        preprocess = meta.get("preprocess")
+        size = preprocess.get("size") if isinstance(preprocess, dict) else None
+        return (size, None) if isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_VISION_SIZE else (None, None)
     size = vision.get("image_size", 224)
     if isinstance(size, list) and len(size) == 2:
         size = size[0]
@@ -80,7 +82,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_res
         raise CheckpointError(f"{os.fsdecode(path)} cannot be read as a checkpoint: {exc.detail}") from None
 
 
-def _file_sha256(path: str) -> hashlib._Hash:
+def file_digest(path: str | os.PathLike[str]) -> hashlib._Hash:
+    """SHA-256 of a file read in chunks, opened like any input (never a FIFO or a device)."""
     digest = hashlib.sha256()
     handle, _ = open_input(path, follow_symlinks=True)
     with handle:
@@ -124,16 +127,19 @@ def _backbone_source(meta: dict[str, Any], choice: DetectorChoice) -> str:
     weights = choice.backbone_weights
     embedded = bool(meta.get("backbone_embedded"))
     if weights is not None and weights != RANDOM_WEIGHTS:
-        return "file:" + _file_sha256(weights).hexdigest()
+        return "file:" + file_digest(weights).hexdigest()
     if embedded:
         return "embedded"
     if weights == RANDOM_WEIGHTS:
         return "random"
     name = meta.get("backbone", {}).get("name") if isinstance(meta.get("backbone"), dict) else None
     spec = BACKBONES.find(name) if isinstance(name, str) else None
-    if spec is None:
+    if spec is not None:
+        return f"{spec.pretrained_tag}:{spec.pretrained_model}"
+    if not isinstance(name, str) or not name:
         raise CheckpointError(f"the checkpoint names no known backbone ({name!r})")
-    return f"{spec.pretrained_tag}:{spec.pretrained_model}"
+    digest = meta["backbone"].get("weights_sha256")
+    return f"{name}:{digest}" if isinstance(digest, str) else name
 
 
 def fingerprint(choice: DetectorChoice) -> Fingerprint:
@@ -147,7 +153,7 @@ def fingerprint(choice: DetectorChoice) -> Fingerprint:
     meta = read_metadata(path)
     check_detector_metadata(meta, path)
     threshold = meta.get("threshold", 0.5)
-    digest = _file_sha256(path)
+    digest = file_digest(path)
     digest.update(b"\0" + _backbone_source(meta, choice).encode("utf-8"))
     name = " ".join(str(meta.get("name") or "detector").split())
     if choice.backbone_weights == RANDOM_WEIGHTS and not meta.get("backbone_embedded"):

@@ -12,6 +12,7 @@ MAX_NAME_CHARS = 200
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "backbone": (dict,),
     "mole": (dict,),
+    "preprocess": (dict,),
     "name": (str, type(None)),
     "provenance": (dict, type(None)),
     "backbone_embedded": (bool,),

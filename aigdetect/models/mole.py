@@ -1,7 +1,13 @@
-"""The MoLE bypass (shared + routed LoRA experts) and its injection into a CLIP ViT's last blocks."""
+"""The MoLE bypass (shared + routed LoRA experts) and its injection into a ViT's last blocks.
+
+Blocks are found by structure: the longest list of modules whose ``mlp`` one of the block families
+recognises (open_clip's ``c_fc -> gelu -> c_proj``, timm's ``fc1 -> act -> fc2``), whatever the
+tower calls its attributes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -140,30 +146,95 @@ class MoLEMLP(nn.Module):
         return out + delta.to(out.dtype)
 
 
-def inject_mole(visual: nn.Module, config: MoLEConfig) -> dict[int, MoLEBypass]:
-    """Wrap the MLP of each of the last ``config.blocks`` resblocks of an open_clip VisionTransformer.
+@dataclass(frozen=True)
+class BlockFamily:
+    """A kind of transformer block: the names of its MLP's two projections, and its token layout.
 
-    Returns:
-        The bypasses keyed by resblock index.
+    Attributes:
+        name: what errors and listings call it.
+        first: the MLP's input projection (``d -> hidden``).
+        last: the MLP's output projection (``hidden -> d``).
+    """
+
+    name: str
+    first: str
+    last: str
+
+    def matches(self, mlp: nn.Module) -> bool:
+        first, last = getattr(mlp, self.first, None), getattr(mlp, self.last, None)
+        return isinstance(first, nn.Linear) and isinstance(last, nn.Linear) and first.in_features == last.out_features
+
+    def width(self, mlp: nn.Module) -> int:
+        return getattr(mlp, self.first).in_features
+
+
+BLOCK_FAMILIES = (BlockFamily("open_clip", "c_fc", "c_proj"), BlockFamily("timm", "fc1", "fc2"))
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The transformer blocks of a tower, in order, with their family and token layout."""
+
+    blocks: Sequence[nn.Module]
+    family: BlockFamily
+    batch_first: bool
+    class_token: bool
+
+
+def _mlp_family(block: nn.Module) -> BlockFamily | None:
+    mlp = getattr(block, "mlp", None)
+    if isinstance(mlp, MoLEMLP):
+        mlp = mlp.base
+    return next((f for f in BLOCK_FAMILIES if mlp is not None and f.matches(mlp)), None)
+
+
+def _has_class_token(visual: nn.Module) -> bool:
+    """open_clip's ViT keeps ``class_embedding``; timm's ``cls_token`` is None when it has none."""
+    return any(hasattr(m, "class_embedding") or getattr(m, "cls_token", None) is not None for m in visual.modules())
+
+
+def find_blocks(visual: nn.Module) -> Blocks:
+    """The longest ``ModuleList`` (or ``Sequential``: timm's ViT) of blocks whose every MLP one family recognises.
 
     Raises:
-        ConfigError: the model has no ``transformer.resblocks`` with an ``mlp``, or too few blocks.
+        ConfigError: the tower has no such list.
     """
-    transformer = getattr(visual, "transformer", None)
-    blocks = getattr(transformer, "resblocks", None)
-    if blocks is None or not all(hasattr(block, "mlp") for block in blocks):
-        raise ConfigError(
-            "MoLE needs a ViT with transformer.resblocks[i].mlp (open_clip VisionTransformer); "
-            f"{type(visual).__name__} has none"
-        )
+    best: tuple[nn.Module, nn.ModuleList, BlockFamily] | None = None
+    for owner in visual.modules():
+        for child in owner.children():
+            if not isinstance(child, (nn.ModuleList, nn.Sequential)) or not len(child):
+                continue
+            families = {_mlp_family(block) for block in child}
+            family = families.pop() if len(families) == 1 else None
+            if family is not None and (best is None or len(child) > len(best[1])):
+                best = (owner, child, family)
+    if best is None:
+        names = ", ".join(f"mlp.{f.first}/mlp.{f.last}" for f in BLOCK_FAMILIES)
+        raise ConfigError(f"MoLE needs a ViT whose blocks have an MLP ({names}); {type(visual).__name__} has none")
+    owner, blocks, family = best
+    return Blocks(blocks, family, bool(getattr(owner, "batch_first", True)), _has_class_token(visual))
+
+
+def inject_mole(visual: nn.Module, config: MoLEConfig) -> dict[int, MoLEBypass]:
+    """Wrap the MLP of each of the last ``config.blocks`` blocks of a ViT (see ``find_blocks``).
+
+    Returns:
+        The bypasses keyed by block index.
+
+    Raises:
+        ConfigError: the model has no blocks MoLE recognises, too few, or no class token for
+            ``cls_expert``.
+    """
+    found = find_blocks(visual)
+    blocks = found.blocks
     config.validate_depth(len(blocks))
-    dim = transformer.width
-    batch_first = getattr(transformer, "batch_first", True)
+    if config.cls_expert and not found.class_token:
+        raise ConfigError("`cls_expert` sends the class token to its own expert, but this tower has no class token")
     bypasses: dict[int, MoLEBypass] = {}
     for index in range(len(blocks) - config.blocks, len(blocks)):
         block = blocks[index]
         if isinstance(block.mlp, MoLEMLP):
-            raise ConfigError(f"resblock {index} already carries a MoLE bypass")
-        block.mlp = MoLEMLP(block.mlp, dim, config, batch_first)
+            raise ConfigError(f"block {index} already carries a MoLE bypass")
+        block.mlp = MoLEMLP(block.mlp, found.family.width(block.mlp), config, found.batch_first)
         bypasses[index] = block.mlp.bypass
     return bypasses

@@ -114,7 +114,7 @@ def _add_totals(totals: dict[int, _BlockTotals], routing: dict[int, RoutingRecor
 
 def _forward(detector: Detector, pixels: torch.Tensor, device: torch.device, precision: str):
     with autocast(device.type, precision):
-        return detector(normalize_pixels(pixels.to(device, non_blocking=True)))
+        return detector(normalize_pixels(pixels.to(device, non_blocking=True), detector.preprocess))
 
 
 def gradient_step(

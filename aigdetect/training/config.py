@@ -32,6 +32,43 @@ RUNTIME_FIELDS = frozenset({"runtime", "log", "resume", "micro_batch"})
 _PATH_FIELDS = ("out", "data", "real", "fake", "val", "log", "resume", "cache_dir")
 
 
+PROBE_SOLVERS = ("adamw", "lbfgs")
+MAX_VIEWS = 64
+DEFAULT_CACHE_BYTES = 4 << 30
+"""4 GiB of cached features: two million ViT-B/32 vectors, or 400,000 of ViT-L/14 (float32)."""
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """A linear probe on frozen features (UnivFD's recipe), fitted on features extracted once."""
+
+    feature_cache: str | None = field(
+        default=None,
+        metadata={"help": "Folder of frozen features shared by runs: a second fit decodes no image (default: none)."},
+    )
+    views: int = field(
+        default=0,
+        metadata={"help": "Augmented views per image besides the centre crop (blur/JPEG draws, crop, flip), each cached."},
+    )
+    solver: str = field(
+        default="adamw",
+        metadata={"help": "adamw (mini-batches at the run's lr, weight decay, batch and epochs) or lbfgs (logistic regression)."},
+    )
+    cache_bytes: int = field(
+        default=DEFAULT_CACHE_BYTES, metadata={"help": "Cap of the feature cache; least recently used entries go first."}
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.views, bool) or not isinstance(self.views, int) or not 0 <= self.views <= MAX_VIEWS:
+            raise ConfigError(f"`views` must be an integer in 0..{MAX_VIEWS}, got {self.views!r}")
+        if self.solver not in PROBE_SOLVERS:
+            raise ConfigError(f"probe `solver` must be one of {', '.join(PROBE_SOLVERS)}, got {self.solver!r}")
+        if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, int) or self.cache_bytes < 1:
+            raise ConfigError(f"`cache_bytes` must be a positive integer, got {self.cache_bytes!r}")
+        if self.feature_cache is not None:
+            object.__setattr__(self, "feature_cache", os.path.abspath(self.feature_cache))
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A named set of training settings; each applies where the run leaves its setting unset.
@@ -116,12 +153,15 @@ class TrainConfig:
     train_size: int | None = field(default=None, metadata=_help("Train on a balanced, seeded subset of N images."))
     model: str = field(
         default="vitb32",
-        metadata=_help(f"Backbone ({', '.join(BACKBONES.names())}) or the path of an open_clip model-config JSON."),
+        metadata=_help(
+            f"Backbone: {', '.join(BACKBONES.names())}, any open_clip model (NAME or NAME:TAG, e.g. PE-Core-B-16, "
+            "ViT-L-14-quickgelu:dfn2b), hf-hub:ORG/NAME, timm:NAME, or the path of a model-config JSON."
+        ),
     )
     backbone_weights: str | None = field(
         default=None,
         metadata=_help(
-            f"Backbone weights file (OpenAI .pt, open_clip state dict, safetensors), or '{RANDOM_WEIGHTS}' for random "
+            f"Backbone weights file (OpenAI .pt, open_clip or timm state dict, safetensors), or '{RANDOM_WEIGHTS}' for random "
             "weights. Default: the open_clip / Hugging Face cache, then a download."
         ),
     )
@@ -135,6 +175,7 @@ class TrainConfig:
     )
     mole: MoLEConfig = field(default_factory=MoLEConfig)
     augment: AugmentConfig | None = None
+    probe: ProbeConfig | None = None
     steps: int | None = field(default=None, metadata=_help("Optimizer steps to run."))
     epochs: int | None = field(
         default=None,
@@ -240,6 +281,10 @@ class TrainConfig:
             raise ConfigError(f"`val_protocol` must be one of {', '.join(VAL_PROTOCOLS)}, got {self.val_protocol!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.probe is not None and (self.mole.blocks or self.resume is not None or self.steps is not None):
+            raise ConfigError(
+                "`probe` fits a linear head on frozen features in `epochs` passes: it takes no `blocks`, `steps` or `resume`"
+            )
         if self.resume is not None and os.path.abspath(self.resume) == os.path.abspath(self.out):
             raise ConfigError(f"`resume` takes the training state ({state_path_for(self.out)}), not the `out` detector")
 
@@ -275,6 +320,7 @@ class TrainConfig:
         data["mole"] = self.mole.to_dict()
         data["augment"] = _plain(self.augment)
         data["runtime"] = asdict(self.runtime)
+        data["probe"] = None if self.probe is None else asdict(self.probe)
         return data
 
     @classmethod
@@ -287,6 +333,7 @@ class TrainConfig:
         augment["jpeg_quality"] = tuple(augment["jpeg_quality"])
         values["augment"] = AugmentConfig(**augment)
         values["runtime"] = RuntimeConfig(**values["runtime"])
+        values["probe"] = ProbeConfig(**values["probe"]) if values.get("probe") else None
         return cls(**values)
 
     def differences(self, other: TrainConfig) -> list[str]:

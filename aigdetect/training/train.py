@@ -372,7 +372,7 @@ class _Trainer:
                 if batch.pixels is None:
                     continue
                 with self.plan.autocast():
-                    pixels = normalize_pixels(batch.pixels.to(self.device, non_blocking=True))
+                    pixels = normalize_pixels(batch.pixels.to(self.device, non_blocking=True), self.detector.preprocess)
                     logits = self.detector(pixels).logits
                 indices.extend(batch.indices.tolist())
                 scores.extend(torch.sigmoid(logits.float()).cpu().tolist())
