@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from ..engine.infer import score_files
+from ..engine.infer import read_items, score_files, score_items
+from ..engine.plan import RuntimePlan
 from ..engine.reading import ReadOptions
 from ..errors import AigdetectError
 from ..evidence import EvidenceConfig, default_bands, fuse, summarize_c2pa, validate_bands
@@ -31,16 +32,22 @@ def inspect_files(
     threshold: float | None = None,
     bands: tuple[float, float] | None = None,
     device: torch.device | None = None,
+    plan: RuntimePlan | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-safe report per path: file facts, score, crop scores, findings, verdict and reasons, C2PA.
 
     A file that cannot be read gets a report with ``error`` instead of a score; nothing raises for it.
+    With ``plan`` (the service's), files are decoded and scored as it says (decode workers, in which a
+    crashing decoder costs its file alone); without it, in this process on ``device``.
     """
     threshold = float(detector.threshold if threshold is None else threshold)
     bands = validate_bands(threshold, bands if bands is not None else default_bands(threshold))
     reading = ReadOptions(size=detector.image_size, crops=crops, sha256=True, evidence=evidence)
-    records = [r for batch in score_files(detector, list(paths), device=device or torch.device("cpu"), reading=reading)
-               for r in batch]  # fmt: skip
+    if plan is not None:
+        batches = score_items(detector, read_items(paths, reading), plan, reading=reading)
+    else:
+        batches = score_files(detector, list(paths), device=device or torch.device("cpu"), reading=reading)
+    records = [r for batch in batches for r in batch]
     identity = detector_id(detector)
     reports = []
     for path, record in zip(paths, records):

@@ -1,0 +1,58 @@
+"""Running the service: uvicorn on the app, the detector loading beside it, a graceful stop.
+
+uvicorn's own graceful shutdown does the draining: on SIGTERM (or Ctrl-C) it closes the listening
+socket, lets the requests in flight finish (their batches included, for up to `drain_timeout_s`),
+and returns; the scoring thread then ends with the queue empty.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..errors import ConfigError
+from .config import ServeConfig
+from .service import ScoringSettings, Service
+
+
+def run_service(config: ServeConfig, scoring: ScoringSettings, *, notify: Callable[[str], None] | None = None) -> None:
+    """Serve until stopped; ``notify`` hears when the server listens and when the detector is ready.
+
+    Raises:
+        ConfigError: the serve extra is not installed.
+        AigdetectError: the detector could not be loaded (the server stops first).
+        KeyboardInterrupt: re-raised by uvicorn after a graceful stop on a signal.
+    """
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): pip install 'aigdetect[serve]'") from None
+    tell = notify or (lambda message: None)
+    service = Service(config, scoring)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service), host=config.host, port=config.port, lifespan="off", access_log=False,
+            log_level="warning", server_header=False, proxy_headers=False, timeout_keep_alive=5,
+            timeout_graceful_shutdown=config.drain_timeout_s,
+        )
+    )  # fmt: skip
+
+    def load() -> None:
+        try:
+            service.load()
+        except BaseException:
+            server.should_exit = True
+            return
+        tell(f"ready: {service.info()['detector']}")
+
+    loader = threading.Thread(target=load, name="aigdetect-serve-load", daemon=True)
+    tell(f"starting on http://{config.host}:{config.port}; the detector loads meanwhile (/v1/health answers 503 until then)")
+    loader.start()
+    try:
+        server.run()
+    finally:
+        service.close()
+    if service.failure is not None:
+        raise service.failure
