@@ -138,6 +138,7 @@
     body.appendChild(el('h3', null, report.findings.length ? 'Evidence (' + report.findings.length + ')' : 'Evidence: none found'));
     if (report.findings.length) body.appendChild(findingsTable(report.findings));
     body.appendChild(chain(report.c2pa));
+    article.firstChild.firstChild.textContent = report.path;
     article.replaceChildren(article.firstChild, body);
     article.classList.remove('pending');
     article.dataset.verdict = kind;
