@@ -364,6 +364,44 @@ def test_health_is_503_until_the_detector_is_loaded_then_200(tiny_checkpoint: Pa
         service.close()
 
 
+def test_a_decoder_crash_costs_that_file_only(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aigdetect.engine.reading import FileReader
+    from aigdetect.engine.runtime import RuntimeConfig
+    from aigdetect.models.choice import DetectorChoice
+    from aigdetect.serve.app import create_app
+    from aigdetect.serve.config import ServeConfig
+    from aigdetect.serve.service import ScoringSettings, Service
+
+    decode = FileReader._decode
+
+    def crash_on_poison(self, handle, record):
+        if handle.read(6) == b"POISON":
+            os.kill(os.getpid(), signal.SIGKILL)
+        handle.seek(0)
+        return decode(self, handle, record)
+
+    monkeypatch.setattr(FileReader, "_decode", crash_on_poison)
+    scoring = ScoringSettings(choice=DetectorChoice(checkpoint=str(tiny_checkpoint)), runtime=RuntimeConfig(device="cpu", workers=2))
+    service = Service(ServeConfig(), scoring)
+    service.load()
+    files = [("files", ("a.png", _png(1))), ("files", ("poison.png", b"POISON" + _png(2))), ("files", ("c.png", _png(3)))]
+
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=120) as client:
+            return [await client.post("/v1/inspect", files=files), await client.post("/v1/inspect", files=files[:1])]
+
+    try:
+        crashed, after = asyncio.run(ask())
+    finally:
+        service.close()
+    assert crashed.status_code == 200
+    a, poison, c = crashed.json()
+    assert poison["error"] == {"reason": "crashed", "detail": "the decoder crashed (killed by SIGKILL)"}
+    assert a["verdict"] is not None and c["verdict"] is not None
+    assert after.status_code == 200 and after.json()[0]["score"] == a["score"]
+
+
 @pytest.mark.parametrize(
     ("raw", "name"),
     [
@@ -411,6 +449,23 @@ def test_uploads_land_in_a_private_folder_and_an_oversize_chunked_body_is_stoppe
         asyncio.run(receive_uploads("multipart/form-data; boundary=b", None, chunks(huge, 100), UploadLimits(300, 4, 5.0)))
     assert refused.value.status == 413
     assert len(sent) == 4  # the fourth chunk passes 300 bytes: nothing after it is read
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_client_that_goes_silent_gets_408_and_its_upload_is_dropped(tmp_path: Path, monkeypatch) -> None:
+    from aigdetect.serve.refusals import Refused
+    from aigdetect.serve.uploads import UploadLimits, receive_uploads
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+
+    async def stalls():
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\nPNG'
+        await asyncio.Event().wait()  # never set: the client sends nothing more
+        yield b""
+
+    with pytest.raises(Refused) as refused:
+        asyncio.run(receive_uploads("multipart/form-data; boundary=b", None, stalls(), UploadLimits(1 << 20, 4, 0.05)))
+    assert refused.value.status == 408
     assert list(tmp_path.iterdir()) == []
 
 
