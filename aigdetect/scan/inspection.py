@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from ..engine.infer import read_items, score_files, score_items
-from ..engine.plan import RuntimePlan
+from ..engine.infer import ScoringSession, score_files
 from ..engine.reading import ReadOptions
 from ..errors import AigdetectError
 from ..evidence import EvidenceConfig, default_bands, fuse, summarize_c2pa, validate_bands
@@ -32,22 +31,23 @@ def inspect_files(
     threshold: float | None = None,
     bands: tuple[float, float] | None = None,
     device: torch.device | None = None,
-    plan: RuntimePlan | None = None,
+    session: ScoringSession | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-safe report per path: file facts, score, crop scores, findings, verdict and reasons, C2PA.
 
     A file that cannot be read gets a report with ``error`` instead of a score; nothing raises for it.
-    With ``plan`` (the service's), files are decoded and scored as it says (decode workers, in which a
-    crashing decoder costs its file alone); without it, in this process on ``device``.
+    With ``session`` (a service's, opened with ``inspect_reading``), files are decoded in its workers,
+    where a crashing decoder costs its file alone, and scored on its plan; without it, in this process
+    on ``device``.
     """
     threshold = float(detector.threshold if threshold is None else threshold)
     bands = validate_bands(threshold, bands if bands is not None else default_bands(threshold))
-    reading = ReadOptions(size=detector.image_size, crops=crops, sha256=True, evidence=evidence)
-    if plan is not None:
-        batches = score_items(detector, read_items(paths, reading), plan, reading=reading)
+    reading = inspect_reading(detector, crops, evidence)
+    if session is not None:
+        records = session.score(paths, reading)
     else:
         batches = score_files(detector, list(paths), device=device or torch.device("cpu"), reading=reading)
-    records = [r for batch in batches for r in batch]
+        records = [r for batch in batches for r in batch]
     identity = detector_id(detector)
     reports = []
     for path, record in zip(paths, records):
@@ -78,6 +78,11 @@ def inspect_files(
         )
         reports.append(report)
     return reports
+
+
+def inspect_reading(detector: Detector, crops: int, evidence: EvidenceConfig | None) -> ReadOptions:
+    """What ``inspect`` reads of each file: the crops, the SHA-256, the evidence."""
+    return ReadOptions(size=detector.image_size, crops=crops, sha256=True, evidence=evidence)
 
 
 def _c2pa(path: str, evidence: EvidenceConfig | None) -> list[dict[str, Any]]:

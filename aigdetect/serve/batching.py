@@ -39,10 +39,14 @@ class BatchQueue:
         max_wait_s: how long a batch waits for more files after its first one.
         max_queue: files waiting, at most.
         on_batch: told the size and seconds of every batch scored (metrics).
+        on_start: run in the scoring thread before the first batch, and waited for here (its error
+            is raised here): what ``score`` needs that must belong to the scoring thread, such as
+            decode workers, which the kernel stops when the thread that forked them ends.
     """
 
     def __init__(self, score: Score, *, max_batch: int, max_wait_s: float, max_queue: int,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:  # fmt: skip
+                 on_batch: Callable[[int, float], None] | None = None,
+                 on_start: Callable[[], None] | None = None) -> None:  # fmt: skip
         self._score = score
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -53,8 +57,14 @@ class BatchQueue:
         self._closing = False
         self._batch_seconds = 1.0
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="aigdetect-serve-scorer", daemon=True)
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(on_start,), name="aigdetect-serve-scorer", daemon=True)
         self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            raise self._start_error
 
     @property
     def waiting(self) -> int:
@@ -109,7 +119,15 @@ class BatchQueue:
             self._waiting -= files
             return batch
 
-    def _run(self) -> None:
+    def _run(self, on_start: Callable[[], None] | None) -> None:
+        try:
+            if on_start is not None:
+                on_start()
+        except BaseException as exc:
+            self._start_error = exc
+            return
+        finally:
+            self._started.set()
         while (batch := self._take()) is not None:
             live = [job for job in batch if job.future.set_running_or_notify_cancel()]
             if not live:

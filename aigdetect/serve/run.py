@@ -7,12 +7,40 @@ and returns; the scoring thread then ends with the queue empty.
 
 from __future__ import annotations
 
+import os
+import socket
+import stat
 import threading
 from collections.abc import Callable
 
 from ..errors import ConfigError
 from .config import ServeConfig
 from .service import ScoringSettings, Service
+
+
+def _close_network_sockets() -> None:
+    """In a decode worker just forked from the service: close the TCP sockets it inherited.
+
+    Otherwise the worker would hold the listening socket open (after SIGTERM the kernel would keep
+    accepting connections nobody answers) and the connections open at the fork (a client would
+    never see its connection closed). The worker's own pipes are Unix sockets and stay.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in names:
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            probe = socket.socket(fileno=fd)
+            family = probe.family
+            probe.detach()
+            if family in (socket.AF_INET, socket.AF_INET6):
+                os.close(fd)
+        except OSError:
+            continue
 
 
 def run_service(config: ServeConfig, scoring: ScoringSettings, *, notify: Callable[[str], None] | None = None) -> None:
@@ -47,6 +75,7 @@ def run_service(config: ServeConfig, scoring: ScoringSettings, *, notify: Callab
             return
         tell(f"ready: {service.info()['detector']}")
 
+    os.register_at_fork(after_in_child=_close_network_sockets)
     loader = threading.Thread(target=load, name="aigdetect-serve-load", daemon=True)
     tell(f"starting on http://{config.host}:{config.port}; the detector loads meanwhile (/v1/health answers 503 until then)")
     loader.start()

@@ -3,7 +3,8 @@
 It loads the detector after the server is listening (``load``, in a thread), so that ``/v1/health``
 answers 503 while a large model loads rather than the connection being refused. Uploads are scored
 exactly as ``aigdetect inspect`` scores files (``inspect_files``), batched across requests and
-decoded in crash-isolated worker processes as the runtime plan says.
+decoded in crash-isolated worker processes as the runtime plan says, in one scoring session (the
+decode workers, the model's scoring copy and its compute threads live as long as the service).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from .refusals import Refused
 from .uploads import Uploads
 
 if TYPE_CHECKING:
+    from ..engine.infer import ScoringSession
     from ..models.detector import Detector
 
 
@@ -70,6 +72,7 @@ class Service:
         self.metrics = metrics or ServiceMetrics()
         self.failure: BaseException | None = None
         self._loaded: _Loaded | None = None
+        self._session: ScoringSession | None = None
         self._queue: BatchQueue | None = None
 
     @property
@@ -89,10 +92,11 @@ class Service:
             raise
 
     def _load(self) -> None:
-        from ..engine.infer import parameter_count, resolve_device
+        from ..engine.infer import ScoringSession, parameter_count, resolve_device
         from ..evidence import default_bands, validate_bands
         from ..models.factory import load_chosen
         from ..models.identity import detector_id
+        from ..scan.inspection import inspect_reading
 
         scoring = self.scoring
         device = resolve_device(scoring.runtime.device)
@@ -101,21 +105,26 @@ class Service:
         threshold = float(detector.threshold if scoring.threshold is None else scoring.threshold)
         bands = validate_bands(threshold, scoring.bands if scoring.bands is not None else default_bands(threshold))
         self._loaded = _Loaded(detector, plan, device, threshold, bands, detector_id(detector))
+        reading = inspect_reading(detector, scoring.crops, scoring.evidence)
+
+        def open_session() -> None:
+            self._session = ScoringSession(detector, plan, reading)
+
         config = self.config
         self._queue = BatchQueue(self._score, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
-                                 max_queue=config.max_queue, on_batch=self.metrics.batch)  # fmt: skip
+                                 max_queue=config.max_queue, on_batch=self.metrics.batch, on_start=open_session)  # fmt: skip
         self.metrics.loaded.set(1)
 
     def _score(self, paths: list[str]) -> list[dict[str, Any]]:
-        """One batch, in the scoring thread: ``inspect_files`` with the plan's decode workers (no more than files)."""
+        """One batch, in the scoring thread: ``inspect_files`` in the session's decode workers and compute threads."""
         from ..scan.inspection import inspect_files
 
         loaded = self._loaded
         assert loaded is not None
-        plan = replace(loaded.plan, workers=min(loaded.plan.workers, len(paths)))
         scoring = self.scoring
         return inspect_files(loaded.detector, paths, evidence=scoring.evidence, crops=scoring.crops,
-                             threshold=scoring.threshold, bands=scoring.bands, device=loaded.device, plan=plan)  # fmt: skip
+                             threshold=scoring.threshold, bands=scoring.bands, device=loaded.device,
+                             session=self._session)  # fmt: skip
 
     async def inspect(self, uploads: Uploads) -> list[dict[str, Any]]:
         """The reports of one request's files, ``path`` set to each file's name as the client gave it.
@@ -162,6 +171,8 @@ class Service:
         """Score what is queued and stop the scoring thread (after the server stopped taking requests)."""
         if self._queue is not None:
             self._queue.close()
+        if self._session is not None:
+            self._session.close()
 
 
 def trust_summary(evidence: EvidenceConfig) -> dict[str, Any] | None:
