@@ -7,10 +7,7 @@ token on loopback); this script is its client: asyncio and httpx, each request u
 requests/s over the level's wall time, p50/p95/p99 latency, errors (any answer but 200, or a
 report with an error), and the service's RSS (from /proc) before the first level (after a warm-up)
 and after the last. The scan baseline is `aigdetect scan` over the same folder, its own images/s
-(its summary: model loading excluded). The service decodes each batch in a fresh decode pool
-(crash-isolated workers forked per batch): `pool_ms` measures that cost, a pool of the service's
-workers started, fed one file and stopped, minus decoding the same file in-process, in a process
-holding the same model.
+(its summary: model loading excluded).
 
     python benchmarks/serve_load.py --model tiny --concurrency 1,8,32 --requests 300
     python benchmarks/serve_load.py --model vitb32 --concurrency 1,8,32 --requests 96
@@ -24,7 +21,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,6 +98,23 @@ async def level(url: str, bodies: list[tuple[str, bytes]], concurrency: int, req
             "p99_ms": p99, "errors": errors}  # fmt: skip
 
 
+def batch_totals(url: str) -> tuple[float, float]:
+    """Files scored and batches so far, from the service's metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = {s.name: s.value for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text) for s in f.samples}
+    return values.get("aigdetect_batch_files_sum", 0.0), values.get("aigdetect_batch_files_count", 0.0)
+
+
+def measured(url: str, bodies: list[tuple[str, bytes]], concurrency: int, requests: int) -> dict[str, object]:
+    """``level``, with the mean batch size the service formed meanwhile."""
+    files, batches = batch_totals(url)
+    row = asyncio.run(level(url, bodies, concurrency, requests))
+    files_after, batches_after = batch_totals(url)
+    row["mean_batch"] = (files_after - files) / max(1.0, batches_after - batches)
+    return row
+
+
 def scan_rate(folder: Path, checkpoint: Path, out: Path, args: argparse.Namespace) -> float:
     command = [sys.executable, "-m", "aigdetect", "scan", str(folder), "--checkpoint", str(checkpoint), "--out", str(out),
                "--overwrite", "--quiet", "--device", "cpu", "--summary-json", str(out) + ".s.json", *RANDOM]  # fmt: skip
@@ -112,41 +125,12 @@ def scan_rate(folder: Path, checkpoint: Path, out: Path, args: argparse.Namespac
     return float(summary["images_per_s"])
 
 
-def pool_ms(checkpoint: Path, paths: list[Path], workers: int | None, rounds: int) -> tuple[int, float]:
-    """The service's decode workers, and the milliseconds a per-batch pool of them adds to a batch of
-    as many files (started, fed, stopped) over decoding those files in-process, in a process holding the model."""
-    from aigdetect import load_detector
-    from aigdetect.engine.decoding import Decoding
-    from aigdetect.engine.infer import parameter_count
-    from aigdetect.engine.plan import RuntimePlan
-    from aigdetect.engine.reading import ReadItem, ReadOptions
-    from aigdetect.engine.runtime import RuntimeConfig
-
-    detector = load_detector(checkpoint, backbone_weights="none", allow_random_backbone=True)
-    planned = RuntimePlan.resolve(RuntimeConfig(device="cpu", workers=workers), "cpu", parameter_count(detector)).workers
-    if planned == 0:
-        return 0, 0.0
-    reading = ReadOptions(size=detector.image_size, sha256=True)
-    items = [ReadItem(str(p)) for p in paths[:planned]]
-
-    def once(pool_workers: int) -> float:
-        started = time.perf_counter()
-        decoding = Decoding(items, reading, workers=pool_workers, window=2 * len(items))
-        list(decoding)
-        decoding.close()
-        return time.perf_counter() - started
-
-    pooled = statistics.median(once(planned) for _ in range(rounds))
-    inline = statistics.median(once(0) for _ in range(rounds))
-    return planned, (pooled - inline) * 1000
-
-
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(MODELS), default="tiny")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level")
-    parser.add_argument("--files", type=int, default=64, help="distinct image files uploaded in turn (and scanned)")
+    parser.add_argument("--files", type=int, default=256, help="distinct image files uploaded in turn (and scanned)")
     parser.add_argument("--workers", type=int, default=None, help="decode workers of the service and the scan (default: the plan's)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
@@ -169,27 +153,26 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         try:
             asyncio.run(level(url, bodies, 4, len(bodies)))
             rss_before = rss_kib(process.pid)
-            levels = [asyncio.run(level(url, bodies, int(c), args.requests)) for c in args.concurrency.split(",")]
+            levels = [measured(url, bodies, int(c), args.requests) for c in args.concurrency.split(",")]
             rss_after = rss_kib(process.pid)
             health = httpx.get(f"{url}/v1/health").status_code
         finally:
             process.terminate()
             process.wait(120)
         scan = scan_rate(folder, checkpoint, root / "scan.jsonl", args)
-        workers, pool = pool_ms(checkpoint, files, args.workers, rounds=10)
     figures = {
         "model": args.model, "files": args.files, "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()},
         "levels": levels, "rss_kib_before": rss_before, "rss_kib_after": rss_after, "requests_total": args.requests * len(levels),
-        "health_after": health, "scan_images_per_s": scan, "pool_ms_per_batch": pool,
+        "health_after": health, "scan_images_per_s": scan,
     }  # fmt: skip
     print(f"model {args.model}, {args.files} files (256 px PNG, 512 px JPEG), scan {scan:.1f} images/s")
-    print("| concurrency | requests | req/s | p50 ms | p95 ms | p99 ms | errors | vs scan |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| concurrency | requests | req/s | p50 ms | p95 ms | p99 ms | errors | mean batch | vs scan |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in levels:
         print(f"| {row['concurrency']} | {row['requests']} | {row['rps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
-              f"{row['p99_ms']:.0f} | {row['errors']} | {row['rps'] / scan:.2f} |")  # fmt: skip
+              f"{row['p99_ms']:.0f} | {row['errors']} | {row['mean_batch']:.1f} | {row['rps'] / scan:.2f} |")  # fmt: skip
     print(f"service RSS {rss_before / 1024:.0f} MiB before, {rss_after / 1024:.0f} MiB after {figures['requests_total']} requests;"
-          f" health {health}; per-batch decode pool {pool:.0f} ms ({workers} workers)")  # fmt: skip
+          f" health {health}")  # fmt: skip
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=1))
     return figures

@@ -8,6 +8,7 @@ for it. The interactive docs are off (they load from a CDN); the schema is at ``
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Any
@@ -109,7 +110,7 @@ def create_app(service: Service) -> FastAPI:
             try:
                 reports = await service.inspect(uploads)
             finally:
-                uploads.remove()
+                await asyncio.to_thread(uploads.remove)  # deleting files can take milliseconds: not on the event loop
         finally:
             service.metrics.in_flight.dec()
         service.metrics.latency.observe(time.monotonic() - started)
