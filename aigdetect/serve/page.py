@@ -24,7 +24,7 @@ PARALLEL = 4
 def drop_page() -> tuple[str, str]:
     """The page's HTML and the Content-Security-Policy header to send with it."""
     css = asset("report.css") + asset("scan.css") + asset("serve.css")
-    js = asset("serve.js")
+    js = asset("dom.js") + asset("serve.js")
     policy = content_security_policy(scripts=(js,), styles=(css,)) + "; connect-src 'self'"
     data = {
         "labels": {**LABELS, ERROR_KIND: "could not be scored"},

@@ -1,4 +1,3 @@
-'use strict';
 // The drop-a-file page of `aigdetect serve`: each chosen file is posted to /v1/inspect of this very
 // service and its report drawn in the look of the scan report's detail view. Every value from a
 // report or a file name is inserted as text (textContent, title), never as markup.
@@ -15,22 +14,10 @@
   let done = 0;
   let total = 0;
 
-  function el(tag, cls, text) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
   function label(kind) { return own(data.labels, kind) ? data.labels[kind] : kind; }
   function badgeClass(kind) { return 'badge v-' + (own(data.classes, kind) ? data.classes[kind] : 'other'); }
   function fixed(x) { return x === null || x === undefined ? '' : x.toFixed(4); }
   function percent(x) { return (Math.min(1, Math.max(0, x)) * 100).toFixed(1) + '%'; }
-
-  function fact(list, name, value) {
-    if (value === null || value === undefined || value === '') return;
-    list.append(el('dt', null, name), el('dd', null, value));
-  }
 
   function gauge(score, threshold, bands) {
     const wrap = el('div', 'gauge wide');
