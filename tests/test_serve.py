@@ -592,3 +592,13 @@ def test_requests_waiting_together_are_scored_in_one_batch_of_at_most_max_batch_
     finally:
         release.set()
         queue.close()
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tiny_checkpoint: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--checkpoint", str(tiny_checkpoint), "--port", str(port)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -13,7 +13,7 @@ import stat
 import threading
 from collections.abc import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from .config import ServeConfig
 from .service import ScoringSettings, Service
 
@@ -43,11 +43,32 @@ def _close_network_sockets() -> None:
             continue
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a port in use or an unknown address is one clear error.
+
+    Raises:
+        InputError: the address cannot be resolved or bound.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def run_service(config: ServeConfig, scoring: ScoringSettings, *, notify: Callable[[str], None] | None = None) -> None:
     """Serve until stopped; ``notify`` hears when the server listens and when the detector is ready.
 
     Raises:
         ConfigError: the serve extra is not installed.
+        InputError: the address cannot be listened on.
         AigdetectError: the detector could not be loaded (the server stops first).
         KeyboardInterrupt: re-raised by uvicorn after a graceful stop on a signal.
     """
@@ -58,6 +79,7 @@ def run_service(config: ServeConfig, scoring: ScoringSettings, *, notify: Callab
     except ImportError as exc:
         raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): pip install 'aigdetect[serve]'") from None
     tell = notify or (lambda message: None)
+    sock = listen(config.host, config.port)
     service = Service(config, scoring)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -77,11 +99,14 @@ def run_service(config: ServeConfig, scoring: ScoringSettings, *, notify: Callab
 
     os.register_at_fork(after_in_child=_close_network_sockets)
     loader = threading.Thread(target=load, name="aigdetect-serve-load", daemon=True)
-    tell(f"starting on http://{config.host}:{config.port}; the detector loads meanwhile (/v1/health answers 503 until then)")
+    host, port = sock.getsockname()[:2]
+    tell(f"listening on http://{f'[{host}]' if ':' in host else host}:{port}; the detector loads meanwhile "
+         "(/v1/health answers 503 until then)")  # fmt: skip
     loader.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         service.close()
+        sock.close()
     if service.failure is not None:
         raise service.failure
