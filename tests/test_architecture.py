@@ -30,11 +30,12 @@ FLOORS = {
     "scan": 6,
     "training": 6,
     "report": 7,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
+    "serve": 8,
+    "cli": 9,
+    "__init__": 10,
+    "__main__": 10,
 }
-HEAVY = ("torch", "open_clip", "matplotlib", "sklearn", "scipy", "c2pa", "cv2", "onnxruntime", "openvino")
+HEAVY = ("torch", "open_clip", "matplotlib", "sklearn", "scipy", "c2pa", "cv2", "onnxruntime", "openvino", "fastapi", "uvicorn")
 
 
 def _module_name(path: Path) -> str:
@@ -158,8 +159,9 @@ def _loaded_after(code: str) -> list[str]:
         "from aigdetect.cli import app\ntry:\n    app(['scan', '-h'], prog_name='aigdetect')\nexcept SystemExit:\n    pass",
         "from aigdetect.cli import app\ntry:\n    app(['--version'], prog_name='aigdetect')\nexcept SystemExit:\n    pass",
         "from aigdetect.cli import app\ntry:\n    app(['train', '-h'], prog_name='aigdetect')\nexcept SystemExit:\n    pass",
+        "from aigdetect.cli import app\ntry:\n    app(['serve', '-h'], prog_name='aigdetect')\nexcept SystemExit:\n    pass",
     ],
-    ids=["errors", "package", "cli", "scan-help", "version", "train-help"],
+    ids=["errors", "package", "cli", "scan-help", "version", "train-help", "serve-help"],
 )
 def test_light_entry_points_load_no_ml_stack(code):
     assert _loaded_after(code) == []

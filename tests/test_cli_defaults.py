@@ -16,6 +16,7 @@ from aigdetect.evidence.config import EvidenceConfig
 from aigdetect.models.choice import DetectorChoice
 from aigdetect.models.config import MoLEConfig
 from aigdetect.scan.config import ScanConfig
+from aigdetect.serve.config import ServeConfig
 from aigdetect.settings import field_default, field_help
 from aigdetect.training.config import TrainConfig
 
@@ -27,6 +28,7 @@ CONFIGS = {
     "robustness": (BenchConfig, SweepConfig, RuntimeConfig, DetectorChoice),
     "routes": (RuntimeConfig, DetectorChoice),
     "inspect": (ScanConfig, EvidenceConfig, RuntimeConfig, DetectorChoice),
+    "serve": (ServeConfig, ScanConfig, EvidenceConfig, RuntimeConfig, DetectorChoice),
 }
 
 

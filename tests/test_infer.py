@@ -11,7 +11,7 @@ from PIL import Image
 from aigdetect import score_images
 from aigdetect.data.crops import crop_grid
 from aigdetect.data.transforms import eval_tensor
-from aigdetect.engine.infer import resolve_device, score_files
+from aigdetect.engine.infer import ScoringSession, resolve_device, score_files
 from aigdetect.engine.plan import RuntimePlan
 from aigdetect.engine.reading import ReadOptions
 from aigdetect.engine.runtime import CpuCompute, RuntimeConfig, cpu_compute, default_workers
@@ -123,3 +123,28 @@ def test_half_precision_path_stays_within_tolerance_of_fp32():
         with torch.autocast("cpu", dtype=cuda_autocast.fast_dtype):
             half = torch.sigmoid(detector(pixels).logits.float())
     assert float((full - half).abs().max()) <= 2e-3
+
+
+def test_a_scoring_session_gives_score_files_records_call_after_call(tmp_path):
+    detector = make_tiny_detector()
+    paths = [str(write_image(tmp_path / f"{i}.png", size=(40 + i, 36), seed=i)) for i in range(5)]
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    paths.insert(2, str(tmp_path / "bad.jpg"))
+    reading = ReadOptions(size=detector.image_size, crops=2, sha256=True)
+    expected = [r for batch in score_files(detector, paths, device=torch.device("cpu"), reading=reading) for r in batch]
+    plan = RuntimePlan.resolve(RuntimeConfig(device="cpu", workers=2, batch_size=2), "cpu", None)
+    session = ScoringSession(detector, plan, reading)
+    try:
+        for chosen in (paths, paths[3:], paths[:1]):
+            got = session.score(chosen, reading)
+            want = [e for e in expected if e.path in chosen]
+            assert [(r.path, r.sha256, r.error_reason) for r in got] == [(e.path, e.sha256, e.error_reason) for e in want]
+            for r, e in zip(got, want):
+                assert (r.score is None) == (e.score is None)
+                if r.score is not None:
+                    assert r.score == pytest.approx(e.score, abs=1e-6)
+                    np.testing.assert_allclose(r.crop_scores, e.crop_scores, atol=1e-6)
+        with pytest.raises(ValueError, match="same way"):
+            session.score(paths, ReadOptions(size=detector.image_size))
+    finally:
+        session.close()

@@ -158,3 +158,29 @@ def test_setup_runs_once_in_every_worker_and_in_each_replacement():
     counts, pids = zip(*[a for a in answers if not isinstance(a, Crashed)])
     assert counts == (1, 1, 1, 1) and len(set(pids)) == 2 and os.getpid() not in pids
     assert _SET_UP == [], "setup never runs in the parent"
+
+
+def _pid(x: int) -> int:
+    if x < 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+def test_a_started_pool_keeps_its_workers_across_maps_and_replaces_only_a_dead_one():
+    pool = OrderedPool(_pid, workers=2, window=8, depth=1).start()
+    try:
+        first = set(pool.map(range(8)))
+        assert len(first) == 2 and os.getpid() not in first
+        assert set(pool.map(range(8))) == first
+        answers = list(pool.map([1, -1, 2, 3]))
+        assert isinstance(answers[1], Crashed) and answers[1].detail == "killed by SIGKILL"
+        after = set(pool.map(range(8)))
+        assert len(after) == 2 and len(after & first) == 1
+        abandoned = pool.map(range(8))
+        next(abandoned)
+        abandoned.close()  # a worker still holding a task of it is replaced: its answer must not reach the next map
+        again = list(pool.map(range(8)))
+        assert len(set(again)) == 2 and set(again) != after
+    finally:
+        pool.close()
+    assert pool._kept is None

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from ..version import __version__
-from . import bench, export, info, inspect, report, routes, scan, train
+from . import bench, export, info, inspect, report, routes, scan, serve, train
 from .common import OneLineGroup
 
 app = typer.Typer(
@@ -57,7 +57,7 @@ def _log_to_stderr() -> None:
     logger.propagate = False
 
 
-for module in (scan, inspect, report, train, bench, info, routes, export):
+for module in (scan, inspect, serve, report, train, bench, info, routes, export):
     module.register(app)
 
 

@@ -32,10 +32,10 @@ from ..data.preprocess import PreprocessConfig
 from ..data.transforms import eval_tensor, normalize_pixels
 from ..errors import ConfigError, InputError
 from ..models.detector import Detector
-from .decoding import Decoding
+from .decoding import POOL_DEPTH, Decoding
 from .plan import RuntimePlan
 from .pool import Crashed, OrderedPool
-from .reading import JpegFallback, ReadItem, ReadOptions
+from .reading import FileReader, JpegFallback, ReadItem, ReadOptions
 from .records import ImageRecord
 from .runtime import BF16_REFUSED, DEVICE_PATTERN, CpuCompute, RuntimeConfig
 
@@ -376,14 +376,20 @@ def _scored(detector: Detector, decoding: Decoding, device: torch.device, plan: 
                          reading=replace(decoding.reading, jpeg_bytes=False), workers=decoding.workers,
                          preprocess=detector.preprocess, compute=compute)  # fmt: skip
         stack.enter_context(torch.inference_mode())
-        in_flight = plan.compute.streams if plan.compute is not None else 1
-        pending: deque[_InFlight] = deque()
-        for batch in _batches(iter(decoding), plan.batch_size):
-            pending.append(scorer.launch(batch))
-            if len(pending) > in_flight:
-                yield pending.popleft().finish()
-        while pending:
+        yield from _pipelined(scorer, _batches(iter(decoding), plan.batch_size), plan)
+
+
+def _pipelined(scorer: _Scorer, batches: Iterable[list[Answer]], plan: RuntimePlan) -> Iterator[list[ImageRecord]]:
+    """Launch each batch, and hand back the records of the oldest once more than the plan's
+    streams are in flight, so that the model computes while the caller builds rows."""
+    in_flight = plan.compute.streams if plan.compute is not None else 1
+    pending: deque[_InFlight] = deque()
+    for batch in batches:
+        pending.append(scorer.launch(batch))
+        if len(pending) > in_flight:
             yield pending.popleft().finish()
+    while pending:
+        yield pending.popleft().finish()
 
 
 def read_items(paths: Iterable[str | os.PathLike[str]], reading: ReadOptions) -> Iterator[ReadItem]:
@@ -418,6 +424,56 @@ def score_files(
     plan = replace(RuntimePlan.resolve(runtime, str(device), parameter_count(detector)), gpu_decode=gpu_decode)
     reading = reading or ReadOptions(size=detector.image_size)
     return score_items(detector, read_items(paths, reading), plan, reading=reading)
+
+
+class ScoringSession:
+    """``score_items`` for a service: call after call on a few files each, with one set of decode
+    workers (``OrderedPool.start``), one scoring copy of the model and one set of compute threads for
+    the whole session, so that a batch pays for none of them.
+
+    Its calls must come one at a time; ``close`` it once the last has returned.
+
+    Args:
+        detector: the model (left as it is; a copy in the plan's precision scores).
+        plan: as for ``score_items``.
+        reading: what the workers read of each file; every call must ask for the same.
+
+    Raises:
+        InputError: the plan's device does not exist here.
+    """
+
+    def __init__(self, detector: Detector, plan: RuntimePlan, reading: ReadOptions) -> None:
+        self.plan = plan
+        self.reading = reading_for(detector, reading, plan.gpu_decode)
+        device = resolve_device(plan.device)
+        self._pool = OrderedPool(FileReader(self.reading), workers=plan.workers, window=plan.window, depth=POOL_DEPTH).start()
+        model = inference_copy(detector, device, plan.precision) if plan.backend == "torch" else None
+        self._compute = _ComputeThreads(plan.compute, model) if plan.compute is not None and model is not None else None
+        threads = None if plan.threads is None else min(torch.get_num_threads(), plan.threads)
+        forward = _forward(model, detector, device, backend=plan.backend, precision=plan.precision, compile=plan.compile,
+                           threads=threads)  # fmt: skip
+        self._scorer = _Scorer(forward, device, views=1 + self.reading.crops,
+                               pad_to=plan.batch_size * (1 + self.reading.crops) if plan.compile else None,
+                               reading=replace(self.reading, jpeg_bytes=False), workers=plan.workers,
+                               compute=self._compute)  # fmt: skip
+
+    def score(self, paths: Sequence[str | os.PathLike[str]], reading: ReadOptions) -> list[ImageRecord]:
+        """The records of ``paths``, in order (errors included; a crashing decoder costs its file alone).
+
+        Raises:
+            ValueError: ``reading`` is not what the session's workers read.
+        """
+        if reading.decoded_on_device(self.plan.gpu_decode) != self.reading:
+            raise ValueError("a scoring session reads every file the same way; this call asks for other reading options")
+        answers = self._pool.map(enumerate(read_items(paths, self.reading)))
+        with closing(answers), self.plan.threads_beside_workers(), torch.inference_mode():  # type: ignore[arg-type]
+            return [r for batch in _pipelined(self._scorer, _batches(answers, self.plan.batch_size), self.plan) for r in batch]
+
+    def close(self) -> None:
+        """Stop the compute threads and the decode workers."""
+        if self._compute is not None:
+            self._compute.close()
+        self._pool.close()
 
 
 def parameter_count(detector: nn.Module) -> int:

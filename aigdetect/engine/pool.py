@@ -10,6 +10,10 @@ workers, and a fresh worker takes its place.
 
 Workers receive the items one by one through their pipe, never a list of all of them, so a
 scan of ten million paths keeps a single copy of its paths, in the main process.
+
+A pool is started for each ``map`` and stopped at its end, unless it was ``start``-ed: then its
+workers serve call after call of ``map`` (one at a time) until ``close``, so that a service pays
+for forking them once rather than for every batch.
 """
 
 from __future__ import annotations
@@ -150,6 +154,23 @@ class OrderedPool(Generic[T, R]):
         self.window = window
         self.depth = depth
         self.setup = setup
+        self._kept: list[_Worker] | None = None
+
+    def start(self) -> OrderedPool[T, R]:
+        """Fork the workers now and keep them across calls of ``map`` until ``close``."""
+        if self.workers and self._kept is None:
+            context = multiprocessing.get_context("fork")
+            kept: list[_Worker] = []
+            for _ in range(self.workers):
+                kept.append(_Worker(context, self.fn, kept, self.setup))
+            self._kept = kept
+        return self
+
+    def close(self) -> None:
+        """Stop the workers ``start`` kept (idempotent)."""
+        kept, self._kept = self._kept, None
+        for worker in kept or ():
+            worker.stop()
 
     def map(self, items: Iterable[T]) -> Iterator[R | Crashed]:
         """Answers for ``items``, in order; a task whose worker died yields ``Crashed``."""
@@ -165,8 +186,9 @@ class OrderedPool(Generic[T, R]):
         taken = 0
         exhausted = False
         emitted = 0
-        pool: list[_Worker] = []
-        for _ in range(self.workers):
+        kept = self._kept is not None
+        pool: list[_Worker] = self._kept if self._kept is not None else []
+        while len(pool) < self.workers:
             pool.append(_Worker(context, self.fn, pool, self.setup))
 
         def next_task() -> int | None:
@@ -239,5 +261,9 @@ class OrderedPool(Generic[T, R]):
                         if not receive(worker) or not worker.process.is_alive():
                             bury(worker)
         finally:
-            for worker in pool:
-                worker.stop()
+            for position, worker in enumerate(pool):
+                if not kept or worker.pending:
+                    # A kept worker left holding tasks of an abandoned map would answer them in the next one.
+                    worker.stop()
+                    if kept:
+                        pool[position] = _Worker(context, self.fn, pool[:position] + pool[position + 1 :], self.setup)

@@ -299,7 +299,7 @@ def scan_report_html(results: ScanResults, *, thumbs: dict[int, Thumbnail], limi
     if histogram.outside:
         view.notes.append(f"{histogram.outside} scores lie outside 0 to 1; they are counted in the end bins.")
     css = asset("report.css") + asset("scan.css")
-    js = asset("scan.js")
+    js = asset("dom.js") + asset("scan.js")
     data = page_data(results, thumbs, threshold=threshold, bands=None if bands is None else list(bands))
     name = os.path.basename(results.source) or "scan results"
     return render(

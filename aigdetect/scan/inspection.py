@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..engine.infer import score_files
+from ..engine.infer import ScoringSession, score_files
 from ..engine.reading import ReadOptions
 from ..errors import AigdetectError, InputError
 from ..evidence import EvidenceConfig, default_bands, fuse, summarize_c2pa, validate_bands
@@ -43,11 +43,15 @@ def inspect_files(
     threshold: float | None = None,
     bands: tuple[float, float] | None = None,
     device: torch.device | None = None,
+    session: ScoringSession | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-safe report per path: file facts, score, crop scores, findings, verdict and reasons, C2PA.
 
     A file that cannot be read gets a report with ``error`` instead of a score; nothing raises for it.
     Every report carries ``warnings``: what its reader must know before trusting it (a random backbone).
+    With ``session`` (a service's, opened with ``inspect_reading``), files are decoded in its workers,
+    where a crashing decoder costs its file alone, and scored on its plan; without it, in this process
+    on ``device``.
 
     Raises:
         InputError: a path is a folder (``inspect`` reads files; ``scan`` walks folders).
@@ -55,9 +59,12 @@ def inspect_files(
     require_files(paths)
     threshold = float(detector.threshold if threshold is None else threshold)
     bands = validate_bands(threshold, bands if bands is not None else default_bands(threshold))
-    reading = ReadOptions(size=detector.image_size, crops=crops, sha256=True, evidence=evidence)
-    records = [r for batch in score_files(detector, list(paths), device=device or torch.device("cpu"), reading=reading)
-               for r in batch]  # fmt: skip
+    reading = inspect_reading(detector, crops, evidence)
+    if session is not None:
+        records = session.score(paths, reading)
+    else:
+        batches = score_files(detector, list(paths), device=device or torch.device("cpu"), reading=reading)
+        records = [r for batch in batches for r in batch]
     identity = detector_id(detector)
     warning = random_backbone_warning(identity)
     reports = []
@@ -91,6 +98,11 @@ def inspect_files(
         )
         reports.append(report)
     return reports
+
+
+def inspect_reading(detector: Detector, crops: int, evidence: EvidenceConfig | None) -> ReadOptions:
+    """What ``inspect`` reads of each file: the crops, the SHA-256, the evidence."""
+    return ReadOptions(size=detector.image_size, crops=crops, sha256=True, evidence=evidence)
 
 
 def _c2pa(path: str, evidence: EvidenceConfig | None) -> list[dict[str, Any]]:

@@ -1,4 +1,3 @@
-'use strict';
 // The file table of a scan report: rows come from the JSON data island and are drawn a page at a
 // time, so a 100,000-file scan opens quickly. Every value from the data is inserted as text
 // (textContent, title, value), never as markup.
@@ -25,13 +24,6 @@
   let sorted = rows.map(function (_, i) { return i; });
   let view = sorted;
   let haystack = null;
-
-  function el(tag, cls, text) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   function label(kind) { return own(data.labels, kind) ? data.labels[kind] : kind; }
   function badgeClass(kind) { return 'badge v-' + (own(data.classes, kind) ? data.classes[kind] : 'other'); }
@@ -228,11 +220,6 @@
       document.getElementById('files').scrollIntoView();
     });
   });
-
-  function fact(list, name, value) {
-    if (value === null || value === undefined || value === '') return;
-    list.append(el('dt', null, name), el('dd', null, value));
-  }
 
   function openDetail(i) {
     const r = rows[i];
