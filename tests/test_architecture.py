@@ -140,7 +140,7 @@ def test_the_engine_imports_no_training_and_training_reaches_inference_only_thro
 def test_the_graph_sees_deferred_and_relative_imports():
     graph = _graph()
     assert "aigdetect.models.factory" in graph["aigdetect.cli.scan"]
-    assert "aigdetect.fileio" in graph["aigdetect.models.checkpoint"]
+    assert "aigdetect.outputs" in graph["aigdetect.models.checkpoint"]
 
 
 def _loaded_after(code: str) -> list[str]:

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..data.decoder_messages import own_native_stderr
 from ..data.device_jpeg import Refused, decode_centers
 from ..data.images import decode_center, to_rgb_array
 from ..data.plain_jpeg import JpegFile
@@ -446,7 +447,8 @@ class ScoringSession:
         self.plan = plan
         self.reading = reading_for(detector, reading, plan.gpu_decode)
         device = resolve_device(plan.device)
-        self._pool = OrderedPool(FileReader(self.reading), workers=plan.workers, window=plan.window, depth=POOL_DEPTH).start()
+        self._pool = OrderedPool(FileReader(self.reading), workers=plan.workers, window=plan.window, depth=POOL_DEPTH,
+                                 setup=own_native_stderr).start()
         model = inference_copy(detector, device, plan.precision) if plan.backend == "torch" else None
         self._compute = _ComputeThreads(plan.compute, model) if plan.compute is not None and model is not None else None
         threads = None if plan.threads is None else min(torch.get_num_threads(), plan.threads)
@@ -455,7 +457,7 @@ class ScoringSession:
         self._scorer = _Scorer(forward, device, views=1 + self.reading.crops,
                                pad_to=plan.batch_size * (1 + self.reading.crops) if plan.compile else None,
                                reading=replace(self.reading, jpeg_bytes=False), workers=plan.workers,
-                               compute=self._compute)  # fmt: skip
+                               preprocess=detector.preprocess, compute=self._compute)  # fmt: skip
 
     def score(self, paths: Sequence[str | os.PathLike[str]], reading: ReadOptions) -> list[ImageRecord]:
         """The records of ``paths``, in order (errors included; a crashing decoder costs its file alone).
