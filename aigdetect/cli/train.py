@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,6 +17,7 @@ from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
 from ..training.config import RECIPES, TrainConfig
+from ..training.request import TrainRequest
 from .common import cli_errors, command_line
 from .options import (
     BlocksOption,
@@ -180,9 +182,7 @@ class _Renderer:
                 highlight=False,
             )
             self.progress.start()
-            self.task = self.progress.add_task(
-                "train", total=event["total_steps"], completed=event["start_step"], rate=""
-            )
+            self.task = self.progress.add_task("train", total=event["total_steps"], completed=event["start_step"], rate="")
             self.start_step = event["start_step"]
             self.plain = None if self.console.is_terminal else PlainProgress(self.clock)
         elif kind == "progress" and self.task is not None:
@@ -242,6 +242,9 @@ def _print_summary(result: TrainResult) -> None:
     console.print(f"training state: {result.state}", highlight=False, markup=False)
 
 
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it is an earlier aigdetect checkpoint.")]
+
+
 @cli_errors
 def train(
     ctx: typer.Context,
@@ -291,80 +294,53 @@ def train(
     flip: Annotated[bool, _augment_option("flip", "--flip/--no-flip")] = default(AugmentConfig, "flip"),
     max_pixels: Annotated[int, _train_option("max_pixels")] = default(TrainConfig, "max_pixels"),
     max_bytes: Annotated[int, _train_option("max_bytes")] = default(TrainConfig, "max_bytes"),
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it is an earlier aigdetect checkpoint.")] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train a MoLE detector on labelled real/fake folders (AdamW, lr 6e-4, blur/JPEG p=0.1).
 
     Example: aigdetect train --data progan/ --model vitb32 --steps 20000 --out mole.safetensors --log train.jsonl
 
-    Example: aigdetect train --data progan/train --recipe paper --model vitl14 --out mole.safetensors
-    """
-    config = TrainConfig(
-        out=str(out),
-        data=str(data) if data else None,
-        real=str(real) if real else None,
-        fake=str(fake) if fake else None,
-        val=str(val) if val else None,
-        val_fraction=val_fraction,
-        train_size=train_size,
-        model=model,
-        backbone_weights=backbone_weights,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        recipe=recipe,
-        mole=mole_config(
-            parse_blocks(blocks, model), shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router,
-            lb_weight, rcl_weight, rcl_temperature, cls_expert, gate_weight,
-        ),
-        augment=_augment(
-            ctx, recipe,
-            {"blur_prob": blur_prob, "blur_sigma": blur_sigma, "jpeg_prob": jpeg_prob, "jpeg_quality": jpeg_quality, "flip": flip},
-        ),
-        steps=steps,
-        epochs=epochs,
-        batch_size=batch_size,
-        micro_batch=micro_batch,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        eval_every=eval_every,
-        val_protocol=val_protocol,
-        patience=patience,
-        log_every=log_every,
-        seed=seed,
-        runtime=RuntimeConfig(device=device, workers=workers),
-        log=str(log) if log else None,
-        resume=str(resume) if resume else None,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-    )
-    from ..engine.distributed import is_main_process
-    from ..training.train import train as train_detector
+    Example: aigdetect train --data progan/train --recipe paper --model vitl14 --out mole.safetensors"""
+    _run(ctx, SimpleNamespace(**locals()))
 
-    _check_outputs(config, overwrite)
 
+def _run(ctx: typer.Context, given: SimpleNamespace) -> None:
+    """Build the one request, run it, render its events, then print the summary (main process only)."""
+    from ..jobs.train import run
+
+    request = TrainRequest(_config(ctx, given), overwrite=given.overwrite, command=command_line(ctx))
     renderer = _Renderer()
     try:
-        result = train_detector(config, renderer, command=command_line(ctx))
+        result = run(request, renderer)
     finally:
         renderer.progress.stop()
-    if is_main_process():
+    if result is not None:
         _print_summary(result)
         for path in result.skipped_examples:
             renderer.console.print(f"skipped: {path}", highlight=False, markup=False)
 
 
-def _check_outputs(config: TrainConfig, overwrite: bool) -> None:
-    """Refuse, before training, a detector or log path that would destroy an input or another file
-    (an existing log is appended to, so it must be an earlier training log)."""
-    from ..outputs import CHECKPOINT, TRAIN_LOG, Output, OutputError, check_output, is_special
+def _config(ctx: typer.Context, given: SimpleNamespace) -> TrainConfig:
+    """The training settings typed on the command line (paths as text, blocks and lists parsed)."""
+    g = given
+    mole = mole_config(
+        parse_blocks(g.blocks, g.model), g.shared_rank, g.shared_alpha, g.expert_ranks, g.expert_alphas, g.top_k, g.router,
+        g.lb_weight, g.rcl_weight, g.rcl_temperature, g.cls_expert, g.gate_weight,
+    )  # fmt: skip
+    augment = {name: getattr(g, name) for name in ("blur_prob", "blur_sigma", "jpeg_prob", "jpeg_quality", "flip")}
+    return TrainConfig(
+        out=str(g.out), data=_text(g.data), real=_text(g.real), fake=_text(g.fake), val=_text(g.val),
+        val_fraction=g.val_fraction, train_size=g.train_size, model=g.model, backbone_weights=g.backbone_weights,
+        cache_dir=_text(g.cache_dir), recipe=g.recipe, mole=mole, augment=_augment(ctx, g.recipe, augment),
+        steps=g.steps, epochs=g.epochs, batch_size=g.batch_size, micro_batch=g.micro_batch, lr=g.lr,
+        weight_decay=g.weight_decay, schedule=g.schedule, eval_every=g.eval_every, val_protocol=g.val_protocol,
+        patience=g.patience, log_every=g.log_every, seed=g.seed, runtime=RuntimeConfig(device=g.device, workers=g.workers),
+        log=_text(g.log), resume=_text(g.resume), max_pixels=g.max_pixels, max_bytes=g.max_bytes,
+    )  # fmt: skip
 
-    reads = [p for p in (config.data, config.real, config.fake, config.val, config.resume, config.backbone_weights) if p]
-    detector = Output.of(config.out, CHECKPOINT, "out")
-    check_output(detector, overwrite=overwrite or config.resume is not None, reads=reads)
-    if is_special(config.out):
-        raise OutputError(f"`out` {config.out} is not a regular file; the training state is saved beside it")
-    if config.log:
-        check_output(Output.of(config.log, TRAIN_LOG, "log"), overwrite=True, reads=reads, others=[detector])
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def register(app: typer.Typer) -> None:
