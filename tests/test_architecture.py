@@ -172,6 +172,36 @@ def test_scan_and_train_commands_make_one_library_call_and_never_load_the_detect
         }
 
 
+def _router_kind_tests(tree: ast.AST) -> list[int]:
+    """Lines comparing a router kind by name: ``router == ...``, ``x.router in ...``, and their negations."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+            sides = [node.left, *node.comparators]
+            if any(
+                isinstance(side, (ast.Name, ast.Attribute)) and "router" in ast.unparse(side).rpartition(".")[2] for side in sides
+            ):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_router_kind_is_tested_by_name_in_one_place_at_most():
+    """Router behaviour lives on the router classes and their specs (peft's layer classes), not in
+    ``if router == "proto"`` spread over files."""
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line in _router_kind_tests(ast.parse(path.read_text()))
+    ]
+    assert len(found) <= 1, found
+
+
+def test_the_router_kind_check_sees_every_shape_of_comparison():
+    code = 'a = mole.router == "proto"\nb = config.router != "linear"\nc = self.router in ROUTERS\nd = router not in KINDS\ne = routers == x'
+    assert _router_kind_tests(ast.parse(code)) == [1, 2, 3, 4, 5]
+    assert _router_kind_tests(ast.parse("a = ROUTER_CLASSES[config.router]\nb = spec.contrastive == True")) == []
+
+
 def _loaded_after(code: str) -> list[str]:
     probe = f"{code}\nimport sys\nprint('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
