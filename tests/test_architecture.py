@@ -202,6 +202,35 @@ def test_the_router_kind_check_sees_every_shape_of_comparison():
     assert _router_kind_tests(ast.parse("a = ROUTER_CLASSES[config.router]\nb = spec.contrastive == True")) == []
 
 
+PROGRESS_PARAMETERS = ("progress", "on_event")
+
+
+def test_every_long_run_reports_progress_as_the_one_event_type():
+    """Scan, bench, robustness, train and report take the same callback of ``ProgressEvent``s, so one
+    renderer can show any of them; a second event shape would need a second renderer."""
+    shapes = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for arg in [*node.args.args, *node.args.kwonlyargs]:
+                    # ``Progress`` is training's own step counters (training.state), not a callback
+                    if (
+                        arg.arg in PROGRESS_PARAMETERS
+                        and arg.annotation is not None
+                        and ast.unparse(arg.annotation) != "Progress"
+                    ):
+                        shapes.add(ast.unparse(arg.annotation))
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and "ProgressCallback" in ast.unparse(node).partition("=")[0]:
+                shapes.add(f"{path.name} defines {ast.unparse(node)}")
+    assert shapes == {
+        "ProgressCallback | None",
+        "ProgressCallback",
+        "progress.py defines ProgressCallback = Callable[[ProgressEvent], None]",
+    }
+
+
 def _loaded_after(code: str) -> list[str]:
     probe = f"{code}\nimport sys\nprint('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)

@@ -36,6 +36,7 @@ from .options import (
     parse_float_list,
     parse_int_list,
 )
+from .progress import StageBars
 
 SuiteArgument = Annotated[
     str, typer.Argument(metavar="SUITE", help=f"One of {', '.join(suite_names())}.", show_default=False)
@@ -147,21 +148,12 @@ def _run(request: BenchRequest, overwrite: bool) -> None:
     """Check the outputs, score with a progress bar on stderr, then print the tables and a summary."""
     _check_outputs(request, overwrite)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..evaluation.run import run_request
 
     err = Console(stderr=True, markup=False, highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        tasks: dict[str, Any] = {}
-
-        def report(event: Any) -> None:
-            if event.stage not in tasks:
-                tasks[event.stage] = progress.add_task(event.stage, total=event.total)
-            progress.update(tasks[event.stage], completed=event.done)
-
-        outcome = run_request(request, report)
+    with StageBars(err) as bars:
+        outcome = run_request(request, bars)
     if request.out is not None:
         outcome.written.append(_html_page(request, outcome.data))
     console = Console()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,6 +49,7 @@ from .progress import PlainProgress
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from ..progress import ProgressEvent
     from ..training.train import TrainResult
 
 
@@ -96,7 +97,7 @@ _PROTOCOLS = {
 }
 
 
-def recipe_lines(event: dict[str, Any]) -> list[str]:
+def recipe_lines(event: Mapping[str, Any]) -> list[str]:
     """The ``recipe`` event as the lines printed before training."""
     settings = event["settings"]
     lines = [
@@ -156,8 +157,8 @@ class _Renderer:
         self.batch_size = 0
         self.start_step = 0
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
+    def __call__(self, update: ProgressEvent) -> None:
+        kind, event = update.stage, update.detail
         if kind == "data":
             for line in event["description"]:
                 self.console.print(render(line), highlight=False, markup=False)
@@ -186,8 +187,8 @@ class _Renderer:
             self.start_step = event["start_step"]
             self.plain = None if self.console.is_terminal else PlainProgress(self.clock)
         elif kind == "progress" and self.task is not None:
-            self.progress.update(self.task, completed=event["step"])
-            self._plain_line(event["step"], event["total_steps"])
+            self.progress.update(self.task, completed=update.done)
+            self._plain_line(update.done, update.total)
         elif kind == "step" and self.task is not None:
             rate = f"{event['images_per_s']:.0f} img/s" if event.get("images_per_s") else ""
             self.progress.update(self.task, rate=f"{rate} loss {event['loss']:.4f}")

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 from ..training.request import TrainRequest
 
 if TYPE_CHECKING:
+    from ..progress import ProgressCallback
     from ..training.config import TrainConfig
-    from ..training.train import EventHandler, TrainResult
+    from ..training.train import TrainResult
 
 
-def run(request: TrainRequest, on_event: EventHandler | None = None) -> TrainResult | None:
+def run(request: TrainRequest, progress: ProgressCallback | None = None) -> TrainResult | None:
     """Train as ``request`` asks; the result on the main process, None on torchrun's other ranks.
 
     Raises:
@@ -22,7 +23,7 @@ def run(request: TrainRequest, on_event: EventHandler | None = None) -> TrainRes
     from ..training.train import train
 
     _check_outputs(request.config, request.overwrite)
-    result = train(request.config, on_event, command=request.command)
+    result = train(request.config, progress, command=request.command)
     return result if is_main_process() else None
 
 
