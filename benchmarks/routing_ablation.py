@@ -45,6 +45,7 @@ from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.metrics import accuracy, average_precision
 from aigdetect.models.config import MoLEConfig
 from aigdetect.models.detector import Detector
+from aigdetect.progress import ProgressEvent
 from aigdetect.training.config import TrainConfig
 from aigdetect.training.train import train
 
@@ -143,10 +144,10 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace, data: dic
     )
     routing: dict[str, dict] = {}
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "step" and event.get("routing"):
+    def on_event(event: ProgressEvent) -> None:
+        if event.stage == "step" and event.detail.get("routing"):
             routing.clear()
-            routing.update(event["routing"])
+            routing.update(event.detail["routing"])
 
     started = time.perf_counter()
     result = train(config, on_event)

@@ -19,6 +19,7 @@ FLOORS = {
     "fileio": 1,
     "registry": 1,
     "metrics": 1,
+    "progress": 1,
     "outputs": 2,
     "data": 2,
     "formats": 2,
@@ -31,6 +32,7 @@ FLOORS = {
     "training": 6,
     "report": 7,
     "serve": 8,
+    "jobs": 8,
     "cli": 9,
     "__init__": 10,
     "__main__": 10,
@@ -53,8 +55,9 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    skipped = {id(child) for node in ast.walk(ast.parse(path.read_text())) if _type_checking(node) for child in ast.walk(node)}
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())  # one tree: the ids of the skipped nodes are only valid while it lives
+    skipped = {id(child) for node in ast.walk(tree) if _type_checking(node) for child in ast.walk(node)}
+    for node in ast.walk(tree):
         if id(node) in skipped:
             continue
         if isinstance(node, ast.Import):
@@ -134,13 +137,99 @@ def test_the_engine_imports_no_training_and_training_reaches_inference_only_thro
     assert {f"{m} -> {t}" for m, targets in engine.items() for t in targets if t.startswith("aigdetect.training")} == set()
     training = {t for m, targets in graph.items() if m.startswith("aigdetect.training") for t in targets}
     assert {"aigdetect.engine.plan", "aigdetect.engine.distributed"} <= training
-    assert "aigdetect.training.train" in graph["aigdetect.cli.train"]
+    assert "aigdetect.training.train" in graph["aigdetect.jobs.train"]
 
 
 def test_the_graph_sees_deferred_and_relative_imports():
     graph = _graph()
-    assert "aigdetect.models.factory" in graph["aigdetect.cli.scan"]
+    assert "aigdetect.models.factory" in graph["aigdetect.jobs.scan"]
     assert "aigdetect.outputs" in graph["aigdetect.models.checkpoint"]
+
+
+MAX_COMMAND_LINES = 60
+
+
+def test_every_function_of_the_command_line_is_short():
+    """Commands parse, build one request and make one call: a long function there is orchestration
+    that belongs in the library."""
+    long = []
+    for path in sorted((PACKAGE / "cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno + 1 > MAX_COMMAND_LINES
+            ):
+                long.append(f"{path.name}:{node.name} {node.end_lineno - node.lineno + 1} lines")
+    assert not long
+
+
+def test_scan_and_train_commands_make_one_library_call_and_never_load_the_detector():
+    """The jobs load the detector from the request's choice: no command hands the library a loader."""
+    graph = _graph()
+    for command, job in (("aigdetect.cli.scan", "aigdetect.jobs.scan"), ("aigdetect.cli.train", "aigdetect.jobs.train")):
+        assert job in graph[command]
+        assert not {
+            t for t in graph[command] if t in ("aigdetect.models.factory", "aigdetect.scan.runner", "aigdetect.training.train")
+        }
+
+
+def _router_kind_tests(tree: ast.AST) -> list[int]:
+    """Lines comparing a router kind by name: ``router == ...``, ``x.router in ...``, and their negations."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+            sides = [node.left, *node.comparators]
+            if any(
+                isinstance(side, (ast.Name, ast.Attribute)) and "router" in ast.unparse(side).rpartition(".")[2] for side in sides
+            ):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_router_kind_is_tested_by_name_in_one_place_at_most():
+    """Router behaviour lives on the router classes and their specs (peft's layer classes), not in
+    ``if router == "proto"`` spread over files."""
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line in _router_kind_tests(ast.parse(path.read_text()))
+    ]
+    assert len(found) <= 1, found
+
+
+def test_the_router_kind_check_sees_every_shape_of_comparison():
+    code = 'a = mole.router == "proto"\nb = config.router != "linear"\nc = self.router in ROUTERS\nd = router not in KINDS\ne = routers == x'
+    assert _router_kind_tests(ast.parse(code)) == [1, 2, 3, 4, 5]
+    assert _router_kind_tests(ast.parse("a = ROUTER_CLASSES[config.router]\nb = spec.contrastive == True")) == []
+
+
+PROGRESS_PARAMETERS = ("progress", "on_event")
+
+
+def test_every_long_run_reports_progress_as_the_one_event_type():
+    """Scan, bench, robustness, train and report take the same callback of ``ProgressEvent``s, so one
+    renderer can show any of them; a second event shape would need a second renderer."""
+    shapes = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for arg in [*node.args.args, *node.args.kwonlyargs]:
+                    # ``Progress`` is training's own step counters (training.state), not a callback
+                    if (
+                        arg.arg in PROGRESS_PARAMETERS
+                        and arg.annotation is not None
+                        and ast.unparse(arg.annotation) != "Progress"
+                    ):
+                        shapes.add(ast.unparse(arg.annotation))
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and "ProgressCallback" in ast.unparse(node).partition("=")[0]:
+                shapes.add(f"{path.name} defines {ast.unparse(node)}")
+    assert shapes == {
+        "ProgressCallback | None",
+        "ProgressCallback",
+        "progress.py defines ProgressCallback = Callable[[ProgressEvent], None]",
+    }
 
 
 def _loaded_after(code: str) -> list[str]:

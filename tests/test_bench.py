@@ -20,7 +20,7 @@ from aigdetect.data.images import decode_image
 from aigdetect.data.transforms import jpeg
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
-from aigdetect.evaluation.bench import Progress, run_bench, sample_files
+from aigdetect.evaluation.bench import run_bench, sample_files
 from aigdetect.evaluation.bench_config import PIXEL_ONLY, BenchConfig, Reencode
 from aigdetect.evaluation.report import (
     PREDICTIONS_CSV,
@@ -29,6 +29,7 @@ from aigdetect.evaluation.report import (
     RESULTS_MD,
 )
 from aigdetect.evaluation.suites import SUITES, Discovery, SubsetFiles, discover, discover_pair
+from aigdetect.progress import ProgressEvent
 
 CPU = ["--device", "cpu", "--workers", "0", "--batch-size", "5"]
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not wrap table cells
@@ -184,7 +185,7 @@ def test_run_bench_scores_like_detector_score_and_records_corrupt_files(tmp_path
     fake = images(tmp_path / "fake", 3, 2, size=(36, 44))
     (tmp_path / "fake" / "z_bad.jpg").write_bytes(b"\xff\xd8\xff broken")
     detector = make_tiny_detector()
-    events: list[Progress] = []
+    events: list[ProgressEvent] = []
     result = run_bench(
         detector,
         discover_pair(tmp_path / "real", tmp_path / "fake", "pair"),

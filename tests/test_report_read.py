@@ -431,8 +431,8 @@ def test_the_preview_cap_goes_to_the_most_suspicious_files(photos, tmp_path: Pat
 
     out = tmp_path / "r.html"
     steps: list[tuple[int, int]] = []
-    stats = write_scan_report(results, out, thumbnails=10, root=root, progress=lambda done, total: steps.append((done, total)))
-    assert (stats.thumbnails, stats.placeholders) == (9, 1) and steps == [(i, 10) for i in range(1, 11)]
+    stats = write_scan_report(results, out, thumbnails=10, root=root, progress=lambda e: steps.append((e.stage, e.done, e.total)))
+    assert (stats.thumbnails, stats.placeholders) == (9, 1) and steps == [("thumbnails", i, 10) for i in range(1, 11)]
     page = island(out)
     thumb = page["fields"].index("thumb")
     values = [r[thumb] for r in page["rows"]]

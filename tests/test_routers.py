@@ -14,6 +14,7 @@ from aigdetect.errors import ConfigError
 from aigdetect.models.checkpoint import read_checkpoint, write_checkpoint
 from aigdetect.models.mole import MoLEBypass, RoutingRecord
 from aigdetect.models.routers import (
+    ROUTER_CLASSES,
     LinearRouter,
     PrototypeRouter,
     routing_contrastive_loss,
@@ -322,3 +323,37 @@ def test_checkpoint_saved_before_gate_weight_keeps_softmax_gates(tmp_path):
     # Saved again, the file now names its gate.
     save_detector(loaded, tmp_path / "again.safetensors")
     assert read_checkpoint(tmp_path / "again.safetensors")[1]["mole"]["gate_weight"] == "softmax"
+
+
+@pytest.mark.parametrize(
+    ("router", "router_class", "gate_weight", "lb_weight", "total"),
+    # total_loss(bce=1, lb=2, rcl=3) with rcl_weight 0.5: 1 + 0.01 * 2 for linear; 1 + 0 * 2 + 0.5 * 3 for proto
+    [("linear", LinearRouter, "softmax", 0.01, 1.02), ("proto", PrototypeRouter, "identity", 0.0, 2.5)],
+)
+def test_each_router_kind_carries_its_defaults_and_losses(router, router_class, gate_weight, lb_weight, total):
+    """What a kind implies (default gate and balance weights, a contrastive term or none) comes from
+    its router class's spec: the config, the bypass and the loss formula all agree on it."""
+    config = MoLEConfig(router=router, expert_ranks=(2, 3), rcl_weight=0.5)
+    assert (config.gate_weight, config.lb_weight) == (gate_weight, lb_weight)
+    assert ROUTER_CLASSES[router] is router_class and router_class.spec is config.router_spec
+    torch.manual_seed(0)
+    bypass = MoLEBypass(2, config)
+    assert type(bypass.router) is router_class
+    detector = make_tiny_detector(config)
+    loss = detector.total_loss(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0))
+    assert loss.item() == pytest.approx(total)
+    routing = bypass.router(TOKENS)
+    rcl = bypass.router.contrastive_loss(TOKENS, routing, 0.5)
+    if router_class.spec.contrastive:
+        assert rcl.item() == pytest.approx(
+            routing_contrastive_loss(TOKENS, bypass.router.prototypes, routing.indices, 0.5).item()
+        )
+    else:
+        assert rcl.item() == 0.0
+
+
+def test_a_linear_router_refuses_the_identity_gate_and_an_unknown_kind_is_named():
+    with pytest.raises(ConfigError, match="needs `router` proto"):
+        MoLEConfig(router="linear", gate_weight="identity")
+    with pytest.raises(ConfigError, match="`router` must be one of linear, proto, got 'cosine'"):
+        MoLEConfig(router="cosine")

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from aigdetect.metrics import (
 from aigdetect.models.checkpoint import read_checkpoint
 from aigdetect.models.config import MoLEConfig
 from aigdetect.models.factory import create_detector
+from aigdetect.progress import ProgressEvent
 from aigdetect.training.config import TrainConfig, state_path_for
 from aigdetect.training.train import train
 
@@ -154,10 +156,11 @@ def test_training_writes_a_calibrated_loadable_detector_and_a_state(tmp_path, sm
     assert (state["step"], state["finished"], state["config"]["lr"]) == (8, True, 3e-3)
     assert not any(k.startswith("train_state.") for k in read_checkpoint(result.out)[0])
 
-    kinds = [e["event"] for e in events]
+    kinds = [e.stage for e in events]
     assert kinds[:5] == ["data", "run", "recipe", "start", "micro_batch"] and kinds[-1] == "done"
-    assert kinds.count("progress") == 8
-    assert any("wang2020" in line for line in events[0]["description"])
+    assert [(e.done, e.total) for e in events if e.stage == "progress"] == [(step, 8) for step in range(1, 9)]
+    assert all(e.detail["event"] == e.stage for e in events)
+    assert any("wang2020" in line for line in events[0].detail["description"])
 
     records = [json.loads(line) for line in log.read_text().splitlines()]
     steps = [r for r in records if r["event"] == "step"]
@@ -176,7 +179,7 @@ def test_resume_replays_the_uninterrupted_run_exactly(tmp_path, small_data):
     straight = train(_config(tmp_path / "a", small_data, steps=12))
 
     def crash_at_step_7(event):
-        if event["event"] == "progress" and event["step"] == 7:
+        if event.stage == "progress" and event.done == 7:
             raise KeyboardInterrupt
 
     config = _config(tmp_path / "b", small_data, steps=12, log=str(tmp_path / "b.jsonl"))
@@ -190,7 +193,7 @@ def test_resume_replays_the_uninterrupted_run_exactly(tmp_path, small_data):
         _config(tmp_path / "b", small_data, steps=12, resume=str(config.state_path), log=str(tmp_path / "b.jsonl")),
         events.append,
     )
-    assert next(e for e in events if e["event"] == "start")["start_step"] == 4
+    assert next(e for e in events if e.stage == "start").detail["start_step"] == 4
     assert resumed.steps == straight.steps == 12
     for key, value in _adapters(state_path_for(straight.out)).items():
         assert torch.equal(_adapters(config.state_path)[key], value), key
@@ -211,10 +214,10 @@ def test_a_full_shared_memory_is_noted_once_per_run_and_logged(tmp_path, small_d
     from aigdetect.data import loading
 
     monkeypatch.setattr(loading.os, "statvfs", lambda path: os.statvfs_result((4096, 4096, 1, 1, 1, 1, 1, 1, 0, 255)))
-    events: list[dict] = []
+    events: list[ProgressEvent] = []
     log = tmp_path / "log.jsonl"
     train(_config(tmp_path, small_data, steps=8, eval_every=4, workers=2, log=str(log)), events.append)
-    notes = [e for e in events if e["event"] == "note"]
+    notes = [e.detail for e in events if e.stage == "note"]
     assert len(notes) == 1 and notes[0]["message"].startswith("/dev/shm has 0 MiB free")
     assert "loading images in the training process" in notes[0]["message"]
     logged = [json.loads(line) for line in log.read_text().splitlines()]
@@ -233,7 +236,7 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path):
     result = train(_config(tmp_path, data, steps=6, eval_every=3, batch_size=4, log=str(tmp_path / "log.jsonl")), events.append)
     # Files whose header no decoder accepts are left out when listing, and reported with the layout;
     # files that look like images but fail to decode are skipped while training, and counted.
-    (described,) = [e["description"] for e in events if e["event"] == "data"]
+    (described,) = [e.detail["description"] for e in events if e.stage == "data"]
     assert any(line.startswith("left out 2 files that no image decoder accepts") for line in described)
     assert result.steps == 6 and sum(result.skipped.values()) == 2
     assert set(result.skipped) <= {"truncated", "corrupt", "unsupported"}
@@ -293,19 +296,19 @@ class FakeClock:
 
 
 @pytest.fixture(scope="module")
-def train_events(tmp_path_factory, small_data) -> list[dict]:
+def train_events(tmp_path_factory, small_data) -> list[ProgressEvent]:
     """The events of a real 8-step run (global batch 8), to replay on a fake clock."""
-    events: list[dict] = []
+    events: list[ProgressEvent] = []
     train(_config(tmp_path_factory.mktemp("events"), small_data), events.append)
-    assert [e["step"] for e in events if e["event"] == "progress"] == list(range(1, 9))
+    assert [e.done for e in events if e.stage == "progress"] == list(range(1, 9))
     return events
 
 
-def _replay(events: list[dict], seconds_per_step: float) -> None:
+def _replay(events: list[ProgressEvent], seconds_per_step: float) -> None:
     clock = FakeClock()
     renderer = _Renderer(clock)
     for event in events:
-        if event["event"] == "progress":
+        if event.stage == "progress":
             clock.now += seconds_per_step
         renderer(event)
 
@@ -327,9 +330,9 @@ def test_without_a_terminal_train_prints_a_plain_line_after_each_30_s(train_even
 
 
 def test_a_resumed_run_counts_its_rate_from_where_it_resumed(train_events, capsys):
-    start = next(i for i, e in enumerate(train_events) if e["event"] == "start")
-    resumed = [{**e, "start_step": 4} if e["event"] == "start" else e for e in train_events]
-    resumed = [e for i, e in enumerate(resumed) if i <= start or e["event"] != "progress" or e["step"] > 4]
+    start = next(i for i, e in enumerate(train_events) if e.stage == "start")
+    resumed = [replace(e, done=4, detail={**e.detail, "start_step": 4}) if e.stage == "start" else e for e in train_events]
+    resumed = [e for i, e in enumerate(resumed) if i <= start or e.stage != "progress" or e.done > 4]
     _replay(resumed, 20.0)
     # steps 5-8 at 20 s each: due at step 6 (40 s: 2 steps, 0.4 images/s, 2 left = 40 s), then step 8 (80 s).
     assert _plain_lines(capsys.readouterr().err) == [
@@ -401,7 +404,7 @@ def test_cli_refusals(tmp_path, small_data):
     assert missing.exit_code == 2 and "no such training state" in missing.output
 
     def stop(event):
-        if event["event"] == "progress" and event["step"] == 3:
+        if event.stage == "progress" and event.done == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

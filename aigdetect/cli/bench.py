@@ -5,8 +5,6 @@ Both commands forward their options by keyword to ``evaluation.run.run_request``
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +13,7 @@ import typer
 from ..engine.runtime import RuntimeConfig
 from ..evaluation.bench_config import BenchConfig, Reencode, SweepConfig
 from ..evaluation.run import FOLDER_SUITE, BenchRequest, suite_names
-from .common import cli_errors, command_line
+from .common import cli_errors, command_line, with_options
 from .options import (
     AllowRandomBackboneOption,
     BackboneWeightsOption,
@@ -36,6 +34,7 @@ from .options import (
     parse_float_list,
     parse_int_list,
 )
+from .progress import StageBars
 
 SuiteArgument = Annotated[
     str, typer.Argument(metavar="SUITE", help=f"One of {', '.join(suite_names())}.", show_default=False)
@@ -147,21 +146,12 @@ def _run(request: BenchRequest, overwrite: bool) -> None:
     """Check the outputs, score with a progress bar on stderr, then print the tables and a summary."""
     _check_outputs(request, overwrite)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..evaluation.run import run_request
 
     err = Console(stderr=True, markup=False, highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        tasks: dict[str, Any] = {}
-
-        def report(event: Any) -> None:
-            if event.stage not in tasks:
-                tasks[event.stage] = progress.add_task(event.stage, total=event.total)
-            progress.update(tasks[event.stage], completed=event.done)
-
-        outcome = run_request(request, report)
+    with StageBars(err) as bars:
+        outcome = run_request(request, bars)
     if request.out is not None:
         outcome.written.append(_html_page(request, outcome.data))
     console = Console()
@@ -230,15 +220,6 @@ def _shared(
     """The options bench and robustness share, written once: its signature is theirs."""
 
 
-def _with_shared_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give ``command`` (which takes its own options by keyword and the rest as ``**options``) the
-    shared options first; Typer reads the signature and the annotations."""
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
-    command.__signature__ = inspect.Signature([*inspect.signature(_shared, eval_str=True).parameters.values(), *own])
-    command.__annotations__ = {**_shared.__annotations__, **command.__annotations__}
-    return command
-
-
 def _forward(options: dict[str, Any], sweep: SweepConfig | None = None) -> None:
     where = {key: options.pop(key) for key in ("ctx", "suite", "root", "real", "fake", "name")}
     overwrite = options.pop("overwrite")
@@ -246,7 +227,7 @@ def _forward(options: dict[str, Any], sweep: SweepConfig | None = None) -> None:
 
 
 @cli_errors
-@_with_shared_options
+@with_options(_shared)
 def bench(**options: Any) -> None:
     """Evaluate a detector on a benchmark suite (the paper's Tables 1-3) or on a real/fake folder pair.
 
@@ -260,7 +241,7 @@ def bench(**options: Any) -> None:
 
 
 @cli_errors
-@_with_shared_options
+@with_options(_shared)
 def robustness(
     *,
     blur: Annotated[str, option(SweepConfig, "blur")] = default_list(SweepConfig, "blur"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import os
 import shlex
 import signal
@@ -177,3 +178,19 @@ class OneLineGroup(TyperGroup):
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
+
+
+def with_options(*groups: Callable[..., None]) -> Callable[[F], F]:
+    """Give a command the options that ``groups`` declare (functions whose signatures are the options,
+    written once), after its own positional ones; Typer reads the signature and the annotations, and the command
+    takes the groups' values as ``**options``."""
+
+    def attach(command: F) -> F:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        shared = [p for group in groups for p in inspect.signature(group, eval_str=True).parameters.values()]
+        ordered = sorted([*own, *shared], key=lambda p: p.kind)  # keyword-only options after the others
+        command.__signature__ = inspect.Signature(ordered)  # type: ignore[attr-defined]
+        command.__annotations__ = {**{k: v for g in groups for k, v in g.__annotations__.items()}, **command.__annotations__}
+        return command
+
+    return attach

@@ -1,4 +1,5 @@
-"""Plain progress lines for a stderr that is not a terminal (a log file, a pipe, a batch job).
+"""How the command line renders the library's ``ProgressEvent``: bars, and plain progress lines for a
+stderr that is not a terminal (a log file, a pipe, a batch job).
 
 A bar redraws itself in place, which a log cannot show, so ``scan`` and ``train`` print one plain
 line at most every ``PROGRESS_INTERVAL_S`` instead; this module decides when a line is due and what
@@ -15,6 +16,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..progress import ProgressEvent
 
 PROGRESS_INTERVAL_S = 30.0
 """How often a command whose stderr is not a terminal prints a plain progress line."""
@@ -81,3 +88,28 @@ class PlainProgress:
         self.last_line = now
         left = max(total - done, 0)
         return Pace(rate, left / rate if rate > 0 else float("inf"))
+
+
+class StageBars:
+    """One transient bar per stage (a benchmark's passes, each named by its events' ``stage``), on ``console``."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.tasks: dict[str, Any] = {}
+        self.bars: Any = None
+
+    def __enter__(self) -> StageBars:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        self.bars = Progress(*columns, console=self.console, transient=True)
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bars.__exit__(*exc)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.stage not in self.tasks:
+            self.tasks[event.stage] = self.bars.add_task(event.stage, total=event.total)
+        self.bars.update(self.tasks[event.stage], completed=event.done)

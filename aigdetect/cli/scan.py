@@ -6,10 +6,9 @@ not be scored, 3 with ``--fail-on`` when a file got one of the named verdicts, 2
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,7 +17,9 @@ from ..data.config import DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
 from ..evidence.fusion import VERDICTS
+from ..jobs.scan import JOINED, MERGED, NOTE, REPORT, SCANNED, WARNING
 from ..scan.config import FORMATS, ScanConfig
+from ..scan.request import SCAN_STAGE, ScanRequest
 from .common import cli_errors, command_line, plural
 from .options import (
     AllowRandomBackboneOption,
@@ -48,8 +49,9 @@ from .options import (
 from .progress import RATE_WINDOW_S, STARTED_AT, PlainProgress
 
 if TYPE_CHECKING:
+    from ..progress import ProgressEvent
     from ..scan.rows import Tally
-    from ..scan.runner import ScanProgress, ScanSummary
+    from ..scan.runner import ScanSummary
 
 EXIT_FOUND = 3
 STDOUT = "-"
@@ -89,7 +91,8 @@ def _read_list(source: Path, null_separated: bool) -> tuple[str, ...]:
 
 
 class _Reporter:
-    """Progress on stderr: a bar on a terminal; otherwise a plain line at most every ``PROGRESS_INTERVAL_S``."""
+    """The scan job's events on stderr: progress as a bar on a terminal, otherwise a plain line at
+    most every ``PROGRESS_INTERVAL_S``; then the summary, warnings and what else was written."""
 
     def __init__(self, quiet: bool) -> None:
         from rich.console import Console
@@ -101,23 +104,40 @@ class _Reporter:
         self.bar: Any = None
 
     def __enter__(self) -> _Reporter:
-        if self.terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console, transient=True,
-                redirect_stdout=False, redirect_stderr=False, speed_estimate_period=RATE_WINDOW_S,
-            )  # fmt: skip
-            self.bar.__enter__()
-            self.task = self.bar.add_task("scanning", total=None, rate="-- img/s")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+        self._stop(*exc)
 
-    def __call__(self, update: ScanProgress) -> None:
+    def _stop(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*(exc or (None, None, None)))
+            self.bar = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.stage == SCAN_STAGE:
+            self._progress(event)
+            return
+        self._stop()
+        detail = event.detail
+        if event.stage in (WARNING, NOTE):
+            typer.echo(f"warning: {detail['message']}" if event.stage == WARNING else detail["message"], err=True)
+        elif event.stage == JOINED:
+            typer.echo(f"merged the parts into {detail['out']}: {_tally_text(detail['tally'])}", err=True)
+        elif self.quiet:
+            return
+        elif event.stage == SCANNED:
+            typer.echo(_summary_text(detail["summary"]), err=True)
+            for line in detail["summary"].warnings:
+                typer.echo(f"warning: {line}", err=True)
+        elif event.stage == MERGED:
+            typer.echo(f"merged {plural(detail['parts'], 'part')} into {detail['out']}: {_tally_text(detail['tally'])}", err=True)
+        elif event.stage == REPORT:
+            typer.echo(f"report of {plural(detail['rows'], 'file')} in {detail['out']}", err=True)
+
+    def _progress(self, update: ProgressEvent) -> None:
+        if self.terminal and self.bar is None:
+            self._start()
         if self.bar is not None:
             speed = self.bar.tasks[self.task].speed
             self.bar.update(
@@ -132,15 +152,16 @@ class _Reporter:
                 f"{pace.left_text}", err=True,
             )  # fmt: skip
 
+    def _start(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-def _merge(merge: Path, output_format: str | None, strict: bool, quiet: bool, overwrite: bool) -> None:
-    from ..scan.config import infer_format
-    from ..scan.shard import merge_parts
-
-    result = merge_parts(str(merge), infer_format(merge, output_format), overwrite=overwrite)
-    if not quiet:
-        typer.echo(f"merged {plural(len(result.parts), 'part')} into {result.out}: {_tally_text(result.tally)}", err=True)
-    _finish(result.tally, strict, ())
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console, transient=True,
+            redirect_stdout=False, redirect_stderr=False, speed_estimate_period=RATE_WINDOW_S,
+        )  # fmt: skip
+        self.bar.__enter__()
+        self.task = self.bar.add_task("scanning", total=None, rate="-- img/s")
 
 
 def _finish(tally: Tally, strict: bool, fail_on: tuple[str, ...]) -> None:
@@ -166,31 +187,51 @@ def _fail_on(text: str | None) -> tuple[str, ...]:
     return verdicts
 
 
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    from ..outputs import write_output
-
-    text = json.dumps(document, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
-    write_output(path, lambda name: Path(name).write_text(text, encoding="utf-8"))
-
-
-def _check_secondary(config: ScanConfig, summary_json: Path | None, html: Path | None, reads: list[str]) -> None:
-    """Refuse, before scanning, a summary or report path that would destroy an input or another output."""
-    from ..outputs import HTML_REPORT, SCAN_SUMMARY, Output, check_outputs
-    from ..scan.sidecar import SCAN_RESULTS, sidecar_path
-
-    outputs = [Output.of(path, kind, setting) for path, kind, setting in
-               ((summary_json, SCAN_SUMMARY, "summary_json"), (html, HTML_REPORT, "html")) if path is not None]  # fmt: skip
-    # The scan's own output and its sidecar are checked by the scan; here they are only taken names.
-    own = [Output.of(config.out, SCAN_RESULTS, "out"), Output.of(sidecar_path(config.out), SCAN_SUMMARY, "out")] if config.out else []
-    check_outputs(outputs, overwrite=config.resume or config.overwrite, reads=reads, others=own,
-                  allowed_by="pass `overwrite` (or `resume`) to replace it")  # fmt: skip
-
-
-def _load(choice):
-    """The detector itself, loaded only when some file must be scored."""
-    from ..models.factory import load_chosen
-
-    return load_chosen(choice)
+OutOption = Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)]
+FormatOption = Annotated[str | None, option(ScanConfig, "output_format", autocompletion=completer(FORMATS))]
+ThresholdOption = Annotated[float | None, option(ScanConfig, "threshold")]
+CropsOption = Annotated[int, option(ScanConfig, "crops")]
+EvidenceOption = Annotated[
+    bool,
+    typer.Option("--evidence/--no-evidence", help="Read the evidence files carry about themselves (C2PA, XMP, EXIF, PNG text)."),
+]
+Sha256Option = Annotated[bool, option(ScanConfig, "sha256", "--sha256/--no-sha256")]
+FormulaGuardOption = Annotated[bool, option(ScanConfig, "formula_guard", "--formula-guard/--raw-csv")]
+RecursiveOption = Annotated[bool, option(ScanConfig, "recursive", "--recursive/--no-recursive")]
+FollowSymlinksOption = Annotated[bool, option(ScanConfig, "follow_symlinks")]
+MaxPixelsOption = Annotated[int, option(ScanConfig, "max_pixels")]
+MaxBytesOption = Annotated[int, option(ScanConfig, "max_bytes")]
+HiddenOption = Annotated[bool, option(DiscoveryConfig, "hidden")]
+IncludeOption = Annotated[list[str], option(DiscoveryConfig, "include", metavar="GLOB")]
+ExcludeOption = Annotated[list[str], option(DiscoveryConfig, "exclude", metavar="GLOB")]
+FilesFromOption = Annotated[
+    Path | None, typer.Option("--files-from", help="Also scan the paths listed in FILE ('-' for stdin), one per line.")
+]
+NullOption = Annotated[bool, typer.Option("-0", "--null", help="--files-from paths are separated by NUL bytes.")]
+ResumeOption = Annotated[bool, option(ScanConfig, "resume")]
+OverwriteOption = Annotated[bool, option(ScanConfig, "overwrite")]
+ShardOption = Annotated[str | None, option(ScanConfig, "shard")]
+MergeOption = Annotated[
+    Path | None,
+    typer.Option("--merge", help="Join OUT.part0..OUT.partN-1 (from --shard or torchrun) into OUT, then exit."),
+]
+SummaryJsonOption = Annotated[
+    Path | None, typer.Option("--summary-json", dir_okay=False, help="Also write the scan's summary to this JSON file.")
+]
+HtmlOption = Annotated[
+    Path | None, typer.Option("--html", dir_okay=False, help="Write a self-contained HTML report of the scan here.")
+]
+StrictOption = Annotated[bool, typer.Option("--strict", help="Exit 1 when any file could not be scored.")]
+FailOnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--fail-on", metavar="VERDICT[,VERDICT]", autocompletion=completer(FAIL_ON_CHOICES, ","),
+        help=f"Exit {EXIT_FOUND} when any file gets one of these verdicts (fused, fake|real, or error).",
+    ),
+]  # fmt: skip
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (warnings and errors only).")
+]
 
 
 @cli_errors
@@ -202,22 +243,18 @@ def scan(
     backbone_weights: BackboneWeightsOption = None,
     cache_dir: CacheDirOption = None,
     allow_random_backbone: AllowRandomBackboneOption = False,
-    out: Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)] = default(ScanConfig, "out"),
-    output_format: Annotated[
-        str | None, option(ScanConfig, "output_format", autocompletion=completer(FORMATS))
-    ] = default(ScanConfig, "output_format"),
-    threshold: Annotated[float | None, option(ScanConfig, "threshold")] = default(ScanConfig, "threshold"),
+    out: OutOption = default(ScanConfig, "out"),
+    output_format: FormatOption = default(ScanConfig, "output_format"),
+    threshold: ThresholdOption = default(ScanConfig, "threshold"),
     bands: BandsOption = None,
-    crops: Annotated[int, option(ScanConfig, "crops")] = default(ScanConfig, "crops"),
-    evidence: Annotated[bool, typer.Option("--evidence/--no-evidence", help="Read the evidence files carry about themselves (C2PA, XMP, EXIF, PNG text).")] = True,
+    crops: CropsOption = default(ScanConfig, "crops"),
+    evidence: EvidenceOption = True,
     c2pa_trust: C2paTrustOption = None,
     c2pa_trust_list: C2paTrustListOption = None,
     c2pa_remote: C2paRemoteOption = default(EvidenceConfig, "c2pa_remote"),
     watermarks: WatermarksOption = default(EvidenceConfig, "watermarks"),
-    sha256: Annotated[bool, option(ScanConfig, "sha256", "--sha256/--no-sha256")] = default(ScanConfig, "sha256"),
-    formula_guard: Annotated[bool, option(ScanConfig, "formula_guard", "--formula-guard/--raw-csv")] = default(
-        ScanConfig, "formula_guard"
-    ),
+    sha256: Sha256Option = default(ScanConfig, "sha256"),
+    formula_guard: FormulaGuardOption = default(ScanConfig, "formula_guard"),
     device: DeviceOption = default(RuntimeConfig, "device"),
     batch_size: BatchSizeOption = default(RuntimeConfig, "batch_size"),
     workers: WorkersOption = default(RuntimeConfig, "workers"),
@@ -225,132 +262,76 @@ def scan(
     precision: PrecisionOption = default(RuntimeConfig, "precision"),
     gpu_decode: GpuDecodeOption = default(RuntimeConfig, "gpu_decode"),
     compile: CompileOption = default(RuntimeConfig, "compile"),
-    recursive: Annotated[bool, option(ScanConfig, "recursive", "--recursive/--no-recursive")] = default(
-        ScanConfig, "recursive"
-    ),
-    follow_symlinks: Annotated[bool, option(ScanConfig, "follow_symlinks")] = default(ScanConfig, "follow_symlinks"),
-    max_pixels: Annotated[int, option(ScanConfig, "max_pixels")] = default(ScanConfig, "max_pixels"),
-    max_bytes: Annotated[int, option(ScanConfig, "max_bytes")] = default(ScanConfig, "max_bytes"),
-    hidden: Annotated[bool, option(DiscoveryConfig, "hidden")] = default(DiscoveryConfig, "hidden"),
-    include: Annotated[list[str], option(DiscoveryConfig, "include", metavar="GLOB")] = default(DiscoveryConfig, "include"),
-    exclude: Annotated[list[str], option(DiscoveryConfig, "exclude", metavar="GLOB")] = default(DiscoveryConfig, "exclude"),
-    files_from: Annotated[
-        Path | None,
-        typer.Option("--files-from", help="Also scan the paths listed in FILE ('-' for stdin), one per line."),
-    ] = None,
-    null: Annotated[bool, typer.Option("-0", "--null", help="--files-from paths are separated by NUL bytes.")] = False,
-    resume: Annotated[bool, option(ScanConfig, "resume")] = default(ScanConfig, "resume"),
-    overwrite: Annotated[bool, option(ScanConfig, "overwrite")] = default(ScanConfig, "overwrite"),
-    shard: Annotated[str | None, option(ScanConfig, "shard")] = default(ScanConfig, "shard"),
-    merge: Annotated[
-        Path | None,
-        typer.Option("--merge", help="Join OUT.part0..OUT.partN-1 (from --shard or torchrun) into OUT, then exit."),
-    ] = None,
-    summary_json: Annotated[
-        Path | None, typer.Option("--summary-json", dir_okay=False, help="Also write the scan's summary to this JSON file.")
-    ] = None,
-    html: Annotated[
-        Path | None, typer.Option("--html", dir_okay=False, help="Write a self-contained HTML report of the scan here.")
-    ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any file could not be scored.")] = False,
-    fail_on: Annotated[
-        str | None,
-        typer.Option(
-            "--fail-on", metavar="VERDICT[,VERDICT]", autocompletion=completer(FAIL_ON_CHOICES, ","),
-            help=f"Exit {EXIT_FOUND} when any file gets one of these verdicts (fused, fake|real, or error).",
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (warnings and errors only).")] = False,
+    recursive: RecursiveOption = default(ScanConfig, "recursive"),
+    follow_symlinks: FollowSymlinksOption = default(ScanConfig, "follow_symlinks"),
+    max_pixels: MaxPixelsOption = default(ScanConfig, "max_pixels"),
+    max_bytes: MaxBytesOption = default(ScanConfig, "max_bytes"),
+    hidden: HiddenOption = default(DiscoveryConfig, "hidden"),
+    include: IncludeOption = default(DiscoveryConfig, "include"),
+    exclude: ExcludeOption = default(DiscoveryConfig, "exclude"),
+    files_from: FilesFromOption = None,
+    null: NullOption = False,
+    resume: ResumeOption = default(ScanConfig, "resume"),
+    overwrite: OverwriteOption = default(ScanConfig, "overwrite"),
+    shard: ShardOption = default(ScanConfig, "shard"),
+    merge: MergeOption = None,
+    summary_json: SummaryJsonOption = None,
+    html: HtmlOption = None,
+    strict: StrictOption = False,
+    fail_on: FailOnOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Score every file under PATH... and write one verdict row per file (CSV, JSON or JSONL).
 
     Example: aigdetect scan ./photos --out verdicts.csv --html report.html
     """
+    _run(ctx, SimpleNamespace(**locals()))
+
+
+def _run(ctx: typer.Context, given: SimpleNamespace) -> None:
+    """Parse, build the one request, run it, render its events and turn its counts into the exit code."""
+    from ..jobs.scan import run
+
+    failing = _fail_on(given.fail_on)
+    request = _request(ctx, given)
+    with _Reporter(given.quiet) as reporter:
+        tally = run(request, reporter)
+    _finish(tally, given.strict, () if request.merge is not None else failing)
+
+
+def _request(ctx: typer.Context, given: SimpleNamespace) -> ScanRequest:
     from ..errors import ConfigError
+    from ..scan.config import parse_shard
 
-    failing = _fail_on(fail_on)
-    target = None if out is None or str(out) == STDOUT else str(out)
-    if merge is not None:
-        if paths:
+    if given.merge is not None:
+        if given.paths:
             raise ConfigError("`merge` joins finished parts and takes no PATH")
-        _merge(merge, output_format, strict, quiet, overwrite)
-        return
-    from ..outputs import is_special
-
-    if html is not None and (target is None or is_special(target)):
-        raise ConfigError("`html` reads the rows back from `out`; pass `out` FILE too")
-    if target is None and sys.stdout is None:
-        raise ConfigError("standard output is closed; write the rows to a file with `out` FILE")
-    from ..scan.placement import merge_under_torchrun, place, torchrun_rank
-
-    place_at = place(target, output_format, shard, device)
-    parsed_bands = parse_bands(bands)
+        return ScanRequest(merge=str(given.merge), merge_format=given.output_format, merge_overwrite=given.overwrite,
+                           command=command_line(ctx))  # fmt: skip
+    bands = parse_bands(given.bands)
+    runtime = RuntimeConfig(device=given.device, batch_size=given.batch_size, workers=given.workers, backend=given.backend,
+                            precision=given.precision, gpu_decode=given.gpu_decode, compile=given.compile)  # fmt: skip
     config = ScanConfig(
-        paths=tuple(paths or ()),
-        listed=_read_list(files_from, null) if files_from is not None else (),
-        out=place_at.out,
-        output_format=place_at.output_format,
-        threshold=threshold,
-        crops=crops,
-        recursive=recursive,
-        follow_symlinks=follow_symlinks,
-        runtime=RuntimeConfig(device=place_at.device, batch_size=batch_size, workers=workers, backend=backend,
-                              precision=precision, gpu_decode=gpu_decode, compile=compile),  # fmt: skip
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-        discovery=DiscoveryConfig(hidden=hidden, include=tuple(include), exclude=tuple(exclude)),
-        shard=place_at.shard,
-        resume=resume,
-        overwrite=overwrite,
-        bands=parsed_bands,
-        evidence=evidence_config(c2pa_trust, c2pa_trust_list, c2pa_remote, watermarks) if evidence else None,
-        sha256=sha256,
-        formula_guard=formula_guard,
-    )
-    from ..models.fingerprint import fingerprint
-    from ..models.identity import random_backbone_warning
-    from ..scan.runner import DetectorSource, run_scan
-    from ..scan.walk import require_paths
+        paths=tuple(given.paths or ()),
+        listed=_read_list(given.files_from, given.null) if given.files_from is not None else (),
+        out=None if given.out is None or str(given.out) == STDOUT else str(given.out),
+        output_format=given.output_format, threshold=given.threshold, crops=given.crops, recursive=given.recursive,
+        follow_symlinks=given.follow_symlinks, runtime=runtime, max_pixels=given.max_pixels, max_bytes=given.max_bytes,
+        discovery=DiscoveryConfig(hidden=given.hidden, include=tuple(given.include), exclude=tuple(given.exclude)),
+        shard=parse_shard(given.shard) if given.shard is not None else None,
+        resume=given.resume, overwrite=given.overwrite, bands=bands,
+        evidence=evidence_config(given.c2pa_trust, given.c2pa_trust_list, given.c2pa_remote, given.watermarks)
+        if given.evidence else None,
+        sha256=given.sha256, formula_guard=given.formula_guard,
+    )  # fmt: skip
+    choice = detector_choice(given.checkpoint, given.model, given.backbone_weights, given.cache_dir, given.allow_random_backbone)
+    reads = tuple(str(p) for p in (given.c2pa_trust, given.c2pa_trust_list, given.files_from) if p is not None)
+    return ScanRequest(config=config, detector=choice, reads=reads, command=command_line(ctx), started_at=STARTED_AT,
+                       summary_json=_text(given.summary_json), html=_text(given.html))  # fmt: skip
 
-    require_paths(config.paths)
-    choice = detector_choice(checkpoint, model, backbone_weights, cache_dir, allow_random_backbone)
-    protected = [str(p) for p in (checkpoint, c2pa_trust, c2pa_trust_list, files_from) if p is not None]
-    if backbone_weights and os.path.exists(backbone_weights):
-        protected.append(backbone_weights)
-    _check_secondary(config, summary_json, html, [*config.paths, *config.listed, *protected])
-    known = fingerprint(choice)
-    warning = random_backbone_warning(known.identity)
-    if warning and choice.allow_random_backbone:  # without it, loading refuses the detector
-        typer.echo(f"warning: {warning}", err=True)
-    source = DetectorSource(known.identity, known.threshold, lambda: _load(choice), image_size=known.image_size,
-                            parameters=known.parameters)  # fmt: skip
-    with _Reporter(quiet) as reporter:
-        summary = run_scan(
-            source, config, stream=None if config.out else sys.stdout, progress=reporter, command=command_line(ctx),
-            protected=protected, started_at=STARTED_AT,
-        )  # fmt: skip
-    if not quiet:
-        typer.echo(_summary_text(summary), err=True)
-        for line in summary.warnings:
-            typer.echo(f"warning: {line}", err=True)
-    if summary_json is not None:
-        _write_json(summary_json, summary.as_dict())
-    tally = summary.tally
-    if torchrun_rank() is not None and target is not None:
-        merged = merge_under_torchrun(target, config.output_format, overwrite=config.overwrite or config.resume)
-        if merged is not None:
-            typer.echo(f"merged the parts into {target}: {_tally_text(merged)}", err=True)
-            tally = merged
-        elif "MASTER_ADDR" not in os.environ:
-            typer.echo(f"no process group to wait on; when all ranks are done: aigdetect scan --merge {target}", err=True)
-    if html is not None and config.out is not None:
-        from ..report import write_scan_report
 
-        # these rows are this run's own, naming only what its walk found, wherever its PATHs were
-        stats = write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd(), within=os.sep)
-        if not quiet:
-            typer.echo(f"report of {plural(stats.rows, 'file')} in {html}", err=True)
-    _finish(tally, strict, failing)
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def register(app: typer.Typer) -> None:

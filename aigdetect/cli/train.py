@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,7 +17,8 @@ from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
 from ..training.config import RECIPES, ProbeConfig, TrainConfig
-from .common import cli_errors, command_line
+from ..training.request import TrainRequest
+from .common import cli_errors, command_line, with_options
 from .options import (
     BlocksOption,
     ClsExpertOption,
@@ -47,6 +49,7 @@ from .progress import PlainProgress
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from ..progress import ProgressEvent
     from ..training.train import TrainResult
 
 
@@ -116,7 +119,7 @@ _PROTOCOLS = {
 }
 
 
-def recipe_lines(event: dict[str, Any]) -> list[str]:
+def recipe_lines(event: Mapping[str, Any]) -> list[str]:
     """The ``recipe`` event as the lines printed before training."""
     settings = event["settings"]
     lines = [
@@ -176,8 +179,8 @@ class _Renderer:
         self.batch_size = 0
         self.start_step = 0
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
+    def __call__(self, update: ProgressEvent) -> None:
+        kind, event = update.stage, update.detail
         if kind == "data":
             for line in event["description"]:
                 self.console.print(render(line), highlight=False, markup=False)
@@ -202,14 +205,12 @@ class _Renderer:
                 highlight=False,
             )
             self.progress.start()
-            self.task = self.progress.add_task(
-                "train", total=event["total_steps"], completed=event["start_step"], rate=""
-            )
+            self.task = self.progress.add_task("train", total=event["total_steps"], completed=event["start_step"], rate="")
             self.start_step = event["start_step"]
             self.plain = None if self.console.is_terminal else PlainProgress(self.clock)
         elif kind == "progress" and self.task is not None:
-            self.progress.update(self.task, completed=event["step"])
-            self._plain_line(event["step"], event["total_steps"])
+            self.progress.update(self.task, completed=update.done)
+            self._plain_line(update.done, update.total)
         elif kind == "step" and self.task is not None:
             rate = f"{event['images_per_s']:.0f} img/s" if event.get("images_per_s") else ""
             self.progress.update(self.task, rate=f"{rate} loss {event['loss']:.4f}")
@@ -264,7 +265,25 @@ def _print_summary(result: TrainResult) -> None:
     console.print(f"training state: {result.state}", highlight=False, markup=False)
 
 
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it is an earlier aigdetect checkpoint.")]
+
+
+def _options(
+    blur_prob: Annotated[float, _augment_option("blur_prob")] = default(AugmentConfig, "blur_prob"),
+    blur_sigma: Annotated[str, _augment_option("blur_sigma")] = default_list(AugmentConfig, "blur_sigma"),
+    jpeg_prob: Annotated[float, _augment_option("jpeg_prob")] = default(AugmentConfig, "jpeg_prob"),
+    jpeg_quality: Annotated[str, _augment_option("jpeg_quality")] = default_list(AugmentConfig, "jpeg_quality"),
+    flip: Annotated[bool, _augment_option("flip", "--flip/--no-flip")] = default(AugmentConfig, "flip"),
+    probe: Annotated[bool, typer.Option("--probe", help="Fit a linear probe on frozen features (UnivFD's recipe; no blocks).")] = False,
+    feature_cache: Annotated[Path | None, _probe_option("feature_cache", file_okay=False)] = default(ProbeConfig, "feature_cache"),
+    views: Annotated[int, _probe_option("views")] = default(ProbeConfig, "views"),
+    probe_solver: Annotated[str, _probe_option("solver", "--probe-solver")] = default(ProbeConfig, "solver"),
+) -> None:
+    """The augmentation and probe options of ``train``: its signature is theirs."""
+
+
 @cli_errors
+@with_options(_options)
 def train(
     ctx: typer.Context,
     out: Annotated[Path, _train_option("out", dir_okay=False)],
@@ -306,100 +325,61 @@ def train(
     rcl_weight: RclWeightOption = default(MoLEConfig, "rcl_weight"),
     rcl_temperature: RclTemperatureOption = default(MoLEConfig, "rcl_temperature"),
     cls_expert: ClsExpertOption = default(MoLEConfig, "cls_expert"),
-    blur_prob: Annotated[float, _augment_option("blur_prob")] = default(AugmentConfig, "blur_prob"),
-    blur_sigma: Annotated[str, _augment_option("blur_sigma")] = default_list(AugmentConfig, "blur_sigma"),
-    jpeg_prob: Annotated[float, _augment_option("jpeg_prob")] = default(AugmentConfig, "jpeg_prob"),
-    jpeg_quality: Annotated[str, _augment_option("jpeg_quality")] = default_list(AugmentConfig, "jpeg_quality"),
-    flip: Annotated[bool, _augment_option("flip", "--flip/--no-flip")] = default(AugmentConfig, "flip"),
     max_pixels: Annotated[int, _train_option("max_pixels")] = default(TrainConfig, "max_pixels"),
     max_bytes: Annotated[int, _train_option("max_bytes")] = default(TrainConfig, "max_bytes"),
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it is an earlier aigdetect checkpoint.")] = False,
-    probe: Annotated[bool, typer.Option("--probe", help="Fit a linear probe on frozen features (UnivFD's recipe; no blocks).")] = False,
-    feature_cache: Annotated[Path | None, _probe_option("feature_cache", file_okay=False)] = default(ProbeConfig, "feature_cache"),
-    views: Annotated[int, _probe_option("views")] = default(ProbeConfig, "views"),
-    probe_solver: Annotated[str, _probe_option("solver", "--probe-solver")] = default(ProbeConfig, "solver"),
+    overwrite: OverwriteOption = False,
+    **options: Any,
 ) -> None:
     """Train a MoLE detector on labelled real/fake folders (AdamW, lr 6e-4, blur/JPEG p=0.1).
 
     Example: aigdetect train --data progan/ --model vitb32 --steps 20000 --out mole.safetensors --log train.jsonl
 
-    Example: aigdetect train --data progan/train --recipe paper --model vitl14 --out mole.safetensors
-    """
-    config = TrainConfig(
-        out=str(out),
-        data=str(data) if data else None,
-        real=str(real) if real else None,
-        fake=str(fake) if fake else None,
-        val=str(val) if val else None,
-        val_fraction=val_fraction,
-        train_size=train_size,
-        model=model,
-        backbone_weights=backbone_weights,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        recipe=recipe,
-        mole=mole_config(
-            0 if probe and ctx.get_parameter_source("blocks").name == "DEFAULT" else parse_blocks(blocks, model),
-            shared_rank, shared_alpha, expert_ranks, expert_alphas, top_k, router,
-            lb_weight, rcl_weight, rcl_temperature, cls_expert, gate_weight,
-        ),
-        augment=_augment(
-            ctx, recipe,
-            {"blur_prob": blur_prob, "blur_sigma": blur_sigma, "jpeg_prob": jpeg_prob, "jpeg_quality": jpeg_quality, "flip": flip},
-        ),
-        steps=steps,
-        epochs=epochs,
-        batch_size=batch_size,
-        micro_batch=micro_batch,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        eval_every=eval_every,
-        val_protocol=val_protocol,
-        patience=patience,
-        log_every=log_every,
-        seed=seed,
-        runtime=RuntimeConfig(device=device, workers=workers),
-        log=str(log) if log else None,
-        resume=str(resume) if resume else None,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-        probe=ProbeConfig(str(feature_cache) if feature_cache else None, views, probe_solver) if probe else None,
-    )
-    from ..engine.distributed import is_main_process
-    from ..training.train import train as train_detector
+    Example: aigdetect train --data progan/train --recipe paper --model vitl14 --out mole.safetensors"""
+    given = dict(locals())
+    _run(ctx, SimpleNamespace(**given.pop("options"), **given))
 
-    _check_outputs(config, overwrite)
 
+def _run(ctx: typer.Context, given: SimpleNamespace) -> None:
+    """Build the one request, run it, render its events, then print the summary (main process only)."""
+    from ..jobs.train import run
+
+    request = TrainRequest(_config(ctx, given), overwrite=given.overwrite, command=command_line(ctx))
     renderer = _Renderer()
-    if config.probe is not None:
-        from ..training.probe import fit_probe
-
-        return _print_probe(fit_probe(config, renderer, command=command_line(ctx)), out)
     try:
-        result = train_detector(config, renderer, command=command_line(ctx))
+        result = run(request, renderer)
     finally:
         renderer.progress.stop()
-    if is_main_process():
+    if request.config.probe is not None:
+        _print_probe(result, given.out)
+    elif result is not None:
         _print_summary(result)
         for path in result.skipped_examples:
             renderer.console.print(f"skipped: {path}", highlight=False, markup=False)
 
 
-def _check_outputs(config: TrainConfig, overwrite: bool) -> None:
-    """Refuse, before training, a detector or log path that would destroy an input or another file
-    (an existing log is appended to, so it must be an earlier training log)."""
-    from ..outputs import CHECKPOINT, TRAIN_LOG, Output, OutputError, check_output, is_special
-    from ..training.state import refuse_unfinished_state
+def _config(ctx: typer.Context, given: SimpleNamespace) -> TrainConfig:
+    """The training settings typed on the command line (paths as text, blocks and lists parsed)."""
+    g = given
+    blocks = 0 if g.probe and ctx.get_parameter_source("blocks").name == "DEFAULT" else parse_blocks(g.blocks, g.model)
+    mole = mole_config(
+        blocks, g.shared_rank, g.shared_alpha, g.expert_ranks, g.expert_alphas, g.top_k, g.router,
+        g.lb_weight, g.rcl_weight, g.rcl_temperature, g.cls_expert, g.gate_weight,
+    )  # fmt: skip
+    augment = {name: getattr(g, name) for name in ("blur_prob", "blur_sigma", "jpeg_prob", "jpeg_quality", "flip")}
+    return TrainConfig(
+        out=str(g.out), data=_text(g.data), real=_text(g.real), fake=_text(g.fake), val=_text(g.val),
+        val_fraction=g.val_fraction, train_size=g.train_size, model=g.model, backbone_weights=g.backbone_weights,
+        cache_dir=_text(g.cache_dir), recipe=g.recipe, mole=mole, augment=_augment(ctx, g.recipe, augment),
+        steps=g.steps, epochs=g.epochs, batch_size=g.batch_size, micro_batch=g.micro_batch, lr=g.lr,
+        weight_decay=g.weight_decay, schedule=g.schedule, eval_every=g.eval_every, val_protocol=g.val_protocol,
+        patience=g.patience, log_every=g.log_every, seed=g.seed, runtime=RuntimeConfig(device=g.device, workers=g.workers),
+        log=_text(g.log), resume=_text(g.resume), max_pixels=g.max_pixels, max_bytes=g.max_bytes,
+        probe=ProbeConfig(_text(g.feature_cache), g.views, g.probe_solver) if g.probe else None,
+    )  # fmt: skip
 
-    if config.resume is None:  # an unfinished run beside `out` is better answered by --resume than by --overwrite
-        refuse_unfinished_state(config.state_path)
-    reads = [p for p in (config.data, config.real, config.fake, config.val, config.resume, config.backbone_weights) if p]
-    detector = Output.of(config.out, CHECKPOINT, "out")
-    check_output(detector, overwrite=overwrite or config.resume is not None, reads=reads)
-    if is_special(config.out):
-        raise OutputError(f"`out` {config.out} is not a regular file; the training state is saved beside it")
-    if config.log:
-        check_output(Output.of(config.log, TRAIN_LOG, "log"), overwrite=True, reads=reads, others=[detector])
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..engine.reading import Perturbation, ReadOptions
 from ..engine.runtime import RuntimeConfig
 from ..metrics import accuracy, average_precision, oracle_threshold
 from ..models.detector import Detector
+from ..progress import ProgressCallback, ProgressEvent
 from .bench_config import REFERENCE_ENGINE, UNIVFD_FALLBACK, UNIVFD_MAX_SAMPLE, BenchConfig
 from .suites import Discovery, SubsetFiles, Suite
 
@@ -56,18 +57,6 @@ class Pipeline:
 def pipeline(*steps: Perturbation | None) -> Perturbation | None:
     kept = tuple(s for s in steps if s is not None)
     return Pipeline(kept) if kept else None
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Reported after each scored batch: ``done`` of ``total`` images in the pass named ``stage``."""
-
-    stage: str
-    done: int
-    total: int
-
-
-ProgressFn = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
@@ -247,7 +236,7 @@ def score_pass(
     config: BenchConfig,
     perturb: Perturbation | None = None,
     stage: str = "clean",
-    progress: ProgressFn | None = None,
+    progress: ProgressCallback | None = None,
 ) -> PassResult:
     """Score all subsets in one ``score_items`` run (full batches across subset boundaries)."""
     items = [(f.subset.key, label, path) for f in found for label, paths in ((0, f.real), (1, f.fake)) for path in paths]
@@ -259,7 +248,7 @@ def score_pass(
             error = None if record.ok else f"{record.error_reason}: {record.error}"
             predictions.append(Prediction(key, record.path, label, record.score, error))
         if progress is not None:
-            progress(Progress(stage, len(predictions), len(items)))
+            progress(ProgressEvent(stage, len(predictions), len(items)))
     by_subset: dict[str, list[Prediction]] = {f.subset.key: [] for f in found}
     for prediction in predictions:
         by_subset[prediction.subset].append(prediction)
@@ -302,7 +291,7 @@ def run_bench(
     origin: str,
     device: torch.device,
     config: BenchConfig = BenchConfig(),
-    progress: ProgressFn | None = None,
+    progress: ProgressCallback | None = None,
 ) -> BenchResult:
     """Score a discovered suite (and, with ``config.reencode``, score it again re-encoded).
 
@@ -313,7 +302,7 @@ def run_bench(
         device: where to run the forward pass.
         config: sampling, re-encoding, batching and engine; a precision other than fp32 asked for
             by name also scores the suite with the fp32 torch reference, for the metrics' shift.
-        progress: called after every batch.
+        progress: called after every batch with ``done`` of ``total`` images in the pass named ``stage``.
     """
     sampled = sample_files(discovery, config.max_per_class, config.seed, config.protocol)
     plan = plan_for(config.runtime, device, detector)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.detector import Detector
-from .bench import BenchConfig, DetectorInfo, PassResult, ProgressFn, pass_notes, pipeline, plan_for, sample_files, score_pass
+from ..progress import ProgressCallback
+from .bench import BenchConfig, DetectorInfo, PassResult, pass_notes, pipeline, plan_for, sample_files, score_pass
 from .bench_config import REFERENCE_ENGINE, Level, SweepConfig
 from .suites import Discovery, Suite
 
@@ -39,7 +40,7 @@ def run_robustness(
     device: torch.device,
     config: BenchConfig = BenchConfig(),
     sweep: SweepConfig = SweepConfig(),
-    progress: ProgressFn | None = None,
+    progress: ProgressCallback | None = None,
 ) -> RobustnessResult:
     """Score the suite once per level.
 

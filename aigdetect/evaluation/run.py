@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.choice import DetectorChoice
+from ..progress import ProgressCallback
 from .bench_config import BenchConfig, SweepConfig
 from .suites import SUITES
 
@@ -60,7 +61,7 @@ class RunOutcome:
     tables: list[Any]
 
 
-def run_request(request: BenchRequest, progress: Any = None) -> RunOutcome:
+def run_request(request: BenchRequest, progress: ProgressCallback | None = None) -> RunOutcome:
     """Discover the suite, load the detector, score, and write the report files into ``out``.
 
     Raises:

@@ -10,8 +10,33 @@ from ..errors import ConfigError
 from ..settings import check_known_keys, require_finite
 
 RouterKind = Literal["linear", "proto"]
-ROUTERS: tuple[str, ...] = ("linear", "proto")
 GATE_WEIGHTS: tuple[str, ...] = ("identity", "softmax")
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """What a router kind implies for its config and its losses, without building it (no torch).
+
+    The router classes of ``models.routers`` carry their spec as ``spec``; everything that depends on
+    the kind reads it here instead of comparing names.
+
+    Attributes:
+        name: the kind's name (``router`` in a config, ``--router`` on the command line).
+        gate_weights: the ways a chosen expert's output may be scaled; the first is the default.
+        lb_weight: the default weight of the load-balancing loss.
+        contrastive: whether the router has a routing contrastive loss (and ``rcl_weight`` applies).
+    """
+
+    name: str
+    gate_weights: tuple[str, ...]
+    lb_weight: float
+    contrastive: bool
+
+
+LINEAR = RouterSpec("linear", gate_weights=("softmax",), lb_weight=0.01, contrastive=False)
+PROTO = RouterSpec("proto", gate_weights=("identity", "softmax"), lb_weight=0.0, contrastive=True)
+ROUTER_SPECS: dict[str, RouterSpec] = {spec.name: spec for spec in (LINEAR, PROTO)}
+ROUTERS: tuple[str, ...] = tuple(ROUTER_SPECS)
 
 MAX_RANK = 1024
 """LoRA ranks above this exceed the width of every released CLIP ViT (1664 at most) by design of
@@ -77,10 +102,13 @@ class MoLEConfig:
             object.__setattr__(self, "expert_alphas", tuple(float(r) for r in self.expert_ranks))
         else:
             object.__setattr__(self, "expert_alphas", tuple(float(a) for a in self.expert_alphas))
+        spec = ROUTER_SPECS.get(self.router)  # type: ignore[call-overload]
+        if spec is None:
+            raise ConfigError(f"`router` must be one of {', '.join(ROUTERS)}, got {self.router!r}")
         if self.gate_weight is None:
-            object.__setattr__(self, "gate_weight", "identity" if self.router == "proto" else "softmax")
+            object.__setattr__(self, "gate_weight", spec.gate_weights[0])
         if self.lb_weight is None:
-            object.__setattr__(self, "lb_weight", 0.01 if self.router == "linear" else 0.0)
+            object.__setattr__(self, "lb_weight", spec.lb_weight)
         for name in ("shared_alpha", "lb_weight", "rcl_weight", "rcl_temperature"):
             require_finite(name, getattr(self, name))
         for alpha in self.expert_alphas:
@@ -103,16 +131,19 @@ class MoLEConfig:
             raise ConfigError(
                 f"`top_k` must be between 1 and the number of experts ({len(self.expert_ranks)}), got {self.top_k}"
             )
-        if self.router not in ROUTERS:
-            raise ConfigError(f"`router` must be one of {', '.join(ROUTERS)}, got {self.router!r}")
         if self.gate_weight not in GATE_WEIGHTS:
             raise ConfigError(f"`gate_weight` must be one of {', '.join(GATE_WEIGHTS)}, got {self.gate_weight!r}")
-        if self.router == "linear" and self.gate_weight != "softmax":
+        if self.gate_weight not in spec.gate_weights:
             raise ConfigError("`gate_weight` identity scales by a prototype's cosine: it needs `router` proto")
         if self.lb_weight < 0 or self.rcl_weight < 0:
             raise ConfigError("loss weights (`lb_weight`, `rcl_weight`) must be >= 0")
         if self.rcl_temperature <= 0:
             raise ConfigError(f"`rcl_temperature` must be > 0, got {self.rcl_temperature}")
+
+    @property
+    def router_spec(self) -> RouterSpec:
+        """What this config's router kind implies (defaults, which losses it has)."""
+        return ROUTER_SPECS[self.router]
 
     @property
     def num_experts(self) -> int:

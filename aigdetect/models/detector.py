@@ -136,7 +136,7 @@ class Detector(nn.Module):
         prototype router (the only one with a contrastive term); the one formula that ``loss`` and
         gradient accumulation (``training.accumulate``) both use."""
         total = bce + self.mole.lb_weight * lb
-        if self.mole.router == "proto":
+        if self.mole.router_spec.contrastive:
             total = total + self.mole.rcl_weight * rcl
         return total
 

@@ -16,13 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from .config import MoLEConfig
 from .lora import LoRAExpert
-from .routers import (
-    LinearRouter,
-    PrototypeRouter,
-    Routing,
-    load_balancing_loss,
-    routing_contrastive_loss,
-)
+from .routers import Router, Routing, load_balancing_loss, router_for
 
 
 @dataclass
@@ -75,12 +69,7 @@ class MoLEBypass(nn.Module):
         self.experts = nn.ModuleList(
             LoRAExpert(dim, dim, rank, alpha) for rank, alpha in zip(config.expert_ranks, config.expert_alphas)
         )
-        if config.router == "linear":
-            self.router: LinearRouter | PrototypeRouter = LinearRouter(dim, config.num_experts, config.top_k)
-        else:
-            self.router = PrototypeRouter(
-                dim, config.num_experts, config.top_k, config.rcl_temperature, str(config.gate_weight)
-            )
+        self.router: Router = router_for(dim, config)
         self.cls_expert = LoRAExpert(dim, dim, config.shared_rank, config.shared_alpha) if config.cls_expert else None
         segment = torch.cat([torch.full((e.rank,), i) for i, e in enumerate(self.experts)])
         self.register_buffer("_segment", segment, persistent=False)
@@ -111,10 +100,7 @@ class MoLEBypass(nn.Module):
         training = computes_losses(self)
         if training:
             lb = load_balancing_loss(routing.probs, top1)
-            if isinstance(self.router, PrototypeRouter):
-                rcl = routing_contrastive_loss(flat, self.router.prototypes, routing.indices, self.config.rcl_temperature)
-            else:
-                rcl = lb.new_zeros(())
+            rcl = self.router.contrastive_loss(flat, routing, self.config.rcl_temperature)
         self.last = RoutingRecord(
             assignments=top1.detach().reshape(batch, -1),
             probs=routing.probs.detach().reshape(batch, -1, self.config.num_experts),

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .config import LINEAR, PROTO, MoLEConfig, RouterSpec
 
 # Logit given to experts that received no token: exp() of it is exactly 0 in float32, so they drop
 # out of the contrastive softmax without a host-side check.
@@ -48,8 +51,28 @@ def full_precision(x: torch.Tensor) -> AbstractContextManager:
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-class LinearRouter(nn.Module):
+class Router(nn.Module):
+    """A token router: its ``spec`` says what its kind implies; a forward pass returns a ``Routing``."""
+
+    spec: ClassVar[RouterSpec]
+
+    @classmethod
+    def from_config(cls, dim: int, config: MoLEConfig) -> Router:
+        raise NotImplementedError
+
+    def contrastive_loss(self, tokens: torch.Tensor, routing: Routing, temperature: float) -> torch.Tensor:
+        """The routing contrastive loss of a training batch; a router without one returns 0."""
+        return routing.probs.new_zeros(())
+
+
+class LinearRouter(Router):
     """G(x) = softmax(W_g x) with W_g of shape (N, d) and no bias, as in CLIPMoLE eq. 1."""
+
+    spec = LINEAR
+
+    @classmethod
+    def from_config(cls, dim: int, config: MoLEConfig) -> LinearRouter:
+        return cls(dim, config.num_experts, config.top_k)
 
     def __init__(self, dim: int, num_experts: int, top_k: int = 1) -> None:
         super().__init__()
@@ -64,7 +87,7 @@ class LinearRouter(nn.Module):
         return Routing(probs=probs, indices=indices, weights=weights)
 
 
-class PrototypeRouter(nn.Module):
+class PrototypeRouter(Router):
     """Cosine affinity to learnable prototypes P (N, d); the k most similar prototypes are chosen.
 
     Args:
@@ -75,6 +98,12 @@ class PrototypeRouter(nn.Module):
         gate_weight: ``identity`` scales a chosen expert by cos(x, P_j), ``softmax`` by
             softmax(cos / tau)_j. Either way ``probs`` is softmax(cos / tau).
     """
+
+    spec = PROTO
+
+    @classmethod
+    def from_config(cls, dim: int, config: MoLEConfig) -> PrototypeRouter:
+        return cls(dim, config.num_experts, config.top_k, config.rcl_temperature, str(config.gate_weight))
 
     def __init__(
         self, dim: int, num_experts: int, top_k: int = 1, temperature: float = 0.07, gate_weight: str = "identity"
@@ -97,6 +126,18 @@ class PrototypeRouter(nn.Module):
         else:
             weights, indices = cosines.topk(self.top_k, dim=-1)
         return Routing(probs=probs, indices=indices, weights=weights)
+
+    def contrastive_loss(self, tokens: torch.Tensor, routing: Routing, temperature: float) -> torch.Tensor:
+        return routing_contrastive_loss(tokens, self.prototypes, routing.indices, temperature)
+
+
+ROUTER_CLASSES: dict[str, type[Router]] = {cls.spec.name: cls for cls in (LinearRouter, PrototypeRouter)}
+"""Every router kind's class: the one table from a config's ``router`` name to its behaviour."""
+
+
+def router_for(dim: int, config: MoLEConfig) -> Router:
+    """The router ``config`` names, for tokens of width ``dim``."""
+    return ROUTER_CLASSES[config.router].from_config(dim, config)
 
 
 def dispatch_counts(top1: torch.Tensor, num_experts: int) -> torch.Tensor:

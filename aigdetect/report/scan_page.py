@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..evidence import VERDICTS
 from ..models.identity import random_backbone_warning
+from ..progress import ProgressCallback
 from ..results.read import read_scan_results
 from ..results.schema import ERROR_KIND, SEVERITY, ReadLimits, ScanResults, ScanRow
 from ..results.typed import safe_json
@@ -326,7 +326,7 @@ def write_scan_report(
     root: str | os.PathLike[str] | None = None,
     within: str | os.PathLike[str] | None = None,
     limits: ReadLimits | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ReportStats:
     """Write one self-contained HTML page for a scan's results.
 
@@ -341,7 +341,7 @@ def write_scan_report(
         within: the folder files must be under to get a preview, when wider than ``root`` (see
             ``make_thumbnails``).
         limits: caps for reading a results file.
-        progress: called with (done, total) as previews are made.
+        progress: receives a ``thumbnails`` event (previews done and to make) as previews are made.
 
     Raises:
         ConfigError: ``thumbnails`` is negative.

@@ -15,7 +15,7 @@ import base64
 import io
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL import Image
@@ -23,6 +23,7 @@ from PIL import Image
 from ..data.images import DEFAULT_MAX_PIXELS, open_image, to_rgb_array
 from ..errors import InputFileError
 from ..fileio import open_input
+from ..progress import ProgressCallback, ProgressEvent
 from ..results.paths import raw_path
 from ..results.schema import SEVERITY, ScanRow
 
@@ -125,13 +126,17 @@ def _inside(path: bytes, root: bytes) -> bool:
     return os.path.commonpath([folder, root]) == root
 
 
+THUMBNAILS_STAGE = "thumbnails"
+"""The stage of the events a report reports while it makes its previews."""
+
+
 def make_thumbnails(
     rows: Sequence[ScanRow],
     limit: int,
     *,
     root: str | os.PathLike[str] | None = None,
     within: str | os.PathLike[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[int, Thumbnail]:
     """Previews for the ``limit`` most suspicious ok rows, keyed by row index.
 
@@ -144,7 +149,7 @@ def make_thumbnails(
             current folder when None.
         within: the folder files must be under to get a preview: ``root`` when None. Rows a run
             has just written itself name only files its walk found, so that run may widen it.
-        progress: called with (done, total) after each preview.
+        progress: called after each preview with a ``thumbnails`` event: previews done and to make.
     """
     chosen = thumbnail_order(rows)[: max(0, limit)]
     base = os.path.realpath(os.fsencode(root) if root is not None else os.getcwdb())
@@ -160,5 +165,5 @@ def make_thumbnails(
         else:
             made[index] = make_thumbnail(path, size=row.size, mtime_ns=row.mtime_ns)
         if progress is not None:
-            progress(done, len(chosen))
+            progress(ProgressEvent(THUMBNAILS_STAGE, done, len(chosen)))
     return made

@@ -22,7 +22,6 @@ _LAZY = {
     "CROP_COLUMNS": "..results.schema",
     "Tally": ".rows",
     "scan_columns": "..results.schema",
-    "ScanProgress": ".runner",
     "ScanSummary": ".runner",
     "run_scan": ".runner",
     "MergeResult": ".shard",

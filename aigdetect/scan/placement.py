@@ -7,11 +7,11 @@ rank 0 joins the parts once every rank is done.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from ..errors import ConfigError
-from .config import infer_format, parse_shard
+from .config import ScanConfig, infer_format
 from .rows import Tally
 from .shard import merge_parts, part_path
 
@@ -36,13 +36,13 @@ class Placement:
     device: str
 
 
-def place(out: str | None, output_format: str | None, shard: str | None, device: str) -> Placement:
+def place(out: str | None, output_format: str | None, shard: tuple[int, int] | None, device: str) -> Placement:
     """Apply ``shard`` K/N and torchrun's ranks: any shard with ``out`` OUT writes OUT.partK.
 
     Raises:
         ConfigError: ``shard`` under torchrun, or torchrun without ``out``, or a rank without its GPU.
     """
-    spec = parse_shard(shard) if shard is not None else None
+    spec = shard
     distributed = torchrun_rank()
     if distributed is not None:
         from ..engine.distributed import local_device
@@ -58,6 +58,13 @@ def place(out: str | None, output_format: str | None, shard: str | None, device:
         output_format = infer_format(out, output_format)
         out = part_path(out, spec[0])
     return Placement(out, output_format, spec, device)
+
+
+def place_config(config: ScanConfig) -> ScanConfig:
+    """``config`` as this process runs it: its own part of the output, its shard and its device."""
+    at = place(config.out, config.output_format, config.shard, config.runtime.device)
+    return replace(config, out=at.out, output_format=at.output_format, shard=at.shard,
+                   runtime=replace(config.runtime, device=at.device))  # fmt: skip
 
 
 def merge_under_torchrun(out: str, output_format: str, *, overwrite: bool = False) -> Tally | None:

@@ -27,12 +27,14 @@ from ..fileio import atomic_write
 from ..models.identity import detector_id, random_backbone_warning
 from ..outputs import Output, OutputError, is_special, open_special
 from ..outputs import check_output as check_output_path
+from ..progress import ProgressCallback, ProgressEvent
 from ..results.previous import Previous, parse_line, read_previous
 from ..results.schema import Row, scan_columns
 from ..results.write import RowWriter, append_writer, growing_file, header_line, merge_runs, open_writer, row_line
 from ..version import __version__
 from .config import ScanConfig, part_base
 from .lock import OutputLock
+from .request import SCAN_STAGE
 from .resume import ResumeIndex, key_digest
 from .rows import RowContext, Tally, found_key, record_row
 from .shard import shard_of
@@ -41,18 +43,6 @@ from .walk import FoundFile, WalkRules, require_paths, walk_paths, walk_stream
 
 if TYPE_CHECKING:
     from ..models.detector import Detector
-
-
-@dataclass(frozen=True)
-class ScanProgress:
-    """Reported after every written batch: files done and to do in this run, and errors among them."""
-
-    done: int
-    total: int
-    errors: int
-
-
-ProgressCallback = Callable[[ScanProgress], None]
 
 
 @dataclass
@@ -307,7 +297,8 @@ def run_scan(
         detector: the model that scores the images, or a ``DetectorSource`` that loads it on demand.
         config: what to scan and how.
         stream: where rows go when ``config.out`` is None.
-        progress: called after every written batch.
+        progress: called after every written batch with a ``scan`` event: files done and to do in this
+            run, and errors among them.
         perturb: applied to each decoded image before cropping (robustness studies; tests use it
             to make a decoder worker crash on purpose).
         command: the command line, recorded in the summary.
@@ -367,7 +358,7 @@ def run_scan(
         errors = 0
         try:
             if progress:
-                progress(ScanProgress(0, total - summary.resumed, 0))
+                progress(ProgressEvent(SCAN_STAGE, 0, total - summary.resumed, 0))
             for records in batches:
                 rows = [record_row(record, context) for record in records]
                 writer.write([row_line(config.output_format, context.columns, r, config.formula_guard) for r in rows])
@@ -376,7 +367,7 @@ def run_scan(
                 summary.gpu_decode_fallbacks.update(r.device_decode_refused for r in records if r.device_decode_refused)
                 errors += sum(1 for row in rows if row["status"] != "ok")
                 if progress:
-                    progress(ScanProgress(summary.scored, total - summary.resumed, errors))
+                    progress(ProgressEvent(SCAN_STAGE, summary.scored, total - summary.resumed, errors))
             finished = clock()
             summary.scoring_s, summary.wall_s = finished - ready, finished - started_at
             summary.skipped = rules.skipped

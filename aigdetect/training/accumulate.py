@@ -216,7 +216,7 @@ def _accumulated(
     mole = detector.mole
     count = int(labels.shape[0])
     blocks = sorted(detector.bypasses)
-    contrastive = mole.router == "proto"
+    contrastive = mole.router_spec.contrastive
     slices = micro_slices(count, micro)
     needs_totals = bool(blocks) and (mole.lb_weight > 0 or (contrastive and mole.rcl_weight > 0))
     dispatch = parts = None

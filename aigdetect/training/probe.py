@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +32,7 @@ from ..metrics import accuracy, average_precision, calibrate_threshold
 from ..models.config import MoLEConfig
 from ..models.detector import Detector
 from ..models.factory import create_detector, save_detector
+from ..progress import ProgressCallback, ProgressEvent
 from ..version import __version__
 from .config import ProbeConfig, TrainConfig
 from .feature_cache import FeatureCache, backbone_fingerprint, content_sha256
@@ -184,7 +185,7 @@ def view_metrics(head: nn.Linear, extraction: Extraction, labels: torch.Tensor) 
     return rows
 
 
-def fit_probe(config: TrainConfig, on_event: Callable[[dict[str, Any]], None], command: str | None = None) -> dict[str, Any]:
+def fit_probe(config: TrainConfig, on_event: ProgressCallback | None = None, command: str | None = None) -> dict[str, Any]:
     """Extract (or read) the features, fit the head, validate on every view, calibrate, save the
     detector and append the summary to ``config.log``.
 
@@ -200,7 +201,9 @@ def fit_probe(config: TrainConfig, on_event: Callable[[dict[str, Any]], None], c
     started = time.perf_counter()
     data = prepare_training_data(data=config.data, real=config.real, fake=config.fake, val=config.val,
                                  val_fraction=config.val_fraction, train_size=config.train_size, seed=config.seed)  # fmt: skip
-    on_event({"event": "data", "layout": data.layout.kind, "description": data.describe(), "counts": data.counts()})
+    report = on_event or (lambda event: None)
+    report(ProgressEvent("data", 0, 0, detail={"event": "data", "layout": data.layout.kind, "description": data.describe(),
+                                                "counts": data.counts()}))
     detector = create_detector(config.model, MoLEConfig(blocks=0), backbone_weights=config.backbone_weights,
                                cache_dir=config.cache_dir, seed=config.seed).eval()  # fmt: skip
     cache = None
@@ -241,5 +244,5 @@ def fit_probe(config: TrainConfig, on_event: Callable[[dict[str, Any]], None], c
         Path(config.log).parent.mkdir(parents=True, exist_ok=True)
         with open(config.log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(json_safe({"event": "probe", "command": command, **summary}), allow_nan=False) + "\n")
-    on_event({"event": "done", **summary})
+    report(ProgressEvent("done", 0, 0, detail={"event": "done", **summary}))
     return summary

@@ -32,7 +32,6 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +54,7 @@ from ..metrics import Accuracy, accuracy, average_precision, calibrate_threshold
 from ..models.detector import Detector
 from ..models.factory import create_detector, save_detector
 from ..outputs import append_output
+from ..progress import ProgressCallback, ProgressEvent
 from ..version import __version__
 from .accumulate import fit_micro_batch, gradient_step
 from .config import TrainConfig
@@ -65,9 +65,6 @@ LOGGED_EVENTS = frozenset({"run", "recipe", "start", "micro_batch", "note", "ste
 # validation needs before and after the first learning-rate drop, and the rate below which they stop.
 PEERS_MARGINS = (0.001, 0.002)
 PEERS_MIN_LR = 1e-6
-
-Event = dict[str, Any]
-EventHandler = Callable[[Event], None]
 
 
 @dataclass
@@ -148,7 +145,7 @@ class _Window:
 class _Trainer:
     """One run on one rank; ``run`` drives it from data discovery to the calibrated checkpoint."""
 
-    def __init__(self, config: TrainConfig, ctx: DistContext, on_event: EventHandler, command: str | None) -> None:
+    def __init__(self, config: TrainConfig, ctx: DistContext, on_event: ProgressCallback, command: str | None) -> None:
         self.config = config
         self.ctx = ctx
         self.on_event = on_event
@@ -173,7 +170,8 @@ class _Trainer:
         if not self.ctx.is_main:
             return
         record = json_safe({"event": event, **payload})
-        self.on_event(record)
+        done = record.get("step", record.get("start_step", 0))
+        self.on_event(ProgressEvent(event, done, record.get("total_steps", 0), detail=record))
         if self.log_file is not None and event in LOGGED_EVENTS:
             self.log_file.write(json.dumps({"run_id": self.run_id, **record}) + "\n")
             self.log_file.flush()
@@ -523,12 +521,14 @@ def peers_rule(progress: Progress, acc: float, *, patience: int, lr: float, last
     return False, True
 
 
-def train(config: TrainConfig, on_event: EventHandler | None = None, *, command: str | None = None) -> TrainResult:
+def train(config: TrainConfig, on_event: ProgressCallback | None = None, *, command: str | None = None) -> TrainResult:
     """Train a MoLE detector and write it to ``config.out``, joining torchrun's process group if any.
 
     Args:
         config: the run.
-        on_event: receives progress records (rank 0 only): ``data`` (layout description and counts),
+        on_event: receives a ``ProgressEvent`` per record (rank 0 only), its stage the record's
+            ``event``, ``done`` its step (of ``total_steps`` when the record has it) and ``detail``
+            the record itself: ``data`` (layout description and counts),
             ``run`` (run id, command, version, date), ``recipe`` (the recipe and the settings used,
             with those that replaced its values), ``start``, ``micro_batch`` (before the first
             step), ``progress`` (every step), ``step`` (every ``log_every`` steps: losses, lr,
