@@ -33,7 +33,8 @@ FLOORS = {
     "__init__": 9,
     "__main__": 9,
 }
-HEAVY = ("torch", "open_clip", "matplotlib", "sklearn", "scipy", "c2pa", "cv2", "onnxruntime", "openvino")
+HEAVY = ("torch", "open_clip", "matplotlib", "sklearn", "scipy", "c2pa", "cv2", "onnxruntime", "openvino", "ray", "pyarrow",
+         "fsspec", "s3fs", "gcsfs", "adlfs")
 
 
 def _module_name(path: Path) -> str:

@@ -27,7 +27,7 @@ from ..fileio import atomic_write
 from ..models.identity import detector_id, random_backbone_warning
 from ..results.previous import Previous, parse_line, read_previous
 from ..results.schema import Row, scan_columns
-from ..results.write import RowWriter, append_writer, growing_file, header_line, merge_runs, open_writer, row_line
+from ..results.write import RowWriter, append_writer, growing_file, header_line, merge_runs, open_writer
 from ..version import __version__
 from .config import ScanConfig, part_base
 from .lock import OutputLock
@@ -166,7 +166,7 @@ def _looks_like_scan_output(out: str) -> bool:
             first = handle.readline(1 << 16)
     except OSError:
         return False
-    return first.startswith((b"path,status,", b'{"path": ', b'{"columns": '))
+    return first.startswith((b"path,status,", b'{"path": ', b'{"columns": ', b"PAR1"))
 
 
 def check_output(config: ScanConfig, protected: Sequence[str]) -> None:
@@ -378,7 +378,7 @@ def run_scan(
                 progress(ScanProgress(0, total - summary.resumed, 0))
             for records in batches:
                 rows = [record_row(record, context) for record in records]
-                writer.write([row_line(config.output_format, context.columns, r, config.formula_guard) for r in rows])
+                writer.write_rows(rows, context.columns, config.formula_guard)
                 summary.tally.add(rows)
                 summary.scored += len(rows)
                 summary.gpu_decode_fallbacks.update(r.device_decode_refused for r in records if r.device_decode_refused)
@@ -388,8 +388,8 @@ def run_scan(
             finished = clock()
             summary.scoring_s, summary.wall_s = finished - ready, finished - started_at
             summary.skipped = rules.skipped
-            writer.close()
             if config.out is not None and summary.resumed and summary.scored:
+                writer.close()
                 merge_runs(growing_file(config.out, config.output_format), config.output_format,
                            len(header_line(config.output_format, context.columns)), boundary)  # fmt: skip
             writer.finish(summary.as_dict(), context.columns)
