@@ -18,7 +18,7 @@ from ..data.config import DiscoveryConfig
 from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
 from ..evidence.fusion import VERDICTS
-from ..scan.config import FORMATS, ScanConfig
+from ..scan.config import ENGINES, FORMATS, ScanConfig
 from .common import cli_errors, command_line, plural
 from .options import (
     AllowRandomBackboneOption,
@@ -173,6 +173,29 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def _after(summary: ScanSummary, quiet: bool, summary_json: Path | None) -> None:
+    if not quiet:
+        typer.echo(_summary_text(summary), err=True)
+        for line in summary.warnings:
+            typer.echo(f"warning: {line}", err=True)
+    if summary_json is not None:
+        _write_json(summary_json, summary.as_dict())
+
+
+def _storage_options(text: str | None) -> dict[str, Any]:
+    from ..errors import ConfigError
+
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except ValueError:
+        raise ConfigError("`storage_options` takes a JSON object, e.g. '{\"anon\": true}'") from None
+    if not isinstance(options, dict):
+        raise ConfigError("`storage_options` takes a JSON object, e.g. '{\"anon\": true}'")
+    return options
+
+
 def _load(choice):
     """The detector itself, loaded only when some file must be scored."""
     from ..models.factory import load_chosen
@@ -248,6 +271,10 @@ def scan(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (warnings and errors only).")] = False,
+    engine: Annotated[str, option(ScanConfig, "engine", autocompletion=completer(ENGINES))] = default(ScanConfig, "engine"),
+    storage_options: Annotated[str | None, option(ScanConfig, "storage_options", metavar="JSON")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (default: start a local Ray); with --engine ray.")] = None,
+    ray_actors: Annotated[int | None, typer.Option("--ray-actors", min=1, help="Scoring actors (default: one per GPU, else one per 4 CPUs); with --engine ray.")] = None,
 ) -> None:
     """Score every file under PATH... and write one verdict row per file (CSV, JSON or JSONL).
 
@@ -291,6 +318,8 @@ def scan(
         evidence=evidence_config(c2pa_trust, c2pa_trust_list, c2pa_remote, watermarks) if evidence else None,
         sha256=sha256,
         formula_guard=formula_guard,
+        engine=engine,
+        storage_options=_storage_options(storage_options),
     )
     from ..models.fingerprint import fingerprint
     from ..models.identity import random_backbone_warning
@@ -308,17 +337,21 @@ def scan(
         typer.echo(f"warning: {warning}", err=True)
     source = DetectorSource(known.identity, known.threshold, lambda: _load(choice), image_size=known.image_size,
                             parameters=known.parameters)  # fmt: skip
+    if engine == "ray":
+        from ..distributed import RayOptions, ray_scan
+
+        with _Reporter(quiet) as reporter:
+            summary = ray_scan(source, config, RayOptions(address=ray_address, actors=ray_actors), progress=reporter,
+                               command=command_line(ctx), started_at=STARTED_AT)  # fmt: skip
+        _after(summary, quiet, summary_json)
+        _finish(summary.tally, strict, failing)
+        return
     with _Reporter(quiet) as reporter:
         summary = run_scan(
             source, config, stream=None if config.out else sys.stdout, progress=reporter, command=command_line(ctx),
             protected=protected, started_at=STARTED_AT,
         )  # fmt: skip
-    if not quiet:
-        typer.echo(_summary_text(summary), err=True)
-        for line in summary.warnings:
-            typer.echo(f"warning: {line}", err=True)
-    if summary_json is not None:
-        _write_json(summary_json, summary.as_dict())
+    _after(summary, quiet, summary_json)
     tally = summary.tally
     if torchrun_rank() is not None and target is not None:
         merged = merge_under_torchrun(target, config.output_format)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DiscoveryConfig
+from ..data.objects import is_url
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..evidence.config import EvidenceConfig
@@ -137,6 +138,8 @@ class ScanConfig:
             raise ConfigError("`resume` continues an output file; pass `out` FILE")
         if self.engine not in ENGINES:
             raise ConfigError(f"`engine` must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.out is not None and is_url(self.out) and self.engine == "local":
+            raise ConfigError(f"`out` {self.out} is in a store; outputs to stores are written by `engine` ray")
         if self.output_format == "parquet" and self.engine == "local":
             if self.out is None:
                 raise ConfigError("Parquet is not written to standard output; pass `out` FILE.parquet")

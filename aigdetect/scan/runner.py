@@ -35,7 +35,8 @@ from .resume import ResumeIndex, key_digest
 from .rows import RowContext, Tally, found_key, record_row
 from .shard import shard_of
 from .sidecar import RowSettings, read_sidecar, sidecar_path, write_sidecar
-from .walk import FoundFile, WalkRules, require_paths, walk_paths, walk_stream
+from .sources import entries
+from .walk import FoundFile, WalkRules, require_paths
 
 if TYPE_CHECKING:
     from ..models.detector import Detector
@@ -210,13 +211,8 @@ def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
 def _entries(config: ScanConfig, rules: WalkRules | None = None) -> Iterator[FoundFile]:
     """This scan's entries in path order, streamed (collected first only to follow links in folders);
     ``rules`` counts what they leave out."""
-    rules = rules or WalkRules(config.discovery)
-    if config.follow_symlinks:
-        found: Iterator[FoundFile] = iter(
-            walk_paths(config.paths, recursive=config.recursive, follow_symlinks=True, listed=config.listed, rules=rules)
-        )
-    else:
-        found = walk_stream(config.paths, recursive=config.recursive, listed=config.listed, rules=rules)
+    found = entries(config.paths, listed=config.listed, recursive=config.recursive, follow_symlinks=config.follow_symlinks,
+                    rules=rules or WalkRules(config.discovery), storage_options=config.storage_options)  # fmt: skip
     own = _own_files(config)
     for entry in found:
         if not own(entry) and (config.shard is None or shard_of(entry.path, config.shard[1]) == config.shard[0]):
@@ -359,7 +355,7 @@ def run_scan(
             kept, boundary = _write_kept(index, config, context, summary)
         rules = WalkRules(config.discovery)
         todo = (
-            ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns)
+            ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns, f.version)
             for f in _entries(config, rules)
             if not kept or key_digest(found_key(f, context.detector)) not in kept
         )
@@ -438,5 +434,5 @@ def _scorer(
 def _reading(config: ScanConfig, size: int, perturb: Perturbation | None) -> ReadOptions:
     return ReadOptions(
         size=size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes,
-        sha256=config.sha256, evidence=config.evidence,
+        sha256=config.sha256, evidence=config.evidence, storage_options=config.storage_options or None,
     )  # fmt: skip
