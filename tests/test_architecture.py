@@ -29,6 +29,7 @@ FLOORS = {
     "scan": 6,
     "training": 6,
     "report": 7,
+    "distributed": 7,
     "cli": 8,
     "__init__": 9,
     "__main__": 9,

@@ -77,11 +77,11 @@ def test_caps_apply_before_the_fetch_and_a_vanished_object_is_a_missing_row(tiny
     files = build_files(tmp_path / "imgs")
     upload(s3, "capped", "p", files)
     rows = scan_rows(tiny_detector, "s3://capped/p", max_bytes=200)
-    reasons = {r["path"][len("s3://capped/p/"):]: r["error_reason"] for r in rows}
+    reasons = {r["path"][len("s3://capped/p/") :]: r["error_reason"] for r in rows}
     small = {name for name, data in files.items() if len(data) <= 200}
     assert small == {"cut.png", "notes.txt"} and reasons["notes.txt"] == "unsupported"
     assert all(reasons[name] == "too-large" for name in files if name not in small)
-    assert all(r["size"] == len(files[r["path"][len("s3://capped/p/"):]]) for r in rows)
+    assert all(r["size"] == len(files[r["path"][len("s3://capped/p/") :]]) for r in rows)
     reader = FileReader(ReadOptions(size=tiny_detector.image_size))
     record, payload = reader((0, ReadItem("s3://capped/p/gone.png", size=10, version="x")))
     assert payload is None and (record.error_reason, record.error) == ("missing", "no such object (404)")

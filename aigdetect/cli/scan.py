@@ -212,7 +212,7 @@ def scan(
     backbone_weights: BackboneWeightsOption = None,
     cache_dir: CacheDirOption = None,
     allow_random_backbone: AllowRandomBackboneOption = False,
-    out: Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)] = default(ScanConfig, "out"),
+    out: Annotated[str | None, option(ScanConfig, "out", "--out", "-o")] = default(ScanConfig, "out"),
     output_format: Annotated[
         str | None, option(ScanConfig, "output_format", autocompletion=completer(FORMATS))
     ] = default(ScanConfig, "output_format"),

@@ -46,7 +46,9 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
     try:
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
-        raise ConfigError(f"{url.split('://')[0]}:// needs {exc.name or 'its fsspec package'}: pip install 'aigdetect[cloud]'") from None
+        raise ConfigError(
+            f"{url.split('://')[0]}:// needs {exc.name or 'its fsspec package'}: pip install 'aigdetect[cloud]'"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"cannot open {url} with these `storage_options` ({exc})") from None
 

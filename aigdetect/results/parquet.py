@@ -142,7 +142,9 @@ def _summary_of(metadata: dict[bytes, bytes] | None) -> dict[str, Any]:
     return summary if isinstance(summary, dict) else {}
 
 
-def parquet_rows(handle: BinaryIO, name: str, limits: ReadLimits, budget: int) -> tuple[Iterator[dict[str, Any]], tuple[str, ...], dict[str, Any], int]:
+def parquet_rows(
+    handle: BinaryIO, name: str, limits: ReadLimits, budget: int
+) -> tuple[Iterator[dict[str, Any]], tuple[str, ...], dict[str, Any], int]:
     """The rows of one Parquet file as dicts, a row group at a time, with its columns and summary.
 
     ``budget`` is what may still be read, in uncompressed bytes and rows counted by the caller's

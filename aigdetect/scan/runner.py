@@ -142,7 +142,7 @@ def _trust_fingerprint(config: ScanConfig) -> str | None:
     return hashlib.sha256(evidence.trust_pem.encode("utf-8")).hexdigest()[:16]
 
 
-def _settings(source: DetectorSource, config: ScanConfig) -> RowSettings:
+def row_settings(source: DetectorSource, config: ScanConfig) -> RowSettings:
     threshold = float(source.threshold if config.threshold is None else config.threshold)
     bands = validate_bands(threshold, config.bands if config.bands is not None else default_bands(threshold))
     return RowSettings(
@@ -208,7 +208,7 @@ def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
     return own
 
 
-def _entries(config: ScanConfig, rules: WalkRules | None = None) -> Iterator[FoundFile]:
+def scan_entries(config: ScanConfig, rules: WalkRules | None = None) -> Iterator[FoundFile]:
     """This scan's entries in path order, streamed (collected first only to follow links in folders);
     ``rules`` counts what they leave out."""
     found = entries(config.paths, listed=config.listed, recursive=config.recursive, follow_symlinks=config.follow_symlinks,
@@ -237,7 +237,7 @@ def _write_kept(index: ResumeIndex, config: ScanConfig, context: RowContext, sum
     def dump(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as target:
             target.writelines(line + "\n" for line in header_line(fmt, context.columns))
-            for found in _entries(config):
+            for found in scan_entries(config):
                 key = found_key(found, context.detector)
                 line = index.take(key)
                 if line is not None:
@@ -287,7 +287,7 @@ class DetectorSource:
     parameters: int | None = None
 
 
-def _source(detector: Detector | DetectorSource) -> DetectorSource:
+def detector_source(detector: Detector | DetectorSource) -> DetectorSource:
     if isinstance(detector, DetectorSource):
         return detector
     from ..engine.infer import parameter_count
@@ -337,8 +337,8 @@ def run_scan(
     """
     started_at = clock() if started_at is None else started_at
     require_paths(config.paths)
-    source = _source(detector)
-    settings = _settings(source, config)
+    source = detector_source(detector)
+    settings = row_settings(source, config)
     context = RowContext(settings.detector, settings.engine, settings.threshold, settings.bands, settings.columns)
     trust = config.evidence.anchors.describe() if config.evidence is not None else None
     summary = ScanSummary(config.out, config.output_format, settings, command=command, c2pa_trust=trust)
@@ -346,7 +346,7 @@ def run_scan(
     with ExitStack() as stack:
         if config.out is not None:
             stack.enter_context(OutputLock(config.out))
-        total = sum(1 for _ in _entries(config)) if progress else 0
+        total = sum(1 for _ in scan_entries(config)) if progress else 0
         index = _resume_index(config, settings, summary)
         kept: set[bytes] = set()
         boundary = 0
@@ -356,7 +356,7 @@ def run_scan(
         rules = WalkRules(config.discovery)
         todo = (
             ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns, f.version)
-            for f in _entries(config, rules)
+            for f in scan_entries(config, rules)
             if not kept or key_digest(found_key(f, context.detector)) not in kept
         )
         # The detector loads before a new output is created: one that fails to load leaves none behind.
@@ -413,9 +413,9 @@ def _scorer(
 
         detector = source.load()
         plan = RuntimePlan.resolve(runtime, str(resolve_device(runtime.device)), parameter_count(detector))
-        return score_items(detector, items, plan, reading=_reading(config, detector.image_size, perturb))
+        return score_items(detector, items, plan, reading=read_options(config, detector.image_size, perturb))
     plan = RuntimePlan.resolve(runtime, device_name, source.parameters)
-    reading = _reading(config, source.image_size, perturb).decoded_on_device(plan.gpu_decode)
+    reading = read_options(config, source.image_size, perturb).decoded_on_device(plan.gpu_decode)
     decoding = Decoding(items, reading, workers=plan.workers, window=plan.window)
     try:
         detector = decoding.ahead_of(source.load, plan.ahead_limit(reading))
@@ -431,7 +431,7 @@ def _scorer(
     return score_decoded(detector, decoding, plan)
 
 
-def _reading(config: ScanConfig, size: int, perturb: Perturbation | None) -> ReadOptions:
+def read_options(config: ScanConfig, size: int, perturb: Perturbation | None) -> ReadOptions:
     return ReadOptions(
         size=size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes,
         sha256=config.sha256, evidence=config.evidence, storage_options=config.storage_options or None,
