@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .blocks import RayOptions
     from .engine import ray_scan
+    from .scorer import RayScorer, score_frames, spark_schema
 
-__all__ = ["RayOptions", "ray_scan"]
-_LAZY = {"RayOptions": ".blocks", "ray_scan": ".engine"}
+__all__ = ["RayOptions", "RayScorer", "ray_scan", "score_frames", "spark_schema"]
+_LAZY = {"RayOptions": ".blocks", "ray_scan": ".engine", "RayScorer": ".scorer", "score_frames": ".scorer",
+         "spark_schema": ".scorer"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

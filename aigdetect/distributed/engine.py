@@ -85,28 +85,37 @@ class _Decoded:
         self.answers = []
 
 
+def score_answers(detector: Any, answers: list[Any], reading: ReadOptions, plan: RuntimePlan) -> list[Any]:
+    """The records of decoded answers, scored as the local engine scores them (``score_decoded``)."""
+    from ..engine.infer import score_decoded
+
+    return [record for scored in score_decoded(detector, _Decoded(answers, reading), plan) for record in scored]
+
+
+def actor_plan(detector: Any, runtime: RuntimeConfig) -> RuntimePlan:
+    """The plan of a scoring actor: the run's, with decoding done before the batches reach it."""
+    from ..engine.infer import parameter_count, resolve_device
+
+    plan = RuntimePlan.resolve(runtime, str(resolve_device(runtime.device)), parameter_count(detector))
+    return replace(plan, workers=0, gpu_decode=False)
+
+
 class ScoreBlocks:
     """A Ray Data actor: loads the detector once, scores each decoded block under the run's plan,
     fuses the rows and writes the block's part file."""
 
     def __init__(self, source: DetectorSource, runtime: RuntimeConfig, reading: ReadOptions, context: RowContext,
                  store: PartStore) -> None:  # fmt: skip
-        from ..engine.infer import parameter_count, resolve_device
-
         self.detector = source.load()
-        plan = RuntimePlan.resolve(runtime, str(resolve_device(runtime.device)), parameter_count(self.detector))
-        self.plan = replace(plan, workers=0, gpu_decode=False)
+        self.plan = actor_plan(self.detector, runtime)
         self.reading = reading
         self.context = context
         self.store = store
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..engine.infer import score_decoded
-
         summaries = []
         for key, answers in zip(batch["key"], batch["answers"]):
-            decoded = _Decoded(list(answers), self.reading)
-            records = [record for scored in score_decoded(self.detector, decoded, self.plan) for record in scored]
+            records = score_answers(self.detector, list(answers), self.reading, self.plan)
             rows = [record_row(record, self.context) for record in records]
             self.store.write(Block(str(key), ()).part, table_bytes(rows, self.context.columns))
             tally = Tally()

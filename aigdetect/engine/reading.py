@@ -114,12 +114,16 @@ class FileReader:
         if item.problem is not None:
             record.error_reason, record.error = item.problem
             return record, None
-        options = self.options
         try:
             handle, record.size, record.mtime_ns = self._open(item)
         except InputFileError as exc:
             record.error_reason, record.error = exc.reason, exc.detail
             return record, None
+        return self.read_open(handle, record)
+
+    def read_open(self, handle: BinaryIO, record: ImageRecord) -> tuple[ImageRecord, np.ndarray | JpegFile | None]:
+        """Read a file already open (or bytes in memory, ``RayScorer``), closing it; ``record`` has its size."""
+        options = self.options
         with handle:
             try:
                 if options.sha256:
