@@ -344,6 +344,13 @@ def scan(
             summary = ray_scan(source, config, RayOptions(address=ray_address, actors=ray_actors), progress=reporter,
                                command=command_line(ctx), started_at=STARTED_AT)  # fmt: skip
         _after(summary, quiet, summary_json)
+        if html is not None:
+            from ..data.objects import is_url
+            from ..report import write_scan_report
+
+            if is_url(config.out or ""):
+                raise ConfigError("`html` reads the rows back from a local `out`; run `aigdetect report` on a copy")
+            write_scan_report(config.out, html, summary=summary.as_dict(), root=os.getcwd(), within=os.sep)
         _finish(summary.tally, strict, failing)
         return
     with _Reporter(quiet) as reporter:
