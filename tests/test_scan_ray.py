@@ -92,9 +92,10 @@ def test_the_scan_command_runs_a_bucket_on_ray(tiny_checkpoint, tmp_path, s3, ra
     out = tmp_path / "results.parquet"
     args = ["scan", "s3://ray-cli/p", "--engine", "ray", "--out", str(out), "--checkpoint", str(tiny_checkpoint),
             "--workers", "0", "--allow-random-backbone"]  # fmt: skip
-    first = CliRunner().invoke(app, args)
+    first = CliRunner().invoke(app, [*args, "--html", str(tmp_path / "page.html")])
     assert first.exit_code == 0, first.output
     assert "6 files" in first.output and "6 scanned" in first.output
+    assert "s3://ray-cli/p/sub/deep/d.png" in (tmp_path / "page.html").read_text()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "0 scanned" in again.output and "6 kept from the earlier run" in again.output
