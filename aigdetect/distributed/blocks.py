@@ -21,6 +21,8 @@ from ..results.parquet import PARQUET_SUFFIX, PART_PREFIX
 from ..scan.sidecar import RowSettings
 from ..scan.walk import FoundFile
 
+ACTOR_CPUS = 1.0
+"""What a scoring actor asks for where the cluster has no GPU."""
 MAX_BLOCK_FACTOR = 4
 """A block ends after ``MAX_BLOCK_FACTOR * block_size`` entries even where no hash cuts it."""
 
@@ -33,21 +35,23 @@ class RayOptions:
         address: the cluster to join (``ray://...`` or ``auto``); None starts a local Ray.
         actors: scoring actors; None: one per GPU of the cluster, else one per four CPUs.
         block_size: entries per block, on average: the unit of a task, a part file and resume.
-        decode_cpus: CPUs each decode task asks for.
+        decode_cpus: CPUs each decode task asks for: half a core by default, since a task waits on
+            its decode worker and, over a bucket, on the store; it must differ from a CPU actor's
+            one core, or Ray Data fuses decoding into the actors.
     """
 
     address: str | None = None
     actors: int | None = None
     block_size: int = 256
-    decode_cpus: float = 1.0
+    decode_cpus: float = 0.5
 
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
             raise ConfigError(f"`ray_actors` must be at least 1, got {self.actors}")
         if self.block_size < 1:
             raise ConfigError(f"`block_size` must be at least 1, got {self.block_size}")
-        if self.decode_cpus <= 0:
-            raise ConfigError(f"`decode_cpus` must be positive, got {self.decode_cpus}")
+        if not 0 < self.decode_cpus != ACTOR_CPUS:
+            raise ConfigError(f"`decode_cpus` must be positive and not {ACTOR_CPUS} (a CPU actor's), got {self.decode_cpus}")
 
 
 @dataclass(frozen=True)

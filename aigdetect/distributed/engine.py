@@ -37,7 +37,7 @@ from ..scan.runner import (
     row_settings,
     scan_entries,
 )
-from .blocks import Block, RayOptions, entry_fields, plan_blocks
+from .blocks import ACTOR_CPUS, Block, RayOptions, entry_fields, plan_blocks
 from .parts import PartStore, counts_of, tally_of
 
 
@@ -144,7 +144,7 @@ def _actors(ray: Any, options: RayOptions) -> tuple[int, dict[str, Any]]:
     gpus = int(resources.get("GPU", 0))
     if gpus:
         return options.actors or gpus, {"num_gpus": 1}
-    return options.actors or max(1, int(resources.get("CPU", 1)) // 4), {"num_cpus": 1}
+    return options.actors or max(1, int(resources.get("CPU", 1)) // 4), {"num_cpus": ACTOR_CPUS}
 
 
 def ray_scan(
@@ -225,7 +225,9 @@ def _run_blocks(source: DetectorSource, config: ScanConfig, options: RayOptions,
     actors, resources = _actors(ray, options)
     items = [{"key": b.key, "entries": json.dumps([entry_fields(f) for f in b.entries])} for b in todo]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
-    # Ray Data's defaults retry a failed task and restart a lost actor (re-running its blocks).
+    # Ray Data's defaults retry a failed task and restart a lost actor (re-running its blocks). Decode
+    # tasks ask for other resources than the actors, so Ray Data keeps the two stages apart (it fuses
+    # stages with equal requests) and decoding overlaps with scoring, as the local engine's workers do.
     decoded = dataset.map_batches(decode_blocks, fn_kwargs={"reading": reading}, batch_size=1, num_cpus=options.decode_cpus)
     scored = decoded.map_batches(
         ScoreBlocks, batch_size=1, concurrency=actors,
