@@ -136,3 +136,26 @@ def test_403_short_reads_and_changed_objects_are_rows_with_reasons(tiny_detector
 def test_storage_options_that_do_not_fit_the_store_are_one_line(tiny_detector):
     with pytest.raises(ConfigError, match="storage_options"):
         scan_rows(tiny_detector, "s3://bucket/x", storage_options={"no_such_option": 1})
+
+
+def test_a_file_over_http_scans_like_the_same_file_on_disk(tiny_detector, tmp_path):
+    pytest.importorskip("aiohttp")
+    import functools
+    import http.server
+    import threading
+
+    files = build_files(tmp_path / "imgs")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "imgs"))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        rows = scan_rows(tiny_detector, f"{base}/b.jpg") + scan_rows(tiny_detector, f"{base}/cut.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+    local = [r for r in scan_rows(tiny_detector, str(tmp_path / "imgs")) if r["path"].endswith(("/b.jpg", "/cut.png"))]
+    assert [r["path"] for r in rows] == [f"{base}/b.jpg", f"{base}/cut.png"]
+    assert_same_rows(rows, local, f"{base}/", tmp_path / "imgs")
+    assert rows[0]["size"] == len(files["b.jpg"])
