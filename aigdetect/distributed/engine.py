@@ -24,7 +24,7 @@ from ..engine.plan import RuntimePlan
 from ..engine.reading import ReadItem, ReadOptions
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
-from ..results.parquet import table_bytes
+from ..results.parquet import FOLDER_SUMMARY, table_bytes
 from ..scan.config import ScanConfig
 from ..scan.rows import RowContext, Tally, record_row
 from ..scan.runner import (
@@ -185,8 +185,8 @@ def ray_scan(
     trust = config.evidence.anchors.describe() if config.evidence is not None else None
     summary = ScanSummary(config.out, "parquet", settings, command=command, c2pa_trust=trust)
     store = PartStore(config.out, config.storage_options)
-    store.claim(settings, config.overwrite)
     blocks = plan_blocks(scan_entries(config), settings, options.block_size)
+    store.claim(settings, config.overwrite)
     existing = store.parts()
     todo = [b for b in blocks if b.part not in existing]
     for block in blocks:
@@ -212,8 +212,6 @@ def ray_scan(
 
 
 def _finished(store: PartStore) -> bool:
-    from ..results.parquet import FOLDER_SUMMARY
-
     return FOLDER_SUMMARY in store.names()
 
 
