@@ -109,3 +109,33 @@ def test_the_scan_command_runs_a_bucket_on_ray(tiny_checkpoint, tmp_path, s3, ra
     bad = CliRunner().invoke(app, ["scan", "s3://ray-cli/p", "--out", str(tmp_path / "x.csv"), "--storage-options", "[1]",
                                    "--checkpoint", str(tiny_checkpoint)])  # fmt: skip
     assert bad.exit_code == 2 and "--storage-options takes a JSON object" in bad.output
+
+
+def test_a_decoder_that_crashes_in_a_ray_task_costs_its_file_alone(tiny_detector, tmp_path, ray_local):
+    import os
+    import signal
+
+    import numpy as np
+    from PIL import Image
+
+    from aigdetect.distributed import RayOptions, ray_scan
+    from tests.conftest import write_image
+
+    for index in range(4):
+        write_image(tmp_path / "imgs" / f"img_{index}.png", seed=index)
+    poison = np.zeros((40, 48, 3), dtype=np.uint8)
+    poison[0, :2] = (7, 11, 13)
+    Image.fromarray(poison).save(tmp_path / "imgs" / "img_2_poison.png")
+
+    def crash_on_poison(array):
+        if array[0, 0].tolist() == [7, 11, 13] and array[0, 1].tolist() == [7, 11, 13]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return array
+
+    out = str(tmp_path / "rows.parquet")
+    summary = ray_scan(tiny_detector, ray_config((str(tmp_path / "imgs"),), out), RayOptions(block_size=2),
+                       perturb=crash_on_poison)  # fmt: skip
+    rows = read_scan_results(out).rows
+    assert [Path(r.path).name for r in rows] == ["img_0.png", "img_1.png", "img_2.png", "img_2_poison.png", "img_3.png"]
+    assert [(Path(r.path).name, r.error_reason) for r in rows if r.status == "error"] == [("img_2_poison.png", "crashed")]
+    assert summary.scored == 5 and summary.tally.errors == 1

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..engine.decoding import Decoding, decode_window
 from ..engine.plan import RuntimePlan
-from ..engine.reading import ReadItem, ReadOptions
+from ..engine.reading import Perturbation, ReadItem, ReadOptions
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..results.parquet import FOLDER_SUMMARY, table_bytes
@@ -153,6 +153,7 @@ def ray_scan(
     options: RayOptions | None = None,
     *,
     progress: ProgressCallback | None = None,
+    perturb: Perturbation | None = None,
     command: str = "",
     started_at: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -167,6 +168,7 @@ def ray_scan(
         config: what to scan and how; ``out`` is the folder (a local path or a URL).
         options: the cluster, the actors and the block size.
         progress: called after every written block.
+        perturb: applied to each decoded image, in the decode tasks (as ``run_scan``'s).
         command: the command line, recorded in the summary.
         started_at: when the run began on ``clock``.
         clock: monotonic seconds.
@@ -200,7 +202,7 @@ def ray_scan(
         if source.image_size is None:
             loaded = source.load()
             source = DetectorSource(source.identity, source.threshold, lambda: loaded, image_size=loaded.image_size)
-        _run_blocks(source, config, options, context, store, todo, summary, progress, total)
+        _run_blocks(source, config, options, context, store, todo, summary, progress, total, perturb)
     finished = clock()
     summary.scoring_s, summary.wall_s = finished - ready, finished - started_at
     wanted = {b.part for b in blocks}
@@ -216,10 +218,11 @@ def _finished(store: PartStore) -> bool:
 
 
 def _run_blocks(source: DetectorSource, config: ScanConfig, options: RayOptions, context: RowContext, store: PartStore,
-                todo: list[Block], summary: ScanSummary, progress: ProgressCallback | None, total: int) -> None:  # fmt: skip
+                todo: list[Block], summary: ScanSummary, progress: ProgressCallback | None, total: int,
+                perturb: Perturbation | None) -> None:  # fmt: skip
     ray = _connect(options)
     assert source.image_size is not None
-    reading = replace(read_options(config, source.image_size, None), jpeg_bytes=False)
+    reading = replace(read_options(config, source.image_size, perturb), jpeg_bytes=False)
     actors, resources = _actors(ray, options)
     items = [{"key": b.key, "entries": json.dumps([entry_fields(f) for f in b.entries])} for b in todo]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
