@@ -31,13 +31,15 @@ FLOORS = {
     "scan": 6,
     "training": 6,
     "report": 7,
+    "distributed": 7,
     "serve": 8,
     "jobs": 8,
     "cli": 9,
     "__init__": 10,
     "__main__": 10,
 }
-HEAVY = ("torch", "open_clip", "matplotlib", "sklearn", "scipy", "c2pa", "cv2", "onnxruntime", "openvino", "fastapi", "uvicorn")
+HEAVY = ("torch", "open_clip", "matplotlib", "sklearn", "scipy", "c2pa", "cv2", "onnxruntime", "openvino", "fastapi", "uvicorn",
+         "ray", "pyarrow", "fsspec", "s3fs", "gcsfs", "adlfs")
 
 
 def _module_name(path: Path) -> str:

@@ -114,10 +114,10 @@ def test_strict_exits_1_only_when_a_file_failed(tmp_path, tiny_checkpoint):
         (["HERE", "--shard", "3/2"], "error: --shard K/N needs N >= 1 and 0 <= K < N (K counts from 0), got 3/2"),
         (["HERE", "--shard", "two"], "error: --shard takes K/N (e.g. 0/4), got 'two'"),
         (["HERE", "--threshold", "2"], "error: --threshold is a probability and must be within [0, 1], got 2.0"),
-        (["HERE", "--format", "xml"], "error: --format must be one of csv, json, jsonl, got 'xml'"),
+        (["HERE", "--format", "xml"], "error: --format must be one of csv, json, jsonl, parquet, got 'xml'"),
         (["HERE", "--resume"], "error: --resume continues an output file; pass --out FILE"),
         (["HERE", "--merge", "x.csv"], "error: --merge joins finished parts and takes no PATH"),
-        (["HERE", "--out", "r.txt"], "error: cannot tell the format of r.txt from its suffix; pass --format csv|json|jsonl"),
+        (["HERE", "--out", "r.txt"], "error: cannot tell the format of r.txt from its suffix; pass --format csv|json|jsonl|parquet"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line_before_any_model_loads(tmp_path, monkeypatch, args, message):

@@ -210,9 +210,9 @@ def test_size_and_time_come_from_the_descriptor_that_was_decoded(tmp_path, monke
 
 def test_a_file_swapped_for_a_fifo_or_a_link_after_the_walk_is_refused_not_read(tmp_path, monkeypatch):
     folder = _folder(tmp_path / "imgs", 3)
-    import aigdetect.scan.runner as scan_runner
+    import aigdetect.scan.sources as scan_sources
 
-    walk = scan_runner.walk_stream
+    walk = scan_sources.walk_stream
 
     def walk_then_swap(*args, **kwargs):
         found = list(walk(*args, **kwargs))
@@ -223,7 +223,7 @@ def test_a_file_swapped_for_a_fifo_or_a_link_after_the_walk_is_refused_not_read(
             os.symlink("/dev/zero", folder / "img_2.png")
         return iter(found)
 
-    monkeypatch.setattr(scan_runner, "walk_stream", walk_then_swap)
+    monkeypatch.setattr(scan_sources, "walk_stream", walk_then_swap)
     stream = io.StringIO()
     run_scan(make_tiny_detector(), ScanConfig(paths=(str(folder),), runtime=RuntimeConfig(workers=1)), stream=stream)
     rows = {Path(r["path"]).name: r for r in _csv(stream.getvalue())}

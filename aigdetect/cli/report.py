@@ -1,4 +1,4 @@
-"""``aigdetect report``: one self-contained HTML page for a scan's results (CSV, JSON or JSONL)."""
+"""``aigdetect report``: one self-contained HTML page for a scan's results (CSV, JSON, JSONL or Parquet)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .common import cli_errors, plural
 
 @cli_errors
 def report(
-    verdicts: Annotated[Path, typer.Argument(metavar="VERDICTS", dir_okay=False, help="A scan's output: CSV, JSON or JSONL.")],
+    verdicts: Annotated[Path, typer.Argument(metavar="VERDICTS", help="A scan's output: CSV, JSON, JSONL or Parquet (a file, or a Ray scan's folder).")],
     out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="The HTML page to write.")],
     thumbnails: Annotated[
         int, typer.Option("--thumbnails", min=0, metavar="N", help="Previews embedded, most suspicious files first; 0 for none.")

@@ -6,6 +6,7 @@ not be scored, 3 with ``--fail-on`` when a file got one of the named verdicts, 2
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ from ..engine.runtime import RuntimeConfig
 from ..evidence.config import EvidenceConfig
 from ..evidence.fusion import VERDICTS
 from ..jobs.scan import JOINED, MERGED, NOTE, REPORT, SCANNED, WARNING
-from ..scan.config import FORMATS, ScanConfig
+from ..scan.config import ENGINES, FORMATS, ScanConfig
 from ..scan.request import SCAN_STAGE, ScanRequest
 from .common import cli_errors, command_line, plural
 from .options import (
@@ -187,7 +188,7 @@ def _fail_on(text: str | None) -> tuple[str, ...]:
     return verdicts
 
 
-OutOption = Annotated[Path | None, option(ScanConfig, "out", "--out", "-o", dir_okay=False)]
+OutOption = Annotated[str | None, option(ScanConfig, "out", "--out", "-o")]
 FormatOption = Annotated[str | None, option(ScanConfig, "output_format", autocompletion=completer(FORMATS))]
 ThresholdOption = Annotated[float | None, option(ScanConfig, "threshold")]
 CropsOption = Annotated[int, option(ScanConfig, "crops")]
@@ -231,6 +232,15 @@ FailOnOption = Annotated[
 ]  # fmt: skip
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr (warnings and errors only).")
+]
+EngineOption = Annotated[str, option(ScanConfig, "engine", autocompletion=completer(ENGINES))]
+StorageOptionsOption = Annotated[str | None, option(ScanConfig, "storage_options", metavar="JSON")]
+RayAddressOption = Annotated[
+    str | None, typer.Option("--ray-address", help="Join this Ray cluster (default: start a local Ray); with --engine ray.")
+]
+RayActorsOption = Annotated[
+    int | None,
+    typer.Option("--ray-actors", min=1, help="Scoring actors (default: one per GPU, else one per 4 CPUs); with --engine ray."),
 ]
 
 
@@ -280,6 +290,10 @@ def scan(
     strict: StrictOption = False,
     fail_on: FailOnOption = None,
     quiet: QuietOption = False,
+    engine: EngineOption = default(ScanConfig, "engine"),
+    storage_options: StorageOptionsOption = None,
+    ray_address: RayAddressOption = None,
+    ray_actors: RayActorsOption = None,
 ) -> None:
     """Score every file under PATH... and write one verdict row per file (CSV, JSON or JSONL).
 
@@ -322,12 +336,29 @@ def _request(ctx: typer.Context, given: SimpleNamespace) -> ScanRequest:
         resume=given.resume, overwrite=given.overwrite, bands=bands,
         evidence=evidence_config(given.c2pa_trust, given.c2pa_trust_list, given.c2pa_remote, given.watermarks)
         if given.evidence else None,
-        sha256=given.sha256, formula_guard=given.formula_guard,
+        sha256=given.sha256, formula_guard=given.formula_guard, engine=given.engine,
+        storage_options=_storage_options(given.storage_options),
     )  # fmt: skip
     choice = detector_choice(given.checkpoint, given.model, given.backbone_weights, given.cache_dir, given.allow_random_backbone)
     reads = tuple(str(p) for p in (given.c2pa_trust, given.c2pa_trust_list, given.files_from) if p is not None)
     return ScanRequest(config=config, detector=choice, reads=reads, command=command_line(ctx), started_at=STARTED_AT,
-                       summary_json=_text(given.summary_json), html=_text(given.html))  # fmt: skip
+                       summary_json=_text(given.summary_json), html=_text(given.html), ray_address=given.ray_address,
+                       ray_actors=given.ray_actors)  # fmt: skip
+
+
+def _storage_options(text: str | None) -> dict[str, Any]:
+    """``--storage-options`` as the JSON object fsspec takes."""
+    from ..errors import ConfigError
+
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise ConfigError("`storage_options` takes a JSON object, e.g. '{\"anon\": true}'")
+    return options
 
 
 def _text(path: Path | None) -> str | None:

@@ -12,13 +12,14 @@ import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from ..data.crops import center_crop, crop_grid
 from ..data.images import DecodedImage, opened_image
+from ..data.objects import fetch_object, is_url
 from ..data.plain_jpeg import JpegFile, jpeg_payload
 from ..errors import ImageDecodeError, InputFileError
 from ..evidence import EvidenceConfig, read_metadata_evidence, read_watermark_evidence
@@ -46,6 +47,7 @@ class ReadOptions:
         evidence: read metadata (and, when asked, watermark) evidence; None skips it.
         jpeg_bytes: hand over the bytes of plain JPEGs instead of their pixels, for a batched
             decode where the model runs (``plain_jpeg``); ignored when the whole image is needed.
+        storage_options: fsspec options for objects named by URL (``data.objects``).
     """
 
     size: int
@@ -57,6 +59,7 @@ class ReadOptions:
     sha256: bool = False
     evidence: EvidenceConfig | None = field(default=None)
     jpeg_bytes: bool = False
+    storage_options: dict[str, Any] | None = None
 
     @property
     def watermarks(self) -> bool:
@@ -77,13 +80,15 @@ class ReadOptions:
 class ReadItem:
     """One file for a worker: its path, whether a symbolic link there may be followed, and, when the
     walk already knows it cannot be read (a FIFO, a link not followed), why; with the size and time
-    the walk saw, for the row of such an entry."""
+    the walk saw, for the row of such an entry. An object in a store (a URL) carries the size, time
+    and ``version`` (ETag or version id) of its listing, which its fetch must match."""
 
     path: str
     follow: bool = True
     problem: tuple[str, str] | None = None
     size: int | None = None
     mtime_ns: int | None = None
+    version: str = ""
 
 
 def file_sha256(handle: BinaryIO) -> str:
@@ -109,14 +114,17 @@ class FileReader:
         if item.problem is not None:
             record.error_reason, record.error = item.problem
             return record, None
-        options = self.options
         try:
-            handle, info = open_input(item.path, follow_symlinks=item.follow)
+            handle, record.size, record.mtime_ns = self._open(item)
         except InputFileError as exc:
             record.error_reason, record.error = exc.reason, exc.detail
             return record, None
+        return self.read_open(handle, record)
+
+    def read_open(self, handle: BinaryIO, record: ImageRecord) -> tuple[ImageRecord, np.ndarray | JpegFile | None]:
+        """Read a file already open (or bytes in memory, ``RayScorer``), closing it; ``record`` has its size."""
+        options = self.options
         with handle:
-            record.size, record.mtime_ns = info.st_size, info.st_mtime_ns
             try:
                 if options.sha256:
                     record.sha256 = file_sha256(handle)
@@ -138,6 +146,14 @@ class FileReader:
         except MemoryError:
             record.error_reason, record.error = "too-large", "out of memory while preprocessing"
             return record, None
+
+    def _open(self, item: ReadItem) -> tuple[BinaryIO, int, int | None]:
+        """The file's bytes with its size and time: a local file's descriptor, or an object fetched whole."""
+        if is_url(item.path):
+            data = fetch_object(item.path, item.size, item.version, self.options.max_bytes, self.options.storage_options)
+            return data, len(data.getbuffer()), item.mtime_ns
+        handle, info = open_input(item.path, follow_symlinks=item.follow)
+        return handle, info.st_size, info.st_mtime_ns
 
     def _media(self, handle: BinaryIO, record: ImageRecord) -> bool:
         """Whether a file that is not an image carries credentials: they become its findings, with no score."""

@@ -88,14 +88,24 @@ def _scan(request: ScanRequest, report: ProgressCallback, stream: TextIO | None)
         report(ProgressEvent(WARNING, detail={"message": warning}))
     source = DetectorSource(known.identity, known.threshold, functools.partial(_load, choice),
                             image_size=known.image_size, parameters=known.parameters)  # fmt: skip
-    summary = run_scan(source, config, stream=None if config.out else stream, progress=report, command=request.command,
-                       protected=protected, started_at=request.started_at)  # fmt: skip
+    if config.engine == "ray":
+        from ..distributed import RayOptions, ray_scan
+
+        options = RayOptions(address=request.ray_address, actors=request.ray_actors)
+        summary = ray_scan(source, config, options, progress=report, command=request.command, started_at=request.started_at)
+    else:
+        summary = run_scan(source, config, stream=None if config.out else stream, progress=report, command=request.command,
+                           protected=protected, started_at=request.started_at)  # fmt: skip
     report(ProgressEvent(SCANNED, summary.scored, detail={"summary": summary}))
     if request.summary_json is not None:
         _write_json(Path(request.summary_json), summary.as_dict())
     tally = _join_parts(target, config, report) or summary.tally
     if request.html is not None and config.out is not None:
+        from ..data.objects import is_url
         from ..report import write_scan_report
+
+        if is_url(config.out):
+            raise ConfigError("`html` reads the rows back from a local `out`; run `aigdetect report` on a copy")
 
         # these rows are this run's own, naming only what its walk found, wherever its PATHs were
         stats = write_scan_report(config.out, request.html, summary=summary.as_dict(), root=os.getcwd(), within=os.sep)

@@ -15,12 +15,14 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any, BinaryIO
 
 from ..errors import InputError, InputFileError
 from ..fileio import open_input
 from .cells import unguard
 from .jsonstream import JsonRows
+from .parquet import is_parquet
 from .schema import REQUIRED_COLUMNS, ReadLimits, ScanResults, ScanRow
 from .typed import CellError, safe_json, safe_text, to_row
 
@@ -170,8 +172,43 @@ def _read_json(handle: BinaryIO, reader: _Reader) -> tuple[tuple[str, ...], dict
     return tuple(document.columns or ()), document.summary, False
 
 
+def _read_parquet(handles: list[tuple[str, BinaryIO]], reader: _Reader) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Rows of one Parquet file or of a folder's parts (put back in path order), within the limits."""
+    from .parquet import parquet_rows, path_order
+
+    budget, columns, summary = reader.limits.max_bytes, (), {}
+    for name, handle in handles:
+        rows, columns, summary, declared = parquet_rows(handle, name, reader.limits, budget)
+        budget -= declared
+        reader.require(columns)
+        for number, row in enumerate(rows, start=1):
+            reader.add("row", number, row)
+    if len(handles) > 1:
+        reader.rows.sort(key=lambda row: path_order({"path": row.path}))
+    return columns, summary
+
+
+def _read_folder(folder: str, limits: ReadLimits) -> ScanResults:
+    """A Ray scan's folder: its part files, and ``_summary.json`` once the scan has finished."""
+    from .parquet import folder_summary, part_files
+
+    names = part_files(folder)
+    if not names:
+        raise InputError(f"{folder} is a folder without part files; give a scan's results file or folder")
+    reader = _Reader(folder, limits)
+    with ExitStack() as stack:
+        handles = []
+        for name in names:
+            handle, _ = open_input(os.path.join(folder, name))
+            handles.append((os.path.join(folder, name), stack.enter_context(handle)))
+        columns, _ = _read_parquet(handles, reader)
+    summary = folder_summary(folder)
+    return ScanResults(reader.rows, safe_json(summary, limits.max_text), columns, folder, "parquet", partial=not summary)
+
+
 def read_scan_results(path: str | os.PathLike[str], *, limits: ReadLimits | None = None) -> ScanResults:
-    """Read a scan's CSV, JSON or JSONL output, of either schema version, streaming.
+    """Read a scan's CSV, JSON, JSONL or Parquet output (a file, or a Ray scan's folder of parts),
+    of either schema version, streaming.
 
     The format follows the suffix (``.partK`` shard suffixes ignored), else the content. A
     half-written last line of CSV or JSONL (a killed scan) is left out and flagged in ``partial``.
@@ -182,15 +219,21 @@ def read_scan_results(path: str | os.PathLike[str], *, limits: ReadLimits | None
     """
     limits = limits or ReadLimits()
     name = os.fspath(path)
+    if os.path.isdir(name):
+        return _read_folder(name, limits)
     handle, info = open_input(path, follow_symlinks=True)
     with handle:
         if info.st_size > limits.max_bytes:
             raise InputFileError(name, "too-large", f"more than {limits.max_bytes} bytes")
-        head = handle.read(_SNIFF).decode("utf-8-sig", "replace")
+        raw_head = handle.read(_SNIFF)
+        head = raw_head.decode("utf-8-sig", "replace")
         handle.seek(0)
-        output_format = _detect_format(name, head)
+        output_format = "parquet" if is_parquet(name, raw_head) else _detect_format(name, head)
         reader = _Reader(name, limits)
-        if output_format == "json":
+        if output_format == "parquet":
+            columns, summary = _read_parquet([(name, handle)], reader)
+            partial = False
+        elif output_format == "json":
             columns, summary, partial = _read_json(handle, reader)
         else:
             read = _read_csv if output_format == "csv" else _read_jsonl

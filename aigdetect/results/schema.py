@@ -173,7 +173,7 @@ class ScanResults:
         summary: the scan's summary as written (JSON files), else empty.
         columns: the file's own column names, in its order.
         source: the file the rows came from, as text ("" when built in memory).
-        format: csv, json or jsonl.
+        format: csv, json, jsonl or parquet.
         partial: a half-written last line (an interrupted scan) was left out.
     """
 

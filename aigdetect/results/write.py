@@ -66,6 +66,10 @@ class RowWriter:
         self.owns_stream = owns_stream
         self.name = name
 
+    def write_rows(self, rows: Sequence[Row], columns: Sequence[str], guarded: bool = True) -> None:
+        """One batch of rows, as lines of this writer's format (CSV cells guarded unless ``guarded`` is off)."""
+        self.write([row_line(self.output_format, columns, row, guarded) for row in rows])
+
     def write(self, lines: Sequence[str]) -> None:
         if lines:
             with naming_errors(self.name):
@@ -143,7 +147,14 @@ def growing_file(out: str, output_format: str) -> str:
 
 def open_writer(output_format: str, columns: Sequence[str], *, out: str | None, stream: TextIO | None) -> RowWriter:
     """Start an output, ready for appending batches: a file is first replaced atomically by its
-    header (``resume`` writes its kept rows itself, before it calls ``append_writer``)."""
+    header (``resume`` writes its kept rows itself, before it calls ``append_writer``); a Parquet
+    file is written a row group per batch and gets its footer on ``finish``."""
+    if output_format == "parquet":
+        if out is None:
+            raise ValueError("a Parquet output needs a file")
+        from .parquet import ParquetRowWriter
+
+        return ParquetRowWriter(out, columns, name=out)  # type: ignore[return-value]
     if out is not None:
         start = "".join(line + "\n" for line in header_line(output_format, columns))
         write_output(growing_file(out, output_format), lambda tmp: _write_text(tmp, start))

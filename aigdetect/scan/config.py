@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DiscoveryConfig
+from ..data.objects import is_url
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..evidence.config import EvidenceConfig
 
-FORMATS: tuple[str, ...] = ("csv", "json", "jsonl")
+FORMATS: tuple[str, ...] = ("csv", "json", "jsonl", "parquet")
+ENGINES: tuple[str, ...] = ("local", "ray")
 _PART_SUFFIX = re.compile(r"\.part\d+$")
-_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 def infer_format(out: str | Path | None, requested: str | None) -> str:
@@ -107,6 +109,14 @@ class ScanConfig:
         default=True,
         metadata={"help": "Quote CSV cells that a spreadsheet would run as a formula (=, +, -, @ ...); JSON stays raw."},
     )
+    engine: str = field(
+        default="local",
+        metadata={"help": "local (this machine's decode workers) or ray (Ray Data tasks and an actor pool; aigdetect[ray])."},
+    )
+    storage_options: dict[str, object] = field(
+        default_factory=dict,
+        metadata={"help": "JSON object of fsspec options for URL inputs and outputs (s3://, gs://, az://, hf://, https://)."},
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(os.fsdecode(p) for p in self.paths))
@@ -126,6 +136,15 @@ class ScanConfig:
             check_shard(self.shard)
         if self.resume and self.out is None:
             raise ConfigError("`resume` continues an output file; pass `out` FILE")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"`engine` must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.out is not None and is_url(self.out) and self.engine == "local":
+            raise ConfigError(f"`out` {self.out} is in a store; outputs to stores are written by `engine` ray")
+        if self.output_format == "parquet" and self.engine == "local":
+            if self.out is None:
+                raise ConfigError("Parquet is not written to standard output; pass `out` FILE.parquet")
+            if self.resume or self.shard is not None:
+                raise ConfigError("a Parquet file is not resumed or sharded; use `engine` ray, which writes it in parts")
         if self.resume and self.overwrite:
             raise ConfigError("`resume` keeps the rows of `out` and `overwrite` replaces them: choose one")
         if self.bands is not None:

@@ -32,6 +32,8 @@ class ScanRequest:
         merge_overwrite: replace an existing ``merge`` output.
         command: the command line, recorded in the summary.
         started_at: when the run began on ``time.perf_counter`` (the wall time counts imports); now when None.
+        ray_address: with ``config.engine`` ray, the cluster to join (None starts a local Ray).
+        ray_actors: with ``config.engine`` ray, the scoring actors (None: one per GPU, else one per 4 CPUs).
     """
 
     config: ScanConfig | None = None
@@ -44,6 +46,8 @@ class ScanRequest:
     merge_overwrite: bool = False
     command: str = ""
     started_at: float | None = None
+    ray_address: str | None = None
+    ray_actors: int | None = None
 
     def __post_init__(self) -> None:
         if (self.config is None) == (self.merge is None):

@@ -119,6 +119,12 @@ class Tally:
             "errors_by_reason": dict(sorted(self.reasons.items())),
         }
 
+    def add_counts(self, other: Tally) -> None:
+        """Add another tally's counts (a block counted where it was written)."""
+        self.verdicts.update(other.verdicts)
+        self.model.update(other.model)
+        self.reasons.update(other.reasons)
+
     def add(self, rows: Iterable[Row]) -> None:
         for row in rows:
             if row.get("status") == "ok":

@@ -30,7 +30,7 @@ from ..outputs import check_output as check_output_path
 from ..progress import ProgressCallback, ProgressEvent
 from ..results.previous import Previous, parse_line, read_previous
 from ..results.schema import Row, scan_columns
-from ..results.write import RowWriter, append_writer, growing_file, header_line, merge_runs, open_writer, row_line
+from ..results.write import RowWriter, append_writer, growing_file, header_line, merge_runs, open_writer
 from ..version import __version__
 from .config import ScanConfig, part_base
 from .lock import OutputLock
@@ -39,7 +39,8 @@ from .resume import ResumeIndex, key_digest
 from .rows import RowContext, Tally, found_key, record_row
 from .shard import shard_of
 from .sidecar import SCAN_RESULTS, RowSettings, read_sidecar, write_sidecar
-from .walk import FoundFile, WalkRules, require_paths, walk_paths, walk_stream
+from .sources import entries
+from .walk import FoundFile, WalkRules, require_paths
 
 if TYPE_CHECKING:
     from ..models.detector import Detector
@@ -133,7 +134,7 @@ def _trust_fingerprint(config: ScanConfig) -> str | None:
     return hashlib.sha256(evidence.trust_pem.encode("utf-8")).hexdigest()[:16]
 
 
-def _settings(source: DetectorSource, config: ScanConfig) -> RowSettings:
+def row_settings(source: DetectorSource, config: ScanConfig) -> RowSettings:
     threshold = float(source.threshold if config.threshold is None else config.threshold)
     bands = validate_bands(threshold, config.bands if config.bands is not None else default_bands(threshold))
     return RowSettings(
@@ -183,16 +184,11 @@ def _own_files(config: ScanConfig) -> Callable[[FoundFile], bool]:
     return own
 
 
-def _entries(config: ScanConfig, rules: WalkRules | None = None) -> Iterator[FoundFile]:
+def scan_entries(config: ScanConfig, rules: WalkRules | None = None) -> Iterator[FoundFile]:
     """This scan's entries in path order, streamed (collected first only to follow links in folders);
     ``rules`` counts what they leave out."""
-    rules = rules or WalkRules(config.discovery)
-    if config.follow_symlinks:
-        found: Iterator[FoundFile] = iter(
-            walk_paths(config.paths, recursive=config.recursive, follow_symlinks=True, listed=config.listed, rules=rules)
-        )
-    else:
-        found = walk_stream(config.paths, recursive=config.recursive, listed=config.listed, rules=rules)
+    found = entries(config.paths, listed=config.listed, recursive=config.recursive, follow_symlinks=config.follow_symlinks,
+                    rules=rules or WalkRules(config.discovery), storage_options=config.storage_options)  # fmt: skip
     own = _own_files(config)
     for entry in found:
         if not own(entry) and (config.shard is None or shard_of(entry.path, config.shard[1]) == config.shard[0]):
@@ -217,7 +213,7 @@ def _write_kept(index: ResumeIndex, config: ScanConfig, context: RowContext, sum
     def dump(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as target:
             target.writelines(line + "\n" for line in header_line(fmt, context.columns))
-            for found in _entries(config):
+            for found in scan_entries(config):
                 key = found_key(found, context.detector)
                 line = index.take(key)
                 if line is not None:
@@ -267,7 +263,7 @@ class DetectorSource:
     parameters: int | None = None
 
 
-def _source(detector: Detector | DetectorSource) -> DetectorSource:
+def detector_source(detector: Detector | DetectorSource) -> DetectorSource:
     if isinstance(detector, DetectorSource):
         return detector
     from ..engine.infer import parameter_count
@@ -324,8 +320,8 @@ def run_scan(
         with open_special(config.out) as target:
             return run_scan(detector, replace(config, out=None, overwrite=False), stream=target, progress=progress,
                             perturb=perturb, command=command, protected=protected)  # fmt: skip
-    source = _source(detector)
-    settings = _settings(source, config)
+    source = detector_source(detector)
+    settings = row_settings(source, config)
     context = RowContext(settings.detector, settings.engine, settings.threshold, settings.bands, settings.columns)
     trust = config.evidence.anchors.describe() if config.evidence is not None else None
     summary = ScanSummary(config.out, config.output_format, settings, command=command, c2pa_trust=trust)
@@ -333,7 +329,7 @@ def run_scan(
     with ExitStack() as stack:
         if config.out is not None:
             stack.enter_context(OutputLock(config.out))
-        total = sum(1 for _ in _entries(config)) if progress else 0
+        total = sum(1 for _ in scan_entries(config)) if progress else 0
         index = _resume_index(config, settings, summary)
         kept: set[bytes] = set()
         boundary = 0
@@ -342,8 +338,8 @@ def run_scan(
             kept, boundary = _write_kept(index, config, context, summary)
         rules = WalkRules(config.discovery)
         todo = (
-            ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns)
-            for f in _entries(config, rules)
+            ReadItem(f.path, f.follow, f.problem, f.size, f.mtime_ns, f.version)
+            for f in scan_entries(config, rules)
             if not kept or key_digest(found_key(f, context.detector)) not in kept
         )
         # The detector loads before a new output is created: one that fails to load leaves none behind.
@@ -361,7 +357,7 @@ def run_scan(
                 progress(ProgressEvent(SCAN_STAGE, 0, total - summary.resumed, 0))
             for records in batches:
                 rows = [record_row(record, context) for record in records]
-                writer.write([row_line(config.output_format, context.columns, r, config.formula_guard) for r in rows])
+                writer.write_rows(rows, context.columns, config.formula_guard)
                 summary.tally.add(rows)
                 summary.scored += len(rows)
                 summary.gpu_decode_fallbacks.update(r.device_decode_refused for r in records if r.device_decode_refused)
@@ -371,8 +367,8 @@ def run_scan(
             finished = clock()
             summary.scoring_s, summary.wall_s = finished - ready, finished - started_at
             summary.skipped = rules.skipped
-            writer.close()
             if config.out is not None and summary.resumed and summary.scored:
+                writer.close()
                 merge_runs(growing_file(config.out, config.output_format), config.output_format,
                            len(header_line(config.output_format, context.columns)), boundary)  # fmt: skip
             writer.finish(summary.as_dict(), context.columns)
@@ -400,9 +396,9 @@ def _scorer(
 
         detector = source.load()
         plan = RuntimePlan.resolve(runtime, str(resolve_device(runtime.device)), parameter_count(detector))
-        return score_items(detector, items, plan, reading=_reading(config, detector.image_size, perturb))
+        return score_items(detector, items, plan, reading=read_options(config, detector.image_size, perturb))
     plan = RuntimePlan.resolve(runtime, device_name, source.parameters)
-    reading = _reading(config, source.image_size, perturb).decoded_on_device(plan.gpu_decode)
+    reading = read_options(config, source.image_size, perturb).decoded_on_device(plan.gpu_decode)
     decoding = Decoding(items, reading, workers=plan.workers, window=plan.window)
     try:
         detector = decoding.ahead_of(source.load, plan.ahead_limit(reading))
@@ -418,8 +414,8 @@ def _scorer(
     return score_decoded(detector, decoding, plan)
 
 
-def _reading(config: ScanConfig, size: int, perturb: Perturbation | None) -> ReadOptions:
+def read_options(config: ScanConfig, size: int, perturb: Perturbation | None) -> ReadOptions:
     return ReadOptions(
         size=size, crops=config.crops, perturb=perturb, max_pixels=config.max_pixels, max_bytes=config.max_bytes,
-        sha256=config.sha256, evidence=config.evidence,
+        sha256=config.sha256, evidence=config.evidence, storage_options=config.storage_options or None,
     )  # fmt: skip

@@ -96,7 +96,7 @@ def read_sidecar(out: str) -> dict[str, Any] | None:
 def _looks_like_scan_output(out: str) -> bool:
     """Whether an existing file is an earlier output of ``scan`` (so replacing it destroys nothing else):
     it has a sidecar (a JSONL output may still be empty), or starts like one."""
-    return os.path.exists(sidecar_path(out)) or head(out).startswith((b"path,status,", b'{"path": ', b'{"columns": '))
+    return os.path.exists(sidecar_path(out)) or head(out).startswith((b"path,status,", b'{"path": ', b'{"columns": ', b"PAR1"))
 
 
 SCAN_RESULTS = OutputKind("scan output", _looks_like_scan_output)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..data.config import DiscoveryConfig
 from ..data.files import PathFilter
+from ..data.objects import is_url
 from ..errors import InputError
 from ..results.paths import display_path, sort_key
 
@@ -53,6 +54,7 @@ class FoundFile:
         problem: ``(reason, detail)`` when the entry cannot be scored.
         follow: the path is (or may be) a symbolic link that the walk decided to follow; any other
             file is read without following links, so one swapped for a link after the walk is refused.
+        version: an object's ETag or version id (``sources``); empty for a local file.
     """
 
     path: str
@@ -60,12 +62,13 @@ class FoundFile:
     mtime_ns: int | None = None
     problem: tuple[str, str] | None = None
     follow: bool = False
+    version: str = ""
 
 
 def require_paths(paths: Iterable[str]) -> None:
-    """Fail fast on a PATH that does not exist, before any model is loaded."""
+    """Fail fast on a PATH that does not exist, before any model is loaded (URLs are checked by their listing)."""
     for path in paths:
-        if not os.path.exists(path):
+        if not is_url(path) and not os.path.exists(path):
             broken = " (a broken symbolic link)" if os.path.islink(path) else ""
             raise InputError(f"PATH not found: {display_path(path)}{broken}")
 
