@@ -240,7 +240,7 @@ RayAddressOption = Annotated[
 ]
 RayActorsOption = Annotated[
     int | None,
-    typer.Option("--ray-actors", min=1, help="Scoring actors (default: one per GPU, else one per 4 CPUs); with --engine ray."),
+    typer.Option("--ray-actors", min=1, metavar="N", help="Scoring actors (default: one per GPU, else one per 4 CPUs); with --engine ray."),
 ]
 
 
