@@ -534,63 +534,63 @@ def test_the_page_shows_the_verdict_of_a_dropped_file_and_keeps_a_hostile_name_a
         playwright.stop()
 
 
-def test_a_busy_scorer_fills_the_queue_and_the_next_request_is_refused_until_it_drains() -> None:
-    import threading
+class _HeldScorer:
+    """A scorer that records each batch and holds it until ``release`` is set."""
 
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def __call__(self, paths: list[str]) -> list[dict]:
+        self.batches.append(paths)
+        self.release.wait()
+        return [{"path": p} for p in paths]
+
+    def holding(self) -> None:
+        """Return once the scorer has taken its first batch (and holds it)."""
+        while not self.batches:
+            time.sleep(0.01)
+
+
+def test_a_busy_scorer_fills_the_queue_and_the_next_request_is_refused_until_it_drains() -> None:
     from aigdetect.serve.batching import BatchQueue
     from aigdetect.serve.refusals import Refused
 
-    release = threading.Event()
-    batches: list[list[str]] = []
-
-    def score(paths: list[str]) -> list[dict]:
-        batches.append(paths)
-        release.wait()
-        return [{"path": p} for p in paths]
-
+    score = _HeldScorer()
     queue = BatchQueue(score, max_batch=4, max_wait_s=0.0, max_queue=3)
     try:
         first = queue.submit(["a"])
-        while not batches:  # the scorer took "a" and holds it
-            time.sleep(0.01)
+        score.holding()
         waiting = queue.submit(["b", "c", "d"])
         with pytest.raises(Refused) as refused:
             queue.submit(["e"])
         assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) >= 1
-        release.set()
+        score.release.set()
         assert first.result(60) == [{"path": "a"}]
         assert waiting.result(60) == [{"path": "b"}, {"path": "c"}, {"path": "d"}]
         assert queue.submit(["e"]).result(60) == [{"path": "e"}]
-        assert batches == [["a"], ["b", "c", "d"], ["e"]]
+        assert score.batches == [["a"], ["b", "c", "d"], ["e"]]
     finally:
-        release.set()
+        score.release.set()
         queue.close()
 
 
 def test_requests_waiting_together_are_scored_in_one_batch_of_at_most_max_batch_files() -> None:
-    import threading
-
     from aigdetect.serve.batching import BatchQueue
 
-    release = threading.Event()
-    batches: list[list[str]] = []
-
-    def score(paths: list[str]) -> list[dict]:
-        batches.append(paths)
-        release.wait()
-        return [{"path": p} for p in paths]
-
+    score = _HeldScorer()
     queue = BatchQueue(score, max_batch=4, max_wait_s=0.0, max_queue=16)
     try:
         futures = [queue.submit(["a"])]
-        while not batches:
-            time.sleep(0.01)
+        score.holding()
         futures += [queue.submit([name]) for name in "bcdef"] + [queue.submit(["g", "h"])]
-        release.set()
+        score.release.set()
         assert [f.result(60) for f in futures] == [[{"path": p} for p in names] for names in ["a", *"bcdef", "gh"]]
-        assert batches == [["a"], ["b", "c", "d", "e"], ["f", "g", "h"]]
+        assert score.batches == [["a"], ["b", "c", "d", "e"], ["f", "g", "h"]]
     finally:
-        release.set()
+        score.release.set()
         queue.close()
 
 
