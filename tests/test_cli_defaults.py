@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 
 import pytest
@@ -34,6 +35,8 @@ CONFIGS = {
 
 def _expected(config: type, name: str) -> object:
     value = field_default(config, name)
+    if isinstance(value, dict):  # a mapping is typed as JSON on the command line
+        return json.dumps(value)
     return default_list(config, name) if isinstance(value, tuple) else value
 
 

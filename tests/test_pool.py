@@ -160,9 +160,15 @@ def test_setup_runs_once_in_every_worker_and_in_each_replacement():
     assert _SET_UP == [], "setup never runs in the parent"
 
 
+HELD = 1000
+"""A task that holds its worker far longer than any test waits: a map abandoned on it leaves it held."""
+
+
 def _pid(x: int) -> int:
     if x < 0:
         os.kill(os.getpid(), signal.SIGKILL)
+    if x == HELD:
+        time.sleep(600)
     return os.getpid()
 
 
@@ -176,7 +182,7 @@ def test_a_started_pool_keeps_its_workers_across_maps_and_replaces_only_a_dead_o
         assert isinstance(answers[1], Crashed) and answers[1].detail == "killed by SIGKILL"
         after = set(pool.map(range(8)))
         assert len(after) == 2 and len(after & first) == 1
-        abandoned = pool.map(range(8))
+        abandoned = pool.map([0, HELD, HELD])
         next(abandoned)
         abandoned.close()  # a worker still holding a task of it is replaced: its answer must not reach the next map
         again = list(pool.map(range(8)))

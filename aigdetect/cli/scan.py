@@ -291,7 +291,7 @@ def scan(
     fail_on: FailOnOption = None,
     quiet: QuietOption = False,
     engine: EngineOption = default(ScanConfig, "engine"),
-    storage_options: StorageOptionsOption = None,
+    storage_options: StorageOptionsOption = json.dumps(default(ScanConfig, "storage_options")),
     ray_address: RayAddressOption = None,
     ray_actors: RayActorsOption = None,
 ) -> None:
