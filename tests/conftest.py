@@ -13,7 +13,7 @@ from PIL import Image
 
 from aigdetect import MoLEConfig, create_detector, save_detector
 
-pytest_plugins = ["tests.cloud_fixtures"]
+pytest_plugins = ["cloud_fixtures"]
 
 TINY_CONFIG = Path(__file__).parent / "assets" / "tiny.json"
 

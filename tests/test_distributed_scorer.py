@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.test_scan_remote import SAME_COLUMNS, build_files, scan_rows
+from test_scan_remote import SAME_COLUMNS, build_files, scan_rows
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")

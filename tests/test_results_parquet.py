@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_image
 from typer.testing import CliRunner
 
 from aigdetect.cli import app
@@ -17,7 +18,6 @@ from aigdetect.results.read import read_scan_results
 from aigdetect.results.schema import ReadLimits, scan_columns
 from aigdetect.scan.config import ScanConfig
 from aigdetect.scan.runner import run_scan
-from tests.conftest import write_image
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_scan_remote import SAME_COLUMNS, build_files, scan_rows, upload
 from typer.testing import CliRunner
 
 from aigdetect.cli import app
@@ -13,7 +14,6 @@ from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError
 from aigdetect.results.read import read_scan_results
 from aigdetect.scan.config import ScanConfig
-from tests.test_scan_remote import SAME_COLUMNS, build_files, scan_rows, upload
 
 pytest.importorskip("pyarrow")
 
@@ -116,10 +116,10 @@ def test_a_decoder_that_crashes_in_a_ray_task_costs_its_file_alone(tiny_detector
     import signal
 
     import numpy as np
+    from conftest import write_image
     from PIL import Image
 
     from aigdetect.distributed import RayOptions, ray_scan
-    from tests.conftest import write_image
 
     for index in range(4):
         write_image(tmp_path / "imgs" / f"img_{index}.png", seed=index)

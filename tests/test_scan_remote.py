@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import write_image
 
 from aigdetect.engine.reading import FileReader, ReadItem, ReadOptions
 from aigdetect.engine.runtime import RuntimeConfig
 from aigdetect.errors import ConfigError, InputError
 from aigdetect.scan.config import ScanConfig
 from aigdetect.scan.runner import run_scan
-from tests.conftest import write_image
 
 fsspec = pytest.importorskip("fsspec")
 MemoryFileSystem = pytest.importorskip("fsspec.implementations.memory").MemoryFileSystem
