@@ -92,3 +92,18 @@ def test_bench_and_robustness_share_every_option_but_the_sweep():
     robustness = described("robustness")
     assert [robustness.pop(name)[0] for name in ("blur", "jpeg")] == [["--blur"], ["--jpeg"]]
     assert robustness == described("bench")
+
+
+def test_train_takes_the_recipes_augmentation_unless_an_augmentation_option_is_typed():
+    from typer.main import get_command
+
+    from aigdetect.cli import app
+    from aigdetect.cli.train import _augment
+
+    command = get_command(app).commands["train"]
+    defaults = {"blur_prob": 0.1, "blur_sigma": "0,3", "jpeg_prob": 0.1, "jpeg_quality": "30,100", "flip": True}
+    untouched = command.make_context("train", ["--data", "d", "--out", "m.safetensors"])
+    assert _augment(untouched, "paper", defaults) is None
+    typed = command.make_context("train", ["--data", "d", "--out", "m.safetensors", "--blur-prob", "0.5"])
+    augment = _augment(typed, "paper", {**defaults, "blur_prob": 0.5})
+    assert augment is not None and augment.blur_prob == 0.5

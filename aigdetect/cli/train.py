@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from click.core import ParameterSource
 
 from ..data.config import AugmentConfig
 from ..engine.runtime import RuntimeConfig
@@ -93,7 +92,8 @@ def _pair(text: str, setting: str, parse: Any) -> tuple:
 def _augment(ctx: typer.Context, recipe: str, given: dict[str, Any]) -> AugmentConfig | None:
     """The augmentation options typed on the command line, over the recipe's augmentation; None
     (the recipe's) when none was typed, so that a default never silently replaces a recipe value."""
-    typed = {k: v for k, v in given.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    # by name: typer parses with its own copy of click, whose ParameterSource is not click's
+    typed = {k: v for k, v in given.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
     if not typed:
         return None
     if "blur_sigma" in typed:
