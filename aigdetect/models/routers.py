@@ -12,6 +12,7 @@ Nothing here reads a value back to the host, so a forward pass never waits on th
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -51,14 +52,15 @@ def full_precision(x: torch.Tensor) -> AbstractContextManager:
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-class Router(nn.Module):
+class Router(nn.Module, ABC):
     """A token router: its ``spec`` says what its kind implies; a forward pass returns a ``Routing``."""
 
     spec: ClassVar[RouterSpec]
 
     @classmethod
+    @abstractmethod
     def from_config(cls, dim: int, config: MoLEConfig) -> Router:
-        raise NotImplementedError
+        """The router ``config`` asks for, over tokens of width ``dim``."""
 
     def contrastive_loss(self, tokens: torch.Tensor, routing: Routing, temperature: float) -> torch.Tensor:
         """The routing contrastive loss of a training batch; a router without one returns 0."""
