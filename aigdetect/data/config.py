@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConfigError
 from ..settings import require_finite
@@ -16,6 +17,19 @@ as Pillow holds it (1 byte per pixel for 8-bit grey or palette, 2 for 16-bit gre
 else, twice that for 16-bit colour, which is decoded twice) plus our RGB uint8 copy (3 bytes per
 pixel). An 8-bit RGB image takes 7 bytes per pixel, so 100 megapixels stay under it; a float or
 16-bit colour image of the same size does not."""
+
+def max_pixels_field() -> Any:
+    """The ``max_pixels`` setting of every config that reads images: one default, one help text."""
+    return field(default=DEFAULT_MAX_PIXELS, metadata={"help": "Refuse images with more pixels than this, from the header alone."})
+
+
+def max_bytes_field() -> Any:
+    """The ``max_bytes`` setting of every config that reads images: one default, one help text."""
+    return field(
+        default=DEFAULT_MAX_BYTES,
+        metadata={"help": "Refuse images whose decode would take more memory than this (bytes), from the header alone."},
+    )
+
 
 WANG_FOLDERS = ("0_real", "1_fake")
 """Class folders of the CNNDetection / UnivFD releases, indexed by label (1 is fake)."""

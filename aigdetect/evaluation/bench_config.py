@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_BLUR_SIGMA
+from ..data.config import MAX_BLUR_SIGMA, max_bytes_field, max_pixels_field
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 
@@ -87,13 +87,8 @@ class BenchConfig:
         metadata={"help": "Re-encode every image before scoring (jpeg:Q or png) to expose file-format shortcuts."},
     )
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    max_pixels: int = field(
-        default=DEFAULT_MAX_PIXELS, metadata={"help": "Refuse images with more pixels than this, from the header alone."}
-    )
-    max_bytes: int = field(
-        default=DEFAULT_MAX_BYTES,
-        metadata={"help": "Refuse images whose decode would take more memory than this (bytes), from the header alone."},
-    )
+    max_pixels: int = max_pixels_field()
+    max_bytes: int = max_bytes_field()
 
     def __post_init__(self) -> None:
         if self.max_per_class is not None and self.max_per_class < 1:

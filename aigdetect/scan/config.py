@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DiscoveryConfig
+from ..data.config import DiscoveryConfig, max_bytes_field, max_pixels_field
 from ..data.objects import is_url
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
@@ -82,13 +82,8 @@ class ScanConfig:
         default=False, metadata={"help": "Score symlinked files and enter symlinked folders (loops are detected)."}
     )
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    max_pixels: int = field(
-        default=DEFAULT_MAX_PIXELS, metadata={"help": "Refuse images with more pixels than this, from the header alone."}
-    )
-    max_bytes: int = field(
-        default=DEFAULT_MAX_BYTES,
-        metadata={"help": "Refuse images whose decode would take more memory than this (bytes), from the header alone."},
-    )
+    max_pixels: int = max_pixels_field()
+    max_bytes: int = max_bytes_field()
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     shard: tuple[int, int] | None = field(
         default=None,

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..data.config import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AugmentConfig
+from ..data.config import AugmentConfig, max_bytes_field, max_pixels_field
 from ..engine.runtime import RuntimeConfig
 from ..errors import ConfigError
 from ..models.config import MoLEConfig
@@ -222,13 +222,8 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     log: str | None = field(default=None, metadata=_help("Append step and validation records to this JSONL file."))
     resume: str | None = field(default=None, metadata=_help("Continue the run saved in this .state.safetensors file."))
-    max_pixels: int = field(
-        default=DEFAULT_MAX_PIXELS, metadata={"help": "Refuse images with more pixels than this, from the header alone."}
-    )
-    max_bytes: int = field(
-        default=DEFAULT_MAX_BYTES,
-        metadata={"help": "Refuse images whose decode would take more memory than this (bytes), from the header alone."},
-    )
+    max_pixels: int = max_pixels_field()
+    max_bytes: int = max_bytes_field()
 
     def __post_init__(self) -> None:
         recipe = RECIPES.get(self.recipe)
